@@ -1,0 +1,49 @@
+"""h2any: an HTTP/2 client for asyncio, trio and threads, built on anyio and h2."""
+
+from __future__ import annotations
+
+from ._config import Timeout as Timeout
+from ._connection import Connection as Connection
+from ._connection import __version__ as __version__
+from ._connection import connect as connect
+from ._exceptions import ConnectError as ConnectError
+from ._exceptions import ConnectionClosed as ConnectionClosed
+from ._exceptions import ConnectionTerminated as ConnectionTerminated
+from ._exceptions import ConnectTimeout as ConnectTimeout
+from ._exceptions import H2anyError as H2anyError
+from ._exceptions import InvalidRequest as InvalidRequest
+from ._exceptions import PoolTimeout as PoolTimeout
+from ._exceptions import ProtocolError as ProtocolError
+from ._exceptions import ReadTimeout as ReadTimeout
+from ._exceptions import StreamReset as StreamReset
+from ._exceptions import TimeoutError as TimeoutError  # noqa: A004
+from ._exceptions import TLSError as TLSError
+from ._exceptions import WriteTimeout as WriteTimeout
+from ._flow import BaseFlowControlManager as BaseFlowControlManager
+from ._flow import FlowControlManager as FlowControlManager
+from ._headers import Headers as Headers
+from ._response import Response as Response
+
+__all__ = (
+    "BaseFlowControlManager",
+    "ConnectError",
+    "ConnectTimeout",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionTerminated",
+    "FlowControlManager",
+    "H2anyError",
+    "Headers",
+    "InvalidRequest",
+    "PoolTimeout",
+    "ProtocolError",
+    "ReadTimeout",
+    "Response",
+    "StreamReset",
+    "TLSError",
+    "Timeout",
+    "TimeoutError",
+    "WriteTimeout",
+    "__version__",
+    "connect",
+)

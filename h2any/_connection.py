@@ -1,0 +1,1107 @@
+"""One HTTP/2 connection: the connection task and the public ``Connection`` object.
+
+Theory of operation
+===================
+
+One task per connection -- the *connection task*, ``Connection._run`` and the two loops it
+starts in its own task group -- owns the socket and the ``h2`` state machine. Nothing else
+touches either. Invariants it keeps:
+
+* **Commands in.** Other tasks talk to it only by appending ``(function, argument)`` to
+  ``_commands`` (a deque: appending never blocks and is safe under cancellation) and setting
+  the ``_wake`` signal. The writer loop drains *every* queued command, then makes one socket
+  write: under load about a hundred requests go out per write.
+* **Events out.** Each stream has an ``_Inbox`` (a deque plus an event created only when the
+  consumer must wait). The reader loop feeds every event of one socket read to the inboxes
+  without ever blocking, then yields. Reads happen whether or not anybody waits, so PING,
+  SETTINGS and GOAWAY are answered at once.
+* **Backpressure.** Received DATA is granted back to the peer (WINDOW_UPDATE) only when the
+  application consumes it: the response posts an ``ack`` command, and the window managers
+  decide the increments. An inbox therefore never holds more than its stream window, and a
+  stream that is closed or abandoned hands its unread bytes back to the connection window.
+* **Slots.** ``_active`` counts streams h2 considers open; a request beyond the peer's
+  MAX_CONCURRENT_STREAMS (100 until its first SETTINGS arrive) waits in ``_pending`` until a
+  slot frees. Every way a stream ends goes through ``_finish``, which frees its slot exactly
+  once -- so cancelled requests never leak slots.
+* **Timeouts without timers of our own.** A task waiting for response headers registers its
+  cancel scope on the stream; the connection task moves that scope's deadline as the stream
+  progresses (pool -> write -> read), and the waiter names the timeout by the stream's state.
+* **Failure reaches everyone.** Any end of the connection (socket loss, protocol error,
+  GOAWAY, ``aclose``) goes through ``_shutdown``, which posts a typed error into every inbox
+  and fails every pending request and PING. The loops never raise into a task group.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Union, final
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSAttribute
+from h2 import events as ev
+from h2.errors import ErrorCodes
+from h2.exceptions import FlowControlError as H2FlowControlError
+from h2.exceptions import ProtocolError as H2ProtocolError
+from h2.exceptions import StreamClosedError
+from h2.settings import Settings, SettingCodes
+from hpack import NeverIndexedHeaderTuple
+
+from ._config import Origin, Timeout, TimeoutTypes, VerifyTypes, as_timeout, make_ssl_context
+from ._engine import new_h2_connection
+from ._exceptions import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectionTerminated,
+    ConnectTimeout,
+    H2anyError,
+    InvalidRequest,
+    PoolTimeout,
+    ProtocolError,
+    ReadTimeout,
+    StreamReset,
+    TLSError,
+    WriteTimeout,
+)
+from ._flow import MAX_WINDOW_SIZE, BaseFlowControlManager, FlowControlManager
+from ._headers import Headers, HeaderTypes
+
+if TYPE_CHECKING:
+    from ._response import Response
+
+__all__ = ("Connection", "connect")
+
+__version__ = "0.1.0"
+
+BodyTypes = Union[bytes, bytearray, memoryview, str, None]
+
+DEFAULT_CONNECTION_WINDOW: Final = 16 * 1024 * 1024
+DEFAULT_STREAM_WINDOW: Final = 2 * 1024 * 1024
+DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024
+# Until the peer's first SETTINGS arrive h2 assumes no stream limit; a burst of requests
+# sent in that moment would be refused by any real server. Assume the RFC's recommended
+# minimum instead.
+EARLY_STREAM_LIMIT: Final = 100
+CLOSE_TIMEOUT: Final = 5.0
+READ_SIZE: Final = 256 * 1024
+
+# Inbox item kinds.
+_HEADERS: Final = 0
+_DATA: Final = 1
+_TRAILERS: Final = 2
+_END: Final = 3
+_ERROR: Final = 4
+_END_ITEM: Final = (_END,)
+
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
+_BAD_PATH = re.compile(rb"[\x00-\x20\x7f]")
+_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+_SENSITIVE = frozenset({b"authorization", b"proxy-authorization"})
+_USER_AGENT = f"h2any/{__version__}".encode()
+
+
+class _Signal:
+    """A wake-up flag with at most one waiter (the writer loop)."""
+
+    __slots__ = ("_event", "_flag")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: anyio.Event | None = None
+
+    def set(self) -> None:
+        if not self._flag:
+            self._flag = True
+            if self._event is not None:
+                self._event.set()
+
+    async def wait(self) -> None:
+        if not self._flag:
+            self._event = anyio.Event()
+            try:
+                await self._event.wait()
+            finally:
+                self._event = None
+        self._flag = False
+
+
+class _Inbox:
+    """Per-stream events from the connection task to the one task reading the stream.
+
+    ``put`` never blocks (the connection task must not); the size is bounded by flow control.
+    """
+
+    __slots__ = ("_event", "items")
+
+    def __init__(self) -> None:
+        self.items: deque[tuple[Any, ...]] = deque()
+        self._event: anyio.Event | None = None
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        self.items.append(item)
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        """Wait until an item is available (returns at once if one is)."""
+        while not self.items:
+            self._event = anyio.Event()
+            try:
+                await self._event.wait()
+            finally:
+                self._event = None
+
+
+class _Stream:
+    """The connection task's record of one request/response exchange."""
+
+    __slots__ = (
+        "abandoned",
+        "body",
+        "body_pos",
+        "headers",
+        "inbox",
+        "local_done",
+        "opened",
+        "remote_done",
+        "returned",
+        "received",
+        "scope",
+        "stream_id",
+        "to_ack",
+        "window_manager",
+        "finished",
+        "timeout",
+    )
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], body: bytes | None, timeout: Timeout):
+        self.headers = headers
+        self.body = body
+        self.body_pos = 0
+        self.timeout = timeout
+        self.inbox = _Inbox()
+        self.stream_id = 0
+        self.opened = False
+        self.local_done = False
+        self.remote_done = False
+        self.finished = False
+        self.abandoned = False
+        self.received = 0  # flow-controlled bytes received
+        self.returned = 0  # of those, handed back to the connection window
+        self.to_ack = 0  # consumed by the application, not yet processed
+        self.scope: anyio.CancelScope | None = None
+        self.window_manager: BaseFlowControlManager | None = None
+
+
+def _clone_error(exc: H2anyError) -> H2anyError:
+    # One exception object must not be raised in many tasks at once (tracebacks would pile up
+    # on it), so each waiter gets its own copy.
+    clone = copy.copy(exc)
+    clone.__cause__ = exc.__cause__
+    clone.__traceback__ = None
+    return clone
+
+
+@final
+class Connection:
+    """One HTTP/2 connection to one origin, shared by any number of tasks.
+
+    ``url`` is an origin: ``https://host[:port]`` (TLS, ALPN ``h2``) or ``http://host[:port]``
+    (h2c with prior knowledge). Use it as an async context manager, which runs the
+    connection task in a task group of its own; or start it in your own task group with
+    :func:`connect`.
+
+    Arguments:
+        verify: ``True`` (certifi roots, hostname checked), a CA bundle path, an
+            :class:`ssl.SSLContext`, or ``False`` to skip verification (insecure).
+        cert: a client certificate: PEM path, ``(certfile, keyfile)`` or with a password.
+        timeout: a :class:`Timeout`, or seconds for all of its parts, or ``None``.
+        window_manager: the :class:`BaseFlowControlManager` *class* that decides when to
+            grant received bytes back to the server.
+        initial_window_size: the receive window of each stream, in bytes.
+        connection_window_size: the receive window of the whole connection.
+        max_frame_size: the largest DATA frame the server may send.
+        max_concurrent_streams: a limit of our own on open streams (the server's applies too).
+        headers: default headers sent with every request.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        verify: VerifyTypes = True,
+        cert: str | tuple[str, str] | tuple[str, str, str] | None = None,
+        timeout: TimeoutTypes = Timeout(),
+        enable_push: bool = False,
+        window_manager: type[BaseFlowControlManager] = FlowControlManager,
+        initial_window_size: int = DEFAULT_STREAM_WINDOW,
+        connection_window_size: int = DEFAULT_CONNECTION_WINDOW,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_concurrent_streams: int | None = None,
+        headers: HeaderTypes | None = None,
+    ) -> None:
+        self.origin = Origin.parse(url)
+        self.timeout = as_timeout(timeout)
+        if not 65535 <= connection_window_size <= MAX_WINDOW_SIZE:
+            raise ValueError("connection_window_size must be between 65535 and 2**31-1")
+        if not 1 <= initial_window_size <= MAX_WINDOW_SIZE:
+            raise ValueError("initial_window_size must be between 1 and 2**31-1")
+        if not 16384 <= max_frame_size <= 16777215:
+            raise ValueError("max_frame_size must be between 16384 and 16777215")
+        if max_concurrent_streams is not None and max_concurrent_streams < 1:
+            raise ValueError("max_concurrent_streams must be at least 1")
+        if enable_push:
+            raise NotImplementedError("server push is not supported yet")
+        self._ssl_context = (
+            make_ssl_context(verify, cert) if self.origin.scheme == "https" else None
+        )
+        self._window_manager = window_manager
+        self._initial_window_size = initial_window_size
+        self._connection_window_size = connection_window_size
+        self._max_frame_size = max_frame_size
+        self._own_stream_limit = max_concurrent_streams or 2**31
+        self._default_headers = self._check_headers(Headers(headers or ()))
+
+        self._h2 = new_h2_connection()
+        self._socket: anyio.abc.ByteStream | None = None
+        self._commands: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self._wake = _Signal()
+        self._streams: dict[int, _Stream] = {}
+        self._pending: deque[_Stream] = deque()
+        self._sending: dict[_Stream, None] = {}
+        self._active = 0
+        self._got_settings = False
+        self._conn_window_manager: BaseFlowControlManager = window_manager(
+            connection_window_size
+        )
+        self._pings: dict[bytes, tuple[anyio.Event, list[float]]] = {}
+        self._goaway: ev.ConnectionTerminated | None = None
+        self._error: H2anyError | None = None
+        self._closing = False
+        self._socket_lost = False
+        self._started = False
+        self._done = anyio.Event()
+        self._run_scope: anyio.CancelScope | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._last_stream_id = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Connection:
+        if self._started:
+            raise RuntimeError("this Connection was already started")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        try:
+            await task_group.start(self._run)
+        except BaseException:
+            # The connection task failed before it started: nothing runs in the group.
+            await task_group.__aexit__(None, None, None)
+            raise
+        self._task_group = task_group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.aclose()
+        finally:
+            task_group, self._task_group = self._task_group, None
+            if task_group is not None:
+                await task_group.__aexit__(None, None, None)
+
+    async def aclose(self) -> None:
+        """Close the connection: GOAWAY to the peer, fail open streams, close the socket.
+
+        Idempotent; waits (shielded from cancellation, at most a few seconds) until the
+        connection task has finished.
+        """
+        if not self._started:
+            return
+        if not self._closing:
+            self._shutdown(ConnectionClosed("the connection was closed by the client"))
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(CLOSE_TIMEOUT):
+                await self._done.wait()
+            if not self._done.is_set() and self._run_scope is not None:
+                self._run_scope.cancel()
+                await self._done.wait()
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the connection can take no new requests."""
+        return self._closing or self._goaway is not None
+
+    @property
+    def open_streams(self) -> int:
+        """How many streams are open on the wire right now."""
+        return self._active
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        """The number of streams that may be open at once (the peer's limit and ours)."""
+        return self._stream_limit()
+
+    # ------------------------------------------------------------------ requests
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        body: BodyTypes = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
+        """Send a request and return its :class:`Response` once the response headers arrive.
+
+        ``url`` is a path (``"/x?y=1"``) or an absolute URL on this connection's origin.
+        The body is read later with ``await response.read()`` or ``response.aiter_bytes()``.
+
+        Raises:
+            InvalidRequest: bad method, URL, header or body.
+            PoolTimeout, WriteTimeout, ReadTimeout: per :class:`Timeout`.
+            StreamReset: the server reset the stream.
+            ConnectionClosed, ConnectionTerminated, ProtocolError: the connection ended.
+        """
+        stream = self._new_stream(method, url, headers, body, timeout)
+        self._submit(stream)
+        try:
+            status, response_headers = await self._wait_headers(stream)
+        except BaseException:
+            self._abandon(stream)
+            raise
+        from ._response import Response
+
+        return Response(self, stream, status, response_headers)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        body: BodyTypes = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> AsyncIterator[Response]:
+        """Like :meth:`request`, as a context manager that closes the response on exit.
+
+        Leaving the block before the body has been read resets the stream (RST_STREAM
+        CANCEL) and returns its unread bytes to the connection window.
+        """
+        response = await self.request(method, url, headers=headers, body=body, timeout=timeout)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def ping(self, timeout: float | None = None) -> float:
+        """Send a PING and return the round-trip time in seconds.
+
+        Raises ReadTimeout if no acknowledgement arrives within ``timeout`` (default: the
+        read timeout), and ConnectionClosed if the connection ends first.
+        """
+        self._check_open()
+        payload = os.urandom(8)
+        done = anyio.Event()
+        result: list[float] = []
+        self._pings[payload] = (done, result)
+        started = time.perf_counter()
+        self._post(self._cmd_ping, payload)
+        limit = self.timeout.read if timeout is None else timeout
+        try:
+            with anyio.fail_after(limit):
+                await done.wait()
+        except TimeoutError:
+            raise ReadTimeout(f"no PING acknowledgement within {limit} s") from None
+        finally:
+            self._pings.pop(payload, None)
+        if not result:
+            raise _clone_error(self._error or ConnectionClosed("the connection is closed"))
+        return result[0] - started
+
+    # ------------------------------------------------------------------ request building
+
+    def _check_headers(self, headers: Headers) -> list[tuple[bytes, bytes]]:
+        checked: list[tuple[bytes, bytes]] = []
+        for name, value in headers.raw:
+            if not _TOKEN.match(name):
+                raise InvalidRequest(f"invalid header name {name!r}")
+            if _BAD_VALUE.search(value):
+                raise InvalidRequest(
+                    f"invalid value for header {name.decode()!r}: {value!r} "
+                    "(no CR, LF, NUL, or surrounding whitespace)"
+                )
+            if name in _CONNECTION_SPECIFIC:
+                raise InvalidRequest(
+                    f"header {name.decode()!r} is connection-specific and not allowed in HTTP/2"
+                )
+            if name == b"te" and value.lower() != b"trailers":
+                raise InvalidRequest('HTTP/2 allows the "te" header only with "trailers"')
+            checked.append((name, value))
+        return checked
+
+    def _new_stream(
+        self,
+        method: str,
+        url: str,
+        headers: HeaderTypes | None,
+        body: BodyTypes,
+        timeout: TimeoutTypes | None,
+    ) -> _Stream:
+        method_bytes = method.encode("ascii", "replace")
+        if not _TOKEN.match(method_bytes.lower()):
+            raise InvalidRequest(f"invalid method {method!r}")
+        path = self._path_of(url)
+        if body is None:
+            payload = None
+        elif isinstance(body, bytes):
+            payload = body
+        elif isinstance(body, str):
+            payload = body.encode("utf-8")
+        elif isinstance(body, (bytearray, memoryview)):
+            payload = bytes(body)
+        else:
+            raise InvalidRequest(
+                f"body must be bytes or str, not {type(body).__name__}"
+            )
+        authority = self.origin.authority.encode("ascii")
+        fields = [
+            (b":method", method_bytes),
+            (b":scheme", self.origin.scheme.encode("ascii")),
+            (b":authority", authority),
+            (b":path", path),
+        ]
+        user = self._check_headers(Headers(headers)) if headers else []
+        seen = {name for name, _ in user}
+        for name, value in self._default_headers:
+            if name not in seen:
+                user.append((name, value))
+                seen.add(name)
+        for name, value in user:
+            if name == b"host":
+                fields[2] = (b":authority", value)
+            elif name == b"content-length":
+                if payload is not None and value != str(len(payload)).encode():
+                    raise InvalidRequest(
+                        f"content-length {value.decode()} does not match the body's "
+                        f"{len(payload)} bytes"
+                    )
+                fields.append((name, value))
+            elif name in _SENSITIVE or (name == b"cookie" and len(value) < 20):
+                # Never put credentials into the peer's HPACK table (CRIME-style attacks).
+                fields.append(NeverIndexedHeaderTuple(name, value))
+            else:
+                fields.append((name, value))
+        if payload is not None and b"content-length" not in seen:
+            fields.append((b"content-length", str(len(payload)).encode()))
+        if b"user-agent" not in seen:
+            fields.append((b"user-agent", _USER_AGENT))
+        stream_timeout = self.timeout if timeout is None else as_timeout(timeout)
+        return _Stream(fields, payload if payload else None, stream_timeout)
+
+    def _path_of(self, url: str) -> bytes:
+        if url.startswith("/") or url == "*":
+            path = url
+        elif "://" in url:
+            try:
+                target = Origin.parse(url.split("/", 3)[0] + "//" + url.split("/", 3)[2])
+            except InvalidRequest:
+                raise InvalidRequest(f"invalid URL {url!r}") from None
+            if target != self.origin:
+                raise InvalidRequest(
+                    f"URL {url!r} is not on this connection's origin {self.origin}"
+                )
+            rest = url.split("/", 3)[3] if url.count("/") >= 3 else ""
+            path = "/" + rest
+        else:
+            raise InvalidRequest(f"URL {url!r} must be a path starting with '/' or absolute")
+        path = path.split("#", 1)[0]
+        encoded = path.encode("utf-8")
+        if _BAD_PATH.search(encoded):
+            raise InvalidRequest(f"URL path {path!r} contains whitespace or control characters")
+        return encoded
+
+    # ------------------------------------------------------------------ requester side
+
+    def _check_open(self) -> None:
+        if not self._started:
+            raise RuntimeError(
+                "the Connection is not open: use 'async with Connection(...)' or connect()"
+            )
+        if self._goaway is not None:
+            raise ConnectionTerminated(
+                self._goaway.error_code or 0,
+                self._goaway.last_stream_id or 0,
+                retryable=True,
+                additional_data=self._goaway.additional_data,
+            )
+        if self._closing:
+            raise _clone_error(self._error or ConnectionClosed("the connection is closed"))
+
+    def _post(self, function: Callable[[Any], None], argument: Any) -> None:
+        self._commands.append((function, argument))
+        self._wake.set()
+
+    def _submit(self, stream: _Stream) -> None:
+        self._check_open()
+        self._post(self._cmd_open, stream)
+
+    async def _wait_headers(self, stream: _Stream) -> tuple[int, Headers]:
+        inbox = stream.inbox
+        while True:
+            if not inbox.items:
+                timeout = stream.timeout
+                with anyio.CancelScope() as scope:
+                    if stream.opened:
+                        limit = timeout.read if stream.local_done else timeout.write
+                    else:
+                        limit = timeout.pool
+                    if limit is not None:
+                        scope.deadline = anyio.current_time() + limit
+                    stream.scope = scope
+                    try:
+                        await inbox.wait()
+                    finally:
+                        stream.scope = None
+                if scope.cancelled_caught:
+                    raise self._timeout_error(stream)
+            item = inbox.items.popleft()
+            kind = item[0]
+            if kind == _HEADERS:
+                raw: list[tuple[bytes, bytes]] = item[1]
+                status = int(raw[0][1]) if raw and raw[0][0] == b":status" else 0
+                return status, Headers._from_wire(f for f in raw if not f[0].startswith(b":"))
+            if kind == _ERROR:
+                raise item[1]
+            # DATA or END before HEADERS cannot happen: h2 rejects it as a protocol error.
+            raise ProtocolError(f"stream {stream.stream_id}: response ended before headers")
+
+    def _timeout_error(self, stream: _Stream) -> H2anyError:
+        timeout = stream.timeout
+        if not stream.opened:
+            return PoolTimeout(
+                f"no stream slot free within {timeout.pool} s "
+                f"({self._active} of {self._stream_limit()} streams open)"
+            )
+        if not stream.local_done:
+            return WriteTimeout(
+                f"stream {stream.stream_id}: the request body made no progress within "
+                f"{timeout.write} s (the server's flow-control window stayed shut)"
+            )
+        return ReadTimeout(
+            f"stream {stream.stream_id}: no response within {timeout.read} s"
+        )
+
+    def _abandon(self, stream: _Stream) -> None:
+        """The reader of ``stream`` gave up: reset it if still open, release unread data."""
+        if not stream.abandoned:
+            stream.abandoned = True
+            self._post(self._cmd_reset, stream)
+
+    def _consumed(self, stream: _Stream, size: int) -> None:
+        """The application consumed ``size`` bytes of ``stream``'s body."""
+        if stream.to_ack == 0:
+            self._post(self._cmd_ack, stream)
+        stream.to_ack += size
+
+    # ------------------------------------------------------------------ the connection task
+
+    async def _open_socket(self) -> anyio.abc.ByteStream:
+        origin = self.origin
+        try:
+            with anyio.fail_after(self.timeout.connect):
+                if self._ssl_context is None:
+                    return await anyio.connect_tcp(origin.host, origin.port)
+                stream = await anyio.connect_tcp(
+                    origin.host,
+                    origin.port,
+                    ssl_context=self._ssl_context,
+                    tls_hostname=None if origin.is_ip else origin.host,
+                    tls_standard_compatible=False,
+                )
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"could not connect to {origin} within {self.timeout.connect} s"
+            ) from None
+        except ssl.SSLError as exc:
+            raise TLSError(f"TLS handshake with {origin} failed: {exc}") from exc
+        except anyio.BrokenResourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError):
+                raise TLSError(f"TLS handshake with {origin} failed: {cause}") from cause
+            raise ConnectError(f"could not connect to {origin}: {cause or exc}") from exc
+        except OSError as exc:
+            raise ConnectError(f"could not connect to {origin}: {exc}") from exc
+        if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
+            await anyio.aclose_forcefully(stream)
+            raise ConnectError(f"{origin} does not speak HTTP/2 (ALPN did not select 'h2')")
+        return stream
+
+    async def _run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """The connection task: connect, then read and write until the connection ends."""
+        self._socket = await self._open_socket()
+        self._started = True
+        h2 = self._h2
+        h2.local_settings = Settings(
+            client=True,
+            initial_values={
+                SettingCodes.ENABLE_PUSH: 0,
+                SettingCodes.INITIAL_WINDOW_SIZE: self._initial_window_size,
+                SettingCodes.MAX_FRAME_SIZE: self._max_frame_size,
+                SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+                SettingCodes.MAX_HEADER_LIST_SIZE: 256 * 1024,
+            },
+        )
+        h2.set_max_inbound_frame_size(self._max_frame_size)
+        h2.initiate_connection()
+        extra = self._connection_window_size - 65535
+        if extra:
+            h2.increment_flow_control_window(extra)
+        self._wake.set()
+        try:
+            with anyio.CancelScope() as self._run_scope:
+                task_status.started()
+                async with anyio.create_task_group() as task_group:
+                    task_group.start_soon(self._read_loop)
+                    await self._write_loop()
+                    task_group.cancel_scope.cancel()
+        finally:
+            self._shutdown(ConnectionClosed("the connection was closed"))
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(self._socket)
+            self._done.set()
+
+    async def _read_loop(self) -> None:
+        assert self._socket is not None
+        receive = self._socket.receive
+        h2 = self._h2
+        error: H2anyError
+        try:
+            while True:
+                data = await receive(READ_SIZE)
+                events = h2.receive_data(data)
+                self._handle_events(events)
+                if h2.absorbed:
+                    self._grant_connection(h2.absorbed)
+                    h2.absorbed = 0
+                if self._commands or h2.has_data_to_send():
+                    self._wake.set()
+        except anyio.EndOfStream:
+            self._socket_lost = True
+            error = ConnectionClosed("the server closed the connection")
+        except (anyio.BrokenResourceError, OSError) as exc:
+            self._socket_lost = True
+            error = ConnectionClosed(f"the connection was lost: {exc.__cause__ or exc}")
+            error.__cause__ = exc
+        except H2FlowControlError as exc:
+            error = ProtocolError(f"the server broke flow control: {exc}", 3)
+            error.__cause__ = exc
+        except H2ProtocolError as exc:
+            code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
+            error = ProtocolError(f"the server broke the HTTP/2 protocol: {exc}", int(code))
+            error.__cause__ = exc
+        except anyio.ClosedResourceError:
+            return
+        except H2anyError as exc:
+            error = exc
+        self._shutdown(error)
+
+    async def _write_loop(self) -> None:
+        assert self._socket is not None
+        send = self._socket.send
+        h2 = self._h2
+        commands = self._commands
+        while True:
+            await self._wake.wait()
+            while commands:
+                function, argument = commands.popleft()
+                function(argument)
+            if self._closing:
+                await self._say_goodbye()
+                return
+            data = h2.data_to_send()
+            if data:
+                try:
+                    with anyio.fail_after(self.timeout.write):
+                        await send(data)
+                except TimeoutError:
+                    self._socket_lost = True
+                    self._shutdown(
+                        WriteTimeout(
+                            f"the server read nothing for {self.timeout.write} s; "
+                            "the connection is abandoned"
+                        )
+                    )
+                    return
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    self._socket_lost = True
+                    error = ConnectionClosed(f"the connection was lost: {exc.__cause__ or exc}")
+                    error.__cause__ = exc
+                    self._shutdown(error)
+                    return
+
+    async def _say_goodbye(self) -> None:
+        """Send GOAWAY (unless the peer is gone) and whatever h2 still has queued."""
+        assert self._socket is not None
+        h2 = self._h2
+        lost = self._socket_lost
+        try:
+            if not lost and h2.state_machine.state.name != "CLOSED":
+                h2.close_connection()
+        except H2ProtocolError:
+            pass
+        data = h2.data_to_send()
+        if data and not lost:
+            with anyio.move_on_after(1.0):
+                try:
+                    await self._socket.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    pass
+
+    # ------------------------------------------------------------------ commands (connection task)
+
+    def _stream_limit(self) -> int:
+        limit = self._h2.remote_settings.max_concurrent_streams
+        if not self._got_settings:
+            limit = min(limit, EARLY_STREAM_LIMIT)
+        return min(limit, self._own_stream_limit)
+
+    def _cmd_open(self, stream: _Stream) -> None:
+        if stream.abandoned:
+            return
+        if self._closing or self._goaway is not None:
+            self._fail_unsent(stream)
+        elif self._pending or self._active >= self._stream_limit():
+            self._pending.append(stream)
+        else:
+            self._start(stream)
+
+    def _fail_unsent(self, stream: _Stream) -> None:
+        stream.finished = True
+        goaway = self._goaway
+        if goaway is not None:
+            exc: H2anyError = ConnectionTerminated(
+                goaway.error_code or 0,
+                goaway.last_stream_id or 0,
+                retryable=True,
+                additional_data=goaway.additional_data,
+            )
+        else:
+            exc = _clone_error(self._error or ConnectionClosed("the connection is closed"))
+        stream.inbox.put((_ERROR, exc))
+
+    def _start(self, stream: _Stream) -> None:
+        h2 = self._h2
+        stream_id = h2.get_next_available_stream_id()
+        body = stream.body
+        h2.send_headers(stream_id, stream.headers, end_stream=body is None)
+        stream.stream_id = stream_id
+        stream.opened = True
+        self._last_stream_id = stream_id
+        stream.window_manager = self._window_manager(self._initial_window_size)
+        self._streams[stream_id] = stream
+        self._active += 1
+        if body is None:
+            stream.local_done = True
+        else:
+            self._sending[stream] = None
+            self._send_body(stream)
+        scope = stream.scope
+        if scope is not None:
+            limit = stream.timeout.read if stream.local_done else stream.timeout.write
+            scope.deadline = math.inf if limit is None else anyio.current_time() + limit
+
+    def _send_body(self, stream: _Stream) -> bool:
+        """Send as much of ``stream``'s body as the windows allow; True if any was sent."""
+        h2 = self._h2
+        body = stream.body
+        assert body is not None
+        stream_id = stream.stream_id
+        position = stream.body_pos
+        total = len(body)
+        frame_size = h2.max_outbound_frame_size
+        sent = False
+        while position < total:
+            window = h2.local_flow_control_window(stream_id)
+            if window <= 0:
+                break
+            size = min(window, frame_size, total - position)
+            end = position + size == total
+            h2.send_data(stream_id, body[position : position + size], end_stream=end)
+            position += size
+            sent = True
+        stream.body_pos = position
+        if position >= total:
+            stream.body = None
+            stream.local_done = True
+            del self._sending[stream]
+            if stream.remote_done:
+                self._finish(stream)
+        if sent and stream.scope is not None:
+            limit = stream.timeout.read if stream.local_done else stream.timeout.write
+            stream.scope.deadline = math.inf if limit is None else anyio.current_time() + limit
+        return sent
+
+    def _pump_sending(self) -> None:
+        """Share the connection window among streams with bodies to send, round-robin."""
+        if not self._sending:
+            return
+        for stream in list(self._sending):
+            if self._h2.outbound_flow_control_window <= 0:
+                break
+            self._send_body(stream)
+
+    def _cmd_ack(self, stream: _Stream) -> None:
+        size = stream.to_ack
+        stream.to_ack = 0
+        if not size or stream.returned >= stream.received:
+            return
+        size = min(size, stream.received - stream.returned)
+        stream.returned += size
+        self._grant_connection(size)
+        manager = stream.window_manager
+        if manager is not None and not stream.remote_done and not stream.finished:
+            increment = self._ask(manager, size)
+            if increment:
+                try:
+                    self._h2.increment_flow_control_window(increment, stream.stream_id)
+                except StreamClosedError:
+                    pass
+
+    def _grant_connection(self, size: int) -> None:
+        increment = self._ask(self._conn_window_manager, size)
+        if increment:
+            self._h2.increment_flow_control_window(increment)
+
+    @staticmethod
+    def _ask(manager: BaseFlowControlManager, size: int) -> int:
+        increment = manager.increase_window_size(size)
+        if not isinstance(increment, int) or increment < 0:
+            raise H2anyError(
+                f"{type(manager).__name__}.increase_window_size returned {increment!r}; "
+                "it must return a non-negative int"
+            )
+        if manager.window_size + increment > MAX_WINDOW_SIZE:
+            raise H2anyError(
+                f"{type(manager).__name__}.increase_window_size returned {increment}, which "
+                f"would open the window past 2**31-1"
+            )
+        manager.window_size += increment
+        return increment
+
+    def _cmd_reset(self, stream: _Stream) -> None:
+        if stream.finished:
+            self._release(stream)
+            return
+        if not stream.opened:
+            try:
+                self._pending.remove(stream)
+            except ValueError:
+                pass
+            stream.finished = True
+            return
+        stream_id = stream.stream_id
+        self._h2.reset_by_us.add(stream_id)
+        try:
+            self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+        except (StreamClosedError, H2ProtocolError):
+            pass
+        self._finish(stream)
+        self._release(stream)
+
+    def _release(self, stream: _Stream) -> None:
+        """Hand bytes received but never consumed back to the connection window."""
+        unread = stream.received - stream.returned
+        if unread > 0:
+            stream.returned = stream.received
+            self._grant_connection(unread)
+
+    def _finish(self, stream: _Stream) -> None:
+        """The stream is closed on the wire: free its slot, exactly once."""
+        if stream.finished:
+            return
+        stream.finished = True
+        stream.local_done = stream.remote_done = True
+        self._streams.pop(stream.stream_id, None)
+        self._sending.pop(stream, None)
+        stream.body = None
+        self._active -= 1
+        if self._pending:
+            self._open_pending()
+        if self._goaway is not None and not self._streams:
+            self._shutdown(
+                ConnectionTerminated(
+                    self._goaway.error_code or 0,
+                    self._goaway.last_stream_id or 0,
+                    additional_data=self._goaway.additional_data,
+                )
+            )
+
+    def _open_pending(self) -> None:
+        pending = self._pending
+        limit = self._stream_limit()
+        while pending and self._active < limit and not self._closing and self._goaway is None:
+            self._start(pending.popleft())
+
+    def _cmd_ping(self, payload: bytes) -> None:
+        self._h2.ping(payload)
+
+    # ------------------------------------------------------------------ events (connection task)
+
+    def _handle_events(self, events: Iterable[ev.Event]) -> None:
+        streams = self._streams
+        for event in events:
+            kind = type(event)
+            if kind is ev.DataReceived:
+                size = event.flow_controlled_length
+                self._conn_window_manager.window_size -= size
+                stream = streams.get(event.stream_id)
+                if stream is None:
+                    self._grant_connection(size)
+                    continue
+                stream.received += size
+                if stream.window_manager is not None:
+                    stream.window_manager.window_size -= size
+                if stream.abandoned:
+                    self._release(stream)
+                else:
+                    stream.inbox.put((_DATA, event.data, size))
+            elif kind is ev.ResponseReceived:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.inbox.put((_HEADERS, event.headers))
+            elif kind is ev.StreamEnded:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.remote_done = True
+                    stream.inbox.put(_END_ITEM)
+                    if stream.local_done:
+                        self._finish(stream)
+            elif kind is ev.TrailersReceived:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.inbox.put((_TRAILERS, event.headers))
+            elif kind is ev.StreamReset:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    error = StreamReset(event.stream_id, int(event.error_code or 0))
+                    stream.inbox.put((_ERROR, error))
+                    self._finish(stream)
+                    self._release(stream)
+            elif kind is ev.WindowUpdated:
+                if self._sending:
+                    stream_id = event.stream_id
+                    if stream_id:
+                        stream = streams.get(stream_id)
+                        if stream is not None and stream in self._sending:
+                            self._send_body(stream)
+                    else:
+                        self._pump_sending()
+            elif kind is ev.RemoteSettingsChanged:
+                self._got_settings = True
+                if self._pending:
+                    self._open_pending()
+                self._pump_sending()
+            elif kind is ev.PingAckReceived:
+                waiter = self._pings.get(event.ping_data)
+                if waiter is not None:
+                    waiter[1].append(time.perf_counter())
+                    waiter[0].set()
+            elif kind is ev.ConnectionTerminated:
+                self._on_goaway(event)
+            elif kind is ev.InformationalResponseReceived:
+                pass  # 1xx: nothing to do for a client that does not send Expect
+
+    def _on_goaway(self, event: ev.ConnectionTerminated) -> None:
+        error_code = int(event.error_code or 0)
+        last_stream_id = event.last_stream_id if event.last_stream_id is not None else 2**31 - 1
+        self._goaway = event
+        for stream_id, stream in list(self._streams.items()):
+            if stream_id > last_stream_id:
+                stream.inbox.put(
+                    (
+                        _ERROR,
+                        ConnectionTerminated(
+                            error_code,
+                            last_stream_id,
+                            retryable=True,
+                            additional_data=event.additional_data,
+                            stream_id=stream_id,
+                        ),
+                    )
+                )
+                self._finish(stream)
+                self._release(stream)
+        while self._pending:
+            self._fail_unsent(self._pending.popleft())
+        if self._streams:
+            self._h2.revive()
+        elif not self._closing:
+            self._shutdown(
+                ConnectionTerminated(
+                    error_code, last_stream_id, additional_data=event.additional_data
+                )
+            )
+
+    def _shutdown(self, error: H2anyError) -> None:
+        """End the connection: every waiter gets a typed error, the writer says goodbye."""
+        if self._error is None:
+            self._error = error
+        self._closing = True
+        error = self._error
+        for stream in list(self._streams.values()):
+            if not stream.finished:
+                if isinstance(error, ConnectionTerminated) and stream.stream_id:
+                    goaway = ConnectionTerminated(
+                        error.error_code,
+                        error.last_stream_id,
+                        retryable=stream.stream_id > error.last_stream_id,
+                        additional_data=error.additional_data,
+                        stream_id=stream.stream_id,
+                    )
+                    goaway.__cause__ = error.__cause__
+                    stream.inbox.put((_ERROR, goaway))
+                else:
+                    stream.inbox.put((_ERROR, _clone_error(error)))
+                stream.finished = True
+        self._streams.clear()
+        self._sending.clear()
+        while self._pending:
+            self._fail_unsent(self._pending.popleft())
+        for done, _ in self._pings.values():
+            done.set()
+        self._wake.set()
+
+
+async def connect(
+    task_group: anyio.abc.TaskGroup,
+    url: str,
+    **options: Any,
+) -> Connection:
+    """Open a :class:`Connection` whose connection task runs in ``task_group``.
+
+    The connection lives until ``await conn.aclose()`` or until ``task_group`` is
+    cancelled, whichever comes first. Takes the same options as :class:`Connection`.
+    Connection errors (DNS, TCP, TLS, ALPN) are raised here, not in the task group.
+    """
+    connection = Connection(url, **options)
+    await task_group.start(connection._run)
+    return connection

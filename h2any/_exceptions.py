@@ -1,0 +1,137 @@
+"""Every error h2any raises, under one base class.
+
+Errors from ``h2``, ``ssl``, ``OSError`` and anyio are translated at the boundary (the
+connection task and the public methods); the original is kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+__all__ = (
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionClosed",
+    "ConnectionTerminated",
+    "H2anyError",
+    "InvalidRequest",
+    "PoolTimeout",
+    "ProtocolError",
+    "ReadTimeout",
+    "StreamReset",
+    "TLSError",
+    "TimeoutError",
+    "WriteTimeout",
+)
+
+
+_REFUSED_STREAM = 0x7
+
+
+def error_code_name(error_code: int) -> str:
+    """The RFC 9113 name of an HTTP/2 error code, or its number when unknown."""
+    from h2.errors import ErrorCodes
+
+    try:
+        return ErrorCodes(error_code).name
+    except ValueError:
+        return f"unknown error code {error_code:#x}"
+
+
+class H2anyError(Exception):
+    """Base class of every error raised by h2any."""
+
+
+class ConnectError(H2anyError):
+    """The connection could not be established (DNS, TCP, or the peer refused HTTP/2)."""
+
+
+class TLSError(ConnectError):
+    """The TLS handshake failed: certificate verification, protocol, or ALPN."""
+
+
+class TimeoutError(H2anyError, builtins.TimeoutError):  # noqa: A001
+    """Base class of the timeout errors; also a :class:`builtins.TimeoutError`."""
+
+
+class ConnectTimeout(TimeoutError):
+    """Opening the connection (TCP and TLS) took longer than ``Timeout.connect``."""
+
+
+class ReadTimeout(TimeoutError):
+    """No event arrived on a stream within ``Timeout.read``."""
+
+
+class WriteTimeout(TimeoutError):
+    """Sending made no progress within ``Timeout.write`` (socket or flow-control window)."""
+
+
+class PoolTimeout(TimeoutError):
+    """No stream slot became free within ``Timeout.pool`` (peer's MAX_CONCURRENT_STREAMS)."""
+
+
+class InvalidRequest(H2anyError, ValueError):
+    """The request could not be sent as given: a bad header, method, URL or body."""
+
+
+class ProtocolError(H2anyError):
+    """The peer broke the HTTP/2 protocol; the connection is failed.
+
+    ``error_code`` is the HTTP/2 error code sent to the peer in GOAWAY.
+    """
+
+    def __init__(self, message: str, error_code: int = 1) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class StreamReset(H2anyError):
+    """The stream was reset (RST_STREAM) by the peer, or by h2any on the user's behalf.
+
+    ``retryable`` is true when the protocol guarantees the peer did not process the request
+    (``REFUSED_STREAM``).
+    """
+
+    def __init__(self, stream_id: int, error_code: int, *, remote: bool = True) -> None:
+        who = "peer" if remote else "client"
+        super().__init__(f"stream {stream_id} was reset by the {who}: {error_code_name(error_code)}")
+        self.stream_id = stream_id
+        self.error_code = error_code
+        self.remote = remote
+        self.retryable = error_code == _REFUSED_STREAM
+
+
+class ConnectionClosed(H2anyError):
+    """The connection is closed (by the user, by loss of the socket, or after an error)."""
+
+
+class ConnectionTerminated(ConnectionClosed):
+    """The peer sent GOAWAY.
+
+    ``retryable`` is true for streams above ``last_stream_id``: the peer promises it never
+    processed them, so they may be sent again on a new connection.
+    """
+
+    def __init__(
+        self,
+        error_code: int,
+        last_stream_id: int,
+        *,
+        retryable: bool = False,
+        additional_data: bytes | None = None,
+        stream_id: int | None = None,
+    ) -> None:
+        what = f"the peer sent GOAWAY ({error_code_name(error_code)}, last_stream_id={last_stream_id})"
+        if stream_id is not None:
+            if retryable:
+                what += f"; stream {stream_id} was not processed and may be retried"
+            else:
+                what += f"; stream {stream_id} was cut off"
+        if additional_data:
+            what += f": {additional_data[:200]!r}"
+        super().__init__(what)
+        self.error_code = error_code
+        self.last_stream_id = last_stream_id
+        self.retryable = retryable
+        self.additional_data = additional_data
+        self.stream_id = stream_id

@@ -1,0 +1,106 @@
+"""The ``Headers`` container: case-insensitive lookup, wire order, repeated names kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Union, final, overload
+
+__all__ = ("Headers", "HeaderTypes")
+
+HeaderTypes = Union[
+    "Headers",
+    Mapping[str, str],
+    Mapping[bytes, bytes],
+    Sequence[tuple[str, str]],
+    Sequence[tuple[bytes, bytes]],
+]
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+@final
+class Headers:
+    """An ordered list of header fields with case-insensitive lookup by name.
+
+    * ``headers["content-type"]`` gives the value; repeated fields are joined with ``", "``.
+    * ``headers.get_list("set-cookie")`` gives every value of a name, in wire order.
+    * Iteration yields ``(name, value)`` pairs in wire order, repeated names kept; names
+      are lowercase, as HTTP/2 sends them.
+    * ``headers.raw`` is the same list as ``bytes`` pairs, exactly as received.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: HeaderTypes | Iterable[tuple[str | bytes, str | bytes]] = ()) -> None:
+        pairs: Iterable[tuple[str | bytes, str | bytes]]
+        if isinstance(fields, Headers):
+            self._fields: list[tuple[str, str]] = list(fields._fields)
+            return
+        if isinstance(fields, Mapping):
+            pairs = fields.items()
+        else:
+            pairs = fields
+        self._fields = [(_text(name).lower(), _text(value)) for name, value in pairs]
+
+    @classmethod
+    def _from_wire(cls, fields: Iterable[tuple[bytes, bytes]]) -> Headers:
+        self = cls.__new__(cls)
+        self._fields = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in fields]
+        return self
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The value of ``name`` (repeats joined with ``", "``), or ``default``."""
+        values = self.get_list(name)
+        return ", ".join(values) if values else default
+
+    def get_list(self, name: str) -> list[str]:
+        """Every value of ``name``, in wire order."""
+        key = name.lower()
+        return [v for n, v in self._fields if n == key]
+
+    def keys(self) -> list[str]:
+        """The distinct names, in order of first appearance."""
+        return list(dict.fromkeys(n for n, _ in self._fields))
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every ``(name, value)`` pair in wire order."""
+        return list(self._fields)
+
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """Every field as ``bytes`` pairs, in wire order."""
+        return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self._fields]
+
+    def __getitem__(self, name: str) -> str:
+        values = self.get_list(name)
+        if not values:
+            raise KeyError(name)
+        return ", ".join(values)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return any(n == key for n, _ in self._fields)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._fields == other._fields
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"

@@ -1,0 +1,147 @@
+"""The response to one request: status and headers at once, the body as it is read."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, final
+
+import anyio
+import anyio.lowlevel
+
+from ._exceptions import H2anyError, ProtocolError, ReadTimeout
+from ._headers import Headers
+
+if TYPE_CHECKING:
+    from ._connection import Connection, _Stream
+
+__all__ = ("Response",)
+
+_DATA = 1
+_TRAILERS = 2
+_END = 3
+_ERROR = 4
+
+
+@final
+class Response:
+    """An HTTP/2 response, returned by :meth:`Connection.request` when its headers arrive.
+
+    Attributes:
+        status: the status code.
+        headers: the response :class:`Headers`.
+        stream_id: the HTTP/2 stream that carried it.
+        trailers: trailing :class:`Headers`, once the body has been read (``None`` if the
+            server sent none).
+        http_version: always ``"HTTP/2"``.
+
+    The body is read with :meth:`read` or :meth:`aiter_bytes`; data is granted back to the
+    server's flow-control window only as it is consumed here.
+    """
+
+    http_version = "HTTP/2"
+
+    def __init__(
+        self, connection: Connection, stream: _Stream, status: int, headers: Headers
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.stream_id = stream.stream_id
+        self.trailers: Headers | None = None
+        self._connection = connection
+        self._stream = stream
+        self._complete = False
+        self._closed = False
+        self._content: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status}] stream {self.stream_id}>"
+
+    @property
+    def is_complete(self) -> bool:
+        """True once the whole body (and any trailers) has arrived and been consumed."""
+        return self._complete
+
+    @property
+    def content(self) -> bytes:
+        """The body, after :meth:`read`."""
+        if self._content is None:
+            raise RuntimeError("the body has not been read: call 'await response.read()' first")
+        return self._content
+
+    async def read(self) -> bytes:
+        """Read and return the whole body (cached: a second call returns the same bytes)."""
+        if self._content is None:
+            self._content = b"".join([chunk async for chunk in self.aiter_bytes()])
+        return self._content
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield the body in chunks as they arrive.
+
+        Raises:
+            ReadTimeout: no data arrived within the read timeout (the stream is reset).
+            StreamReset, ConnectionClosed, ConnectionTerminated, ProtocolError: the
+                stream or connection failed mid-body.
+        """
+        if self._content is not None:
+            if self._content:
+                yield self._content
+            return
+        if self._closed:
+            raise RuntimeError("the response is closed; its body can no longer be read")
+        stream = self._stream
+        items = stream.inbox.items
+        connection = self._connection
+        try:
+            while True:
+                if not items:
+                    limit = stream.timeout.read
+                    try:
+                        with anyio.fail_after(limit):
+                            await stream.inbox.wait()
+                    except TimeoutError:
+                        raise ReadTimeout(
+                            f"stream {self.stream_id}: no data for {limit} s"
+                        ) from None
+                item = items.popleft()
+                kind = item[0]
+                if kind == _DATA:
+                    connection._consumed(stream, item[2])
+                    if item[1]:
+                        yield item[1]
+                elif kind == _END:
+                    self._complete = True
+                    return
+                elif kind == _TRAILERS:
+                    self.trailers = Headers._from_wire(item[1])
+                elif kind == _ERROR:
+                    error: H2anyError = item[1]
+                    raise error
+                else:
+                    raise ProtocolError(f"stream {self.stream_id}: unexpected second HEADERS")
+        except BaseException:
+            connection._abandon(stream)
+            self._closed = True
+            raise
+
+    async def aclose(self) -> None:
+        """Close the response; if the body was not read to its end, reset the stream.
+
+        Unread data is handed back to the connection's flow-control window.
+        """
+        if not self._closed:
+            self._closed = True
+            if not self._complete or self._stream.inbox.items:
+                self._connection._abandon(self._stream)
+        await anyio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> Response:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
