@@ -16,7 +16,7 @@ from ._exceptions import PoolTimeout as PoolTimeout
 from ._exceptions import ProtocolError as ProtocolError
 from ._exceptions import ReadTimeout as ReadTimeout
 from ._exceptions import StreamReset as StreamReset
-from ._exceptions import TimeoutError as TimeoutError  # noqa: A004
+from ._exceptions import TimeoutError as TimeoutError
 from ._exceptions import TLSError as TLSError
 from ._exceptions import WriteTimeout as WriteTimeout
 from ._flow import BaseFlowControlManager as BaseFlowControlManager

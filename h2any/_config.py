@@ -28,7 +28,8 @@ class Timeout:
     * ``connect``: opening TCP and TLS.
     * ``read``: the longest wait between two events of one stream (headers, a DATA frame, ...).
     * ``write``: the longest time sending may make no progress (socket or flow-control window).
-    * ``pool``: the longest wait for a stream slot when the peer's MAX_CONCURRENT_STREAMS is reached.
+    * ``pool``: the longest wait for a stream slot while the peer's MAX_CONCURRENT_STREAMS
+      streams are open.
     """
 
     connect: float | None
@@ -144,6 +145,6 @@ def make_ssl_context(
             elif len(cert) == 2:
                 context.load_cert_chain(cert[0], cert[1])
             else:
-                context.load_cert_chain(cert[0], cert[1], cert[2])  # type: ignore[misc]
+                context.load_cert_chain(cert[0], cert[1], cert[2])
     context.set_alpn_protocols(["h2"])
     return context

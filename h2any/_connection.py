@@ -53,7 +53,7 @@ from h2.errors import ErrorCodes
 from h2.exceptions import FlowControlError as H2FlowControlError
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.exceptions import StreamClosedError
-from h2.settings import Settings, SettingCodes
+from h2.settings import SettingCodes, Settings
 from hpack import NeverIndexedHeaderTuple
 
 from ._config import Origin, Timeout, TimeoutTypes, VerifyTypes, as_timeout, make_ssl_context
@@ -93,6 +93,7 @@ DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024
 EARLY_STREAM_LIMIT: Final = 100
 CLOSE_TIMEOUT: Final = 5.0
 READ_SIZE: Final = 256 * 1024
+DEFAULT_TIMEOUT: Final = Timeout()
 
 # Inbox item kinds.
 _HEADERS: Final = 0
@@ -171,19 +172,19 @@ class _Stream:
         "abandoned",
         "body",
         "body_pos",
+        "finished",
         "headers",
         "inbox",
         "local_done",
         "opened",
+        "received",
         "remote_done",
         "returned",
-        "received",
         "scope",
         "stream_id",
+        "timeout",
         "to_ack",
         "window_manager",
-        "finished",
-        "timeout",
     )
 
     def __init__(self, headers: list[tuple[bytes, bytes]], body: bytes | None, timeout: Timeout):
@@ -243,7 +244,7 @@ class Connection:
         *,
         verify: VerifyTypes = True,
         cert: str | tuple[str, str] | tuple[str, str, str] | None = None,
-        timeout: TimeoutTypes = Timeout(),
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         enable_push: bool = False,
         window_manager: type[BaseFlowControlManager] = FlowControlManager,
         initial_window_size: int = DEFAULT_STREAM_WINDOW,
@@ -283,9 +284,7 @@ class Connection:
         self._sending: dict[_Stream, None] = {}
         self._active = 0
         self._got_settings = False
-        self._conn_window_manager: BaseFlowControlManager = window_manager(
-            connection_window_size
-        )
+        self._conn_window_manager: BaseFlowControlManager = window_manager(connection_window_size)
         self._pings: dict[bytes, tuple[anyio.Event, list[float]]] = {}
         self._goaway: ev.ConnectionTerminated | None = None
         self._error: H2anyError | None = None
@@ -296,6 +295,8 @@ class Connection:
         self._run_scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._last_stream_id = 0
+        self._frame_skip = 0
+        self._frame_header = b""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -479,9 +480,7 @@ class Connection:
         elif isinstance(body, (bytearray, memoryview)):
             payload = bytes(body)
         else:
-            raise InvalidRequest(
-                f"body must be bytes or str, not {type(body).__name__}"
-            )
+            raise InvalidRequest(f"body must be bytes or str, not {type(body).__name__}")
         authority = self.origin.authority.encode("ascii")
         fields = [
             (b":method", method_bytes),
@@ -606,9 +605,7 @@ class Connection:
                 f"stream {stream.stream_id}: the request body made no progress within "
                 f"{timeout.write} s (the server's flow-control window stayed shut)"
             )
-        return ReadTimeout(
-            f"stream {stream.stream_id}: no response within {timeout.read} s"
-        )
+        return ReadTimeout(f"stream {stream.stream_id}: no response within {timeout.read} s")
 
     def _abandon(self, stream: _Stream) -> None:
         """The reader of ``stream`` gave up: reset it if still open, release unread data."""
@@ -697,6 +694,7 @@ class Connection:
         try:
             while True:
                 data = await receive(READ_SIZE)
+                self._check_frame_headers(data)
                 events = h2.receive_data(data)
                 self._handle_events(events)
                 if h2.absorbed:
@@ -723,6 +721,40 @@ class Connection:
         except H2anyError as exc:
             error = exc
         self._shutdown(error)
+
+    def _check_frame_headers(self, data: bytes) -> None:
+        # h2 waits for a frame's whole declared length before it checks that length, so a
+        # peer that is not speaking HTTP/2 ("HTTP/1.1 400 ..." reads as a 4.7 MB frame) would
+        # leave us waiting for bytes that never come. Follow the frame boundaries here and
+        # fail at once on a length above our SETTINGS_MAX_FRAME_SIZE.
+        skip = self._frame_skip
+        header = self._frame_header
+        position = 0
+        size = len(data)
+        limit = self._max_frame_size
+        while True:
+            if skip:
+                taken = min(skip, size - position)
+                position += taken
+                skip -= taken
+            if position >= size:
+                break
+            needed = 9 - len(header)
+            header += data[position : position + needed]
+            position += needed
+            if len(header) < 9:
+                break
+            length = int.from_bytes(header[:3], "big")
+            if length > limit:
+                raise ProtocolError(
+                    f"the server sent a frame of {length} bytes, above our limit of {limit} "
+                    f"(frame header {header.hex()}; is it speaking HTTP/2?)",
+                    ErrorCodes.FRAME_SIZE_ERROR,
+                )
+            skip = length
+            header = b""
+        self._frame_skip = skip
+        self._frame_header = header
 
     async def _write_loop(self) -> None:
         assert self._socket is not None
@@ -765,7 +797,9 @@ class Connection:
         lost = self._socket_lost
         try:
             if not lost and h2.state_machine.state.name != "CLOSED":
-                h2.close_connection()
+                error = self._error
+                code = error.error_code if isinstance(error, ProtocolError) else 0
+                h2.close_connection(code)
         except H2ProtocolError:
             pass
         data = h2.data_to_send()
@@ -969,11 +1003,10 @@ class Connection:
     def _handle_events(self, events: Iterable[ev.Event]) -> None:
         streams = self._streams
         for event in events:
-            kind = type(event)
-            if kind is ev.DataReceived:
-                size = event.flow_controlled_length
+            if isinstance(event, ev.DataReceived):
+                size = event.flow_controlled_length or 0
                 self._conn_window_manager.window_size -= size
-                stream = streams.get(event.stream_id)
+                stream = streams.get(event.stream_id or 0)
                 if stream is None:
                     self._grant_connection(size)
                     continue
@@ -984,51 +1017,50 @@ class Connection:
                     self._release(stream)
                 else:
                     stream.inbox.put((_DATA, event.data, size))
-            elif kind is ev.ResponseReceived:
-                stream = streams.get(event.stream_id)
+            elif isinstance(event, ev.ResponseReceived):
+                stream = streams.get(event.stream_id or 0)
                 if stream is not None:
                     stream.inbox.put((_HEADERS, event.headers))
-            elif kind is ev.StreamEnded:
-                stream = streams.get(event.stream_id)
+            elif isinstance(event, ev.StreamEnded):
+                stream = streams.get(event.stream_id or 0)
                 if stream is not None:
                     stream.remote_done = True
                     stream.inbox.put(_END_ITEM)
                     if stream.local_done:
                         self._finish(stream)
-            elif kind is ev.TrailersReceived:
-                stream = streams.get(event.stream_id)
+            elif isinstance(event, ev.TrailersReceived):
+                stream = streams.get(event.stream_id or 0)
                 if stream is not None:
                     stream.inbox.put((_TRAILERS, event.headers))
-            elif kind is ev.StreamReset:
-                stream = streams.get(event.stream_id)
+            elif isinstance(event, ev.StreamReset):
+                stream = streams.get(event.stream_id or 0)
                 if stream is not None:
-                    error = StreamReset(event.stream_id, int(event.error_code or 0))
+                    error = StreamReset(stream.stream_id, int(event.error_code or 0))
                     stream.inbox.put((_ERROR, error))
                     self._finish(stream)
                     self._release(stream)
-            elif kind is ev.WindowUpdated:
+            elif isinstance(event, ev.WindowUpdated):
                 if self._sending:
-                    stream_id = event.stream_id
-                    if stream_id:
-                        stream = streams.get(stream_id)
+                    if event.stream_id:
+                        stream = streams.get(event.stream_id)
                         if stream is not None and stream in self._sending:
                             self._send_body(stream)
                     else:
                         self._pump_sending()
-            elif kind is ev.RemoteSettingsChanged:
+            elif isinstance(event, ev.RemoteSettingsChanged):
                 self._got_settings = True
                 if self._pending:
                     self._open_pending()
                 self._pump_sending()
-            elif kind is ev.PingAckReceived:
-                waiter = self._pings.get(event.ping_data)
+            elif isinstance(event, ev.PingAckReceived):
+                waiter = self._pings.get(event.ping_data or b"")
                 if waiter is not None:
                     waiter[1].append(time.perf_counter())
                     waiter[0].set()
-            elif kind is ev.ConnectionTerminated:
+            elif isinstance(event, ev.ConnectionTerminated):
                 self._on_goaway(event)
-            elif kind is ev.InformationalResponseReceived:
-                pass  # 1xx: nothing to do for a client that does not send Expect
+            # Ignored: 1xx responses (we never send Expect), SETTINGS acks, PRIORITY,
+            # unknown frames.
 
     def _on_goaway(self, event: ev.ConnectionTerminated) -> None:
         error_code = int(event.error_code or 0)
@@ -1052,9 +1084,7 @@ class Connection:
                 self._release(stream)
         while self._pending:
             self._fail_unsent(self._pending.popleft())
-        if self._streams:
-            self._h2.revive()
-        elif not self._closing:
+        if not self._streams and not self._closing:
             self._shutdown(
                 ConnectionTerminated(
                     error_code, last_stream_id, additional_data=event.additional_data

@@ -25,7 +25,7 @@ class _H2Connection(H2Connection):
     #   a few dozen of those. We swallow those replies for streams *we* reset, and hand the
     #   late DATA bytes back to the connection task (``absorbed``) so it can return them to
     #   the connection window at once instead of waiting for h2's own late bookkeeping.
-    # * Nothing else: GOAWAY handling lives in the connection task (see ``revive``).
+    # * GOAWAY: see ``_receive_goaway_frame``.
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config=config)
@@ -43,9 +43,7 @@ class _H2Connection(H2Connection):
     def _prepare_for_sending(self, frames: Any) -> None:
         if self._in_receive and self.reset_by_us:
             frames = [
-                f
-                for f in frames
-                if not (f.type == _RST_STREAM and f.stream_id in self.reset_by_us)
+                f for f in frames if not (f.type == _RST_STREAM and f.stream_id in self.reset_by_us)
             ]
         super()._prepare_for_sending(frames)
 
@@ -58,16 +56,17 @@ class _H2Connection(H2Connection):
     def has_data_to_send(self) -> bool:
         return bool(self._data_to_send)
 
-    def revive(self) -> None:
-        """Keep processing frames after GOAWAY.
-
-        h2 moves its state machine to CLOSED as soon as GOAWAY arrives (upstream h2 issue
-        1181), and would then reject every frame for the streams the peer promised to finish
-        (those at or below ``last_stream_id``). The connection task refuses new streams
-        itself, so it is safe to put the state machine back to OPEN while those finish.
-        """
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        # h2 moves its state machine to CLOSED as soon as GOAWAY arrives (upstream h2 issue
+        # 1181) and would then reject every later frame -- even the responses of streams the
+        # peer promised to finish (those at or below last_stream_id), which may sit in the
+        # very same read. The connection task refuses new streams itself once it sees the
+        # ConnectionTerminated event, so the state machine stays open for the streams that
+        # are still finishing.
+        result = super()._receive_goaway_frame(frame)
         if self.state_machine.state == ConnectionState.CLOSED:
-            self.state_machine.state = ConnectionState.CLOSED.__class__.OPEN
+            self.state_machine.state = ConnectionState.CLIENT_OPEN
+        return result
 
     def set_max_inbound_frame_size(self, size: int) -> None:
         # Checked against each frame header as soon as it arrives, so a bogus length fails

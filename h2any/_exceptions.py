@@ -50,7 +50,7 @@ class TLSError(ConnectError):
     """The TLS handshake failed: certificate verification, protocol, or ALPN."""
 
 
-class TimeoutError(H2anyError, builtins.TimeoutError):  # noqa: A001
+class TimeoutError(H2anyError, builtins.TimeoutError):
     """Base class of the timeout errors; also a :class:`builtins.TimeoutError`."""
 
 
@@ -94,7 +94,9 @@ class StreamReset(H2anyError):
 
     def __init__(self, stream_id: int, error_code: int, *, remote: bool = True) -> None:
         who = "peer" if remote else "client"
-        super().__init__(f"stream {stream_id} was reset by the {who}: {error_code_name(error_code)}")
+        super().__init__(
+            f"stream {stream_id} was reset by the {who}: {error_code_name(error_code)}"
+        )
         self.stream_id = stream_id
         self.error_code = error_code
         self.remote = remote
@@ -121,7 +123,9 @@ class ConnectionTerminated(ConnectionClosed):
         additional_data: bytes | None = None,
         stream_id: int | None = None,
     ) -> None:
-        what = f"the peer sent GOAWAY ({error_code_name(error_code)}, last_stream_id={last_stream_id})"
+        what = (
+            f"the peer sent GOAWAY ({error_code_name(error_code)}, last_stream_id={last_stream_id})"
+        )
         if stream_id is not None:
             if retryable:
                 what += f"; stream {stream_id} was not processed and may be retried"

@@ -33,15 +33,14 @@ class Headers:
 
     __slots__ = ("_fields",)
 
-    def __init__(self, fields: HeaderTypes | Iterable[tuple[str | bytes, str | bytes]] = ()) -> None:
+    def __init__(
+        self, fields: HeaderTypes | Iterable[tuple[str | bytes, str | bytes]] = ()
+    ) -> None:
         pairs: Iterable[tuple[str | bytes, str | bytes]]
         if isinstance(fields, Headers):
             self._fields: list[tuple[str, str]] = list(fields._fields)
             return
-        if isinstance(fields, Mapping):
-            pairs = fields.items()
-        else:
-            pairs = fields
+        pairs = fields.items() if isinstance(fields, Mapping) else fields
         self._fields = [(_text(name).lower(), _text(value)) for name, value in pairs]
 
     @classmethod
