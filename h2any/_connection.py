@@ -291,11 +291,12 @@ class Connection:
         self._closing = False
         self._socket_lost = False
         self._started = False
-        self._done = anyio.Event()
+        self._done: anyio.Event
         self._run_scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._last_stream_id = 0
         self._frame_skip = 0
+        self._settings_received: anyio.Event
         self._frame_header = b""
 
     # ------------------------------------------------------------------ lifecycle
@@ -654,8 +655,9 @@ class Connection:
 
     async def _run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """The connection task: connect, then read and write until the connection ends."""
+        self._done = anyio.Event()
+        self._settings_received = anyio.Event()
         self._socket = await self._open_socket()
-        self._started = True
         h2 = self._h2
         h2.local_settings = Settings(
             client=True,
@@ -673,18 +675,50 @@ class Connection:
         if extra:
             h2.increment_flow_control_window(extra)
         self._wake.set()
+        failure: H2anyError | None = None
         try:
             with anyio.CancelScope() as self._run_scope:
-                task_status.started()
                 async with anyio.create_task_group() as task_group:
                     task_group.start_soon(self._read_loop)
-                    await self._write_loop()
-                    task_group.cancel_scope.cancel()
+                    task_group.start_soon(self._write_then_stop, task_group)
+                    failure = await self._wait_for_settings()
+                    if failure is None:
+                        self._started = True
+                        task_status.started()
+                    else:
+                        task_group.cancel_scope.cancel()
         finally:
             self._shutdown(ConnectionClosed("the connection was closed"))
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(self._socket)
             self._done.set()
+        if failure is not None:
+            raise failure
+
+    async def _wait_for_settings(self) -> H2anyError | None:
+        """Wait for the server's first SETTINGS: the connection is usable only then.
+
+        Knowing the server's stream limit before the first request avoids a burst of
+        refused streams, and a server that does not speak HTTP/2 fails here, as a
+        ConnectError, rather than in the first request.
+        """
+        with anyio.move_on_after(self.timeout.connect):
+            await self._settings_received.wait()
+        if self._got_settings:
+            return None
+        if self._error is not None:
+            failure: H2anyError = ConnectError(
+                f"{self.origin} did not start an HTTP/2 session: {self._error}"
+            )
+            failure.__cause__ = self._error
+            return failure
+        return ConnectTimeout(
+            f"{self.origin} sent no HTTP/2 SETTINGS within {self.timeout.connect} s"
+        )
+
+    async def _write_then_stop(self, task_group: anyio.abc.TaskGroup) -> None:
+        await self._write_loop()
+        task_group.cancel_scope.cancel()
 
     async def _read_loop(self) -> None:
         assert self._socket is not None
@@ -1048,7 +1082,9 @@ class Connection:
                     else:
                         self._pump_sending()
             elif isinstance(event, ev.RemoteSettingsChanged):
-                self._got_settings = True
+                if not self._got_settings:
+                    self._got_settings = True
+                    self._settings_received.set()
                 if self._pending:
                     self._open_pending()
                 self._pump_sending()
@@ -1118,6 +1154,7 @@ class Connection:
             self._fail_unsent(self._pending.popleft())
         for done, _ in self._pings.values():
             done.set()
+        self._settings_received.set()
         self._wake.set()
 
 

@@ -72,46 +72,54 @@ class Response:
     async def read(self) -> bytes:
         """Read and return the whole body (cached: a second call returns the same bytes)."""
         if self._content is None:
-            self._content = b"".join([chunk async for chunk in self.aiter_bytes()])
+            if self._closed:
+                raise RuntimeError("the response is closed; its body can no longer be read")
+            chunks = []
+            while (chunk := await self._next_chunk()) is not None:
+                chunks.append(chunk)
+            self._content = b"".join(chunks)
         return self._content
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """Yield the body in chunks as they arrive.
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """Iterate over the body in chunks as they arrive.
+
+        Breaking out of the loop early is fine: closing the response (or leaving
+        :meth:`Connection.stream`) then resets the stream.
 
         Raises:
             ReadTimeout: no data arrived within the read timeout (the stream is reset).
             StreamReset, ConnectionClosed, ConnectionTerminated, ProtocolError: the
                 stream or connection failed mid-body.
         """
-        if self._content is not None:
-            if self._content:
-                yield self._content
-            return
-        if self._closed:
+        if self._closed and self._content is None:
             raise RuntimeError("the response is closed; its body can no longer be read")
+        return _BodyIterator(self)
+
+    async def _next_chunk(self) -> bytes | None:
+        """The next non-empty chunk of the body, or None at its end."""
         stream = self._stream
         items = stream.inbox.items
         connection = self._connection
         try:
             while True:
                 if not items:
+                    if self._complete:
+                        return None
                     limit = stream.timeout.read
                     try:
                         with anyio.fail_after(limit):
                             await stream.inbox.wait()
                     except TimeoutError:
-                        raise ReadTimeout(
-                            f"stream {self.stream_id}: no data for {limit} s"
-                        ) from None
+                        raise ReadTimeout(f"stream {self.stream_id}: no data for {limit} s") from None
                 item = items.popleft()
                 kind = item[0]
                 if kind == _DATA:
                     connection._consumed(stream, item[2])
                     if item[1]:
-                        yield item[1]
+                        return item[1]  # type: ignore[no-any-return]
                 elif kind == _END:
                     self._complete = True
-                    return
+                    return None
                 elif kind == _TRAILERS:
                     self.trailers = Headers._from_wire(item[1])
                 elif kind == _ERROR:
@@ -145,3 +153,33 @@ class Response:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+@final
+class _BodyIterator:
+    """The async iterator behind :meth:`Response.aiter_bytes`.
+
+    A class rather than an async generator: a generator abandoned by ``break`` would be
+    finalised by the garbage collector (a ResourceWarning on trio); this needs no cleanup.
+    """
+
+    __slots__ = ("_replayed", "_response")
+
+    def __init__(self, response: Response) -> None:
+        self._response = response
+        self._replayed = False
+
+    def __aiter__(self) -> _BodyIterator:
+        return self
+
+    async def __anext__(self) -> bytes:
+        response = self._response
+        if response._content is not None:  # already read(): replay the body once
+            if response._content and not self._replayed:
+                self._replayed = True
+                return response._content
+            raise StopAsyncIteration
+        chunk = await response._next_chunk()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
