@@ -6,7 +6,7 @@ import ipaddress
 import os
 import ssl
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 from urllib.parse import urlsplit
 
 import certifi
@@ -15,7 +15,14 @@ from ._exceptions import InvalidRequest
 
 __all__ = ("Origin", "Timeout", "TimeoutTypes", "VerifyTypes", "make_ssl_context")
 
-_UNSET: float = -1.0
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+_UNSET: Any = _Unset()
 
 
 @dataclass(frozen=True, init=False)
@@ -47,7 +54,7 @@ class Timeout:
         pool: float | None = _UNSET,
     ) -> None:
         for name, value in (("connect", connect), ("read", read), ("write", write), ("pool", pool)):
-            chosen = timeout if value == _UNSET else value
+            chosen = timeout if value is _UNSET else value
             if chosen is not None and not chosen > 0:
                 raise ValueError(f"Timeout.{name} must be positive or None, not {chosen!r}")
             object.__setattr__(self, name, chosen)

@@ -290,6 +290,8 @@ class Connection:
         self._error: H2anyError | None = None
         self._closing = False
         self._socket_lost = False
+        self._said_goodbye = False
+        self._writing = False  # a write in progress: cutting it off leaves half a frame
         self._started = False
         self._done: anyio.Event
         self._run_scope: anyio.CancelScope | None = None
@@ -690,6 +692,11 @@ class Connection:
         finally:
             self._shutdown(ConnectionClosed("the connection was closed"))
             with anyio.CancelScope(shield=True):
+                if not self._said_goodbye:
+                    # Cancelled from outside (the task group or an enclosing scope): still
+                    # tell the peer, briefly, unless a write was cut off mid-frame.
+                    with anyio.move_on_after(0.5):
+                        await self._say_goodbye()
                 await anyio.aclose_forcefully(self._socket)
             self._done.set()
         if failure is not None:
@@ -805,9 +812,11 @@ class Connection:
                 return
             data = h2.data_to_send()
             if data:
+                self._writing = True
                 try:
                     with anyio.fail_after(self.timeout.write):
                         await send(data)
+                    self._writing = False
                 except TimeoutError:
                     self._socket_lost = True
                     self._shutdown(
@@ -827,8 +836,9 @@ class Connection:
     async def _say_goodbye(self) -> None:
         """Send GOAWAY (unless the peer is gone) and whatever h2 still has queued."""
         assert self._socket is not None
+        self._said_goodbye = True
         h2 = self._h2
-        lost = self._socket_lost
+        lost = self._socket_lost or self._writing
         try:
             if not lost and h2.state_machine.state.name != "CLOSED":
                 error = self._error
