@@ -1,0 +1,54 @@
+"""Project tasks: ``nox -s tests lint typecheck docs bench``."""
+
+from __future__ import annotations
+
+import shutil
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _require_nghttpd(session: nox.Session) -> None:
+    if shutil.which("nghttpd") is None:
+        session.error("nghttpd is missing: apt-get install nghttp2-server nghttp2-client")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite, on asyncio and trio, with branch coverage."""
+    _require_nghttpd(session)
+    session.install("-e", ".[dev]")
+    session.run("coverage", "run", "-m", "pytest", "-q", *session.posargs)
+    session.run("coverage", "report", "--show-missing", "--skip-covered")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff")
+    session.run("ruff", "check", "h2any", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "h2any", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package."""
+    session.install("-e", ".[dev]")
+    session.run("mypy", "--strict", "h2any")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against httpx (http2=True) and h2load, on one connection to nghttpd."""
+    _require_nghttpd(session)
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/bench_core.py", *session.posargs)
