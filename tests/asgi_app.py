@@ -12,7 +12,9 @@ Routes (HTTP only; lifespan is accepted and completed):
 * ``GET /trailers`` -> body ``b"body"`` plus trailers ``x-checksum``/``x-trailer-2`` (only when
   the request carries ``te: trailers``; hypercorn drops trailers otherwise)
 * ``GET /repeat-headers`` -> repeated ``set-cookie`` and ``x-multi`` headers, in wire order
-* ``GET /slow-headers?delay=D`` -> waits ``D`` seconds, then 200 ``b"slow"``
+* ``GET /slow-headers?delay=D[&signal=NAME]`` -> waits ``D`` seconds, then 200 ``b"slow"``;
+  with ``signal``, first sets the ``threading.Event`` ``arrived(NAME)`` (tests in other
+  threads learn that the request reached the server)
 * anything else -> 404
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -37,6 +40,14 @@ _CHUNK = 1 << 20
 
 class _Disconnected(Exception):
     """The client went away while we were reading the request body."""
+
+
+_arrivals: dict[str, threading.Event] = {}
+
+
+def arrived(name: str) -> threading.Event:
+    """The event ``/slow-headers?signal=NAME`` sets when such a request arrives."""
+    return _arrivals.setdefault(name, threading.Event())
 
 
 def pattern_bytes(n: int) -> bytes:
@@ -174,7 +185,10 @@ async def _dispatch(scope: Scope, receive: Receive, send: Send) -> None:
             ],
         )
     elif method == "GET" and path == "/slow-headers":
-        await anyio.sleep(float(_query(scope).get("delay", "1")))
+        query = _query(scope)
+        if "signal" in query:
+            arrived(query["signal"]).set()
+        await anyio.sleep(float(query.get("delay", "1")))
         await _respond(send, 200, b"slow")
     else:
         await _respond(send, 404, b"not found")

@@ -1,0 +1,220 @@
+"""The blocking, thread-safe facade: ``h2any.sync.Connection`` and its responses.
+
+Each facade hosts an ordinary async :class:`h2any.Connection` in its own event-loop thread
+(see ``_portal.py``) and forwards every call there. Any number of threads may share it:
+their requests are multiplexed on the one HTTP/2 connection by the same connection task
+that serves async callers. No protocol logic lives here.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, final
+
+from .._config import TimeoutTypes
+from .._connection import BodyTypes
+from .._connection import Connection as AsyncConnection
+from .._headers import Headers, HeaderTypes
+from .._response import Response as AsyncResponse
+from ._portal import LoopThread, check_not_in_event_loop
+
+__all__ = ("Connection", "Response")
+
+
+@final
+class Response:
+    """A response on the blocking facade; the same data as :class:`h2any.Response`.
+
+    Attributes: ``status``, ``headers``, ``stream_id``, ``trailers`` (after the body),
+    ``http_version``.
+    """
+
+    def __init__(self, loop: LoopThread, response: AsyncResponse) -> None:
+        self._loop = loop
+        self._response = response
+        self.status = response.status
+        self.headers: Headers = response.headers
+        self.stream_id = response.stream_id
+        self.http_version = response.http_version
+
+    def __repr__(self) -> str:
+        return f"<h2any.sync.Response [{self.status}] stream {self.stream_id}>"
+
+    @property
+    def trailers(self) -> Headers | None:
+        """Trailing headers, once the body has been read (``None`` if the server sent none)."""
+        return self._response.trailers
+
+    @property
+    def is_complete(self) -> bool:
+        """True once the whole body has arrived and been consumed."""
+        return self._response.is_complete
+
+    @property
+    def content(self) -> bytes:
+        """The body, after :meth:`read`."""
+        return self._response.content
+
+    def read(self) -> bytes:
+        """Read and return the whole body. Honours the read timeout between chunks."""
+        check_not_in_event_loop("Response.read()")
+        return self._loop.call(self._response.read)
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """Yield the body in chunks as they arrive."""
+        check_not_in_event_loop("Response.iter_bytes()")
+        iterator = self._response.aiter_bytes()
+        next_chunk = iterator.__anext__
+        while True:
+            try:
+                chunk = self._loop.call(next_chunk)
+            except StopAsyncIteration:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        """Close the response; if its body was not read to the end, reset the stream."""
+        if self._loop.in_loop_thread:
+            return
+        try:
+            self._loop.call(self._response.aclose)
+        except RuntimeError:
+            pass  # the connection (and its loop) is already closed
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@final
+class Connection:
+    """A thread-safe, blocking HTTP/2 connection: the async core, run in its own loop thread.
+
+    Takes the same arguments as :class:`h2any.Connection`, plus ``backend``
+    (``"asyncio"`` or ``"trio"``) and ``backend_options`` for the loop thread. Use it as a
+    context manager, or call :meth:`close`; a facade that is never closed warns
+    (``ResourceWarning``).
+
+    Raises the same errors as the async API. Calling it from inside a running event loop
+    raises ``RuntimeError`` instead of freezing that loop.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        check_not_in_event_loop("h2any.sync.Connection()")
+        self._closed = True
+        connection = AsyncConnection(url, **options)  # validates options in this thread
+        self._loop = LoopThread(backend, backend_options)
+        try:
+            # The connection task runs in the loop thread's own task group, as with
+            # h2any.connect(task_group, url): nursery-scoped to the loop thread.
+            self._loop.start(connection._run)
+        except BaseException:
+            self._loop.stop()
+            raise
+        self._connection = connection
+        self._closed = False
+        self.origin = connection.origin
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<h2any.sync.Connection {self.origin} ({state})>"
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the connection can take no new requests."""
+        return self._closed or self._connection.is_closed
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        body: BodyTypes = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
+        """Send a request; return the :class:`Response` once its headers arrive.
+
+        Same arguments and errors as :meth:`h2any.Connection.request`.
+        """
+        check_not_in_event_loop("Connection.request()")
+        call = functools.partial(
+            self._connection.request, method, url, headers=headers, body=body, timeout=timeout
+        )
+        return Response(self._loop, self._loop.call(call))
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        body: BodyTypes = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Iterator[Response]:
+        """Like :meth:`request`, as a context manager that closes the response on exit."""
+        response = self.request(method, url, headers=headers, body=body, timeout=timeout)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def ping(self, timeout: float | None = None) -> float:
+        """Send a PING and return the round-trip time in seconds."""
+        check_not_in_event_loop("Connection.ping()")
+        return self._loop.call(functools.partial(self._connection.ping, timeout))
+
+    def close(self) -> None:
+        """Close the connection (GOAWAY, socket closed) and end its loop thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._loop.in_loop_thread:
+                self._loop.call(self._connection.aclose)
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        warnings.warn(
+            f"unclosed {self!r}: use 'with h2any.sync.Connection(...)' or call close()",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
