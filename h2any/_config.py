@@ -16,7 +16,6 @@ from ._exceptions import InvalidRequest
 __all__ = ("Origin", "Timeout", "TimeoutTypes", "VerifyTypes", "make_ssl_context")
 
 
-
 class _Unset:
     def __repr__(self) -> str:
         return "UNSET"

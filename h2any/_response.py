@@ -110,7 +110,9 @@ class Response:
                         with anyio.fail_after(limit):
                             await stream.inbox.wait()
                     except TimeoutError:
-                        raise ReadTimeout(f"stream {self.stream_id}: no data for {limit} s") from None
+                        raise ReadTimeout(
+                            f"stream {self.stream_id}: no data for {limit} s"
+                        ) from None
                 item = items.popleft()
                 kind = item[0]
                 if kind == _DATA:

@@ -7,9 +7,9 @@ import h2.events
 import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
+from scripted import DATA, SETTINGS, ScriptedPeer, raw_frame, scripted_server
 
 import h2any
-from scripted import DATA, SETTINGS, ScriptedPeer, raw_frame, scripted_server
 
 pytestmark = pytest.mark.anyio
 
@@ -160,12 +160,15 @@ async def test_oversized_frame_length_fails_at_once_instead_of_waiting() -> None
         await peer.handshake()
         request = await peer.expect_request()
         # A DATA frame header declaring ~4.6 MB (far above our MAX_FRAME_SIZE), then nothing.
-        await peer.send_raw(b"\x46\x46\x46" + bytes([DATA, 0]) + request.stream_id.to_bytes(4, "big"))
+        await peer.send_raw(
+            b"\x46\x46\x46" + bytes([DATA, 0]) + request.stream_id.to_bytes(4, "big")
+        )
 
     with anyio.fail_after(5):
-        async with scripted_server(handler) as server, h2any.Connection(
-            server.url, timeout=h2any.Timeout(30)
-        ) as conn:
+        async with (
+            scripted_server(handler) as server,
+            h2any.Connection(server.url, timeout=h2any.Timeout(30)) as conn,
+        ):
             with pytest.raises(h2any.ProtocolError) as caught:
                 await conn.request("GET", "/")
     assert caught.value.error_code == ErrorCodes.FRAME_SIZE_ERROR
@@ -229,9 +232,7 @@ async def test_settings_lowering_max_frame_size_is_honoured_by_uploads() -> None
         await peer.handshake({SettingCodes.MAX_FRAME_SIZE: 16384})
         request = await peer.expect_request()
         body = await peer.read_body(request.stream_id)
-        sizes = [
-            len(e.data) for e in peer.events if isinstance(e, h2.events.DataReceived)
-        ]
+        sizes = [len(e.data) for e in peer.events if isinstance(e, h2.events.DataReceived)]
         assert max(sizes) <= 16384
         await peer.respond(request.stream_id, body=str(len(body)).encode())
 

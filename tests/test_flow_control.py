@@ -45,9 +45,10 @@ async def test_data_is_acknowledged_only_as_the_application_consumes_it() -> Non
         await peer.send_data(request.stream_id, b"b" * 10, end=True)
 
     with anyio.fail_after(5):
-        async with scripted_server(handler) as server, h2any.Connection(
-            server.url, initial_window_size=WINDOW
-        ) as conn:
+        async with (
+            scripted_server(handler) as server,
+            h2any.Connection(server.url, initial_window_size=WINDOW) as conn,
+        ):
             async with conn.stream("GET", "/") as response:
                 await window_full.wait()
                 chunks = response.aiter_bytes()
@@ -98,7 +99,9 @@ async def test_uploads_wait_for_window_updates_and_complete(hypercorn_server) ->
         async with h2any.Connection(hypercorn_server.url_h2c) as conn:
             response = await conn.request("POST", "/sha256", body=body)
             assert await response.read() == (
-                b'{"length": 4194304, "sha256": "' + hashlib.sha256(body).hexdigest().encode() + b'"}'
+                b'{"length": 4194304, "sha256": "'
+                + hashlib.sha256(body).hexdigest().encode()
+                + b'"}'
             )
 
 

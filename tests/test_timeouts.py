@@ -42,9 +42,10 @@ async def test_read_timeout_mid_body_raises_and_resets_the_stream() -> None:
         reset_seen.set()
 
     with anyio.fail_after(5):
-        async with scripted_server(handler) as server, h2any.Connection(
-            server.url, timeout=h2any.Timeout(5, read=0.2)
-        ) as conn:
+        async with (
+            scripted_server(handler) as server,
+            h2any.Connection(server.url, timeout=h2any.Timeout(5, read=0.2)) as conn,
+        ):
             response = await conn.request("GET", "/")
             chunks = response.aiter_bytes()
             assert await chunks.__anext__() == b"first"
