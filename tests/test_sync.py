@@ -94,8 +94,8 @@ def test_close_ends_the_loop_thread_and_leaks_nothing(nghttpd, backend: str) -> 
 def test_unclosed_facade_warns_and_is_cleaned_up(nghttpd) -> None:
     before = threading.active_count()
     conn = h2any.sync.Connection(nghttpd.url)
-    del conn
-    with pytest.warns(ResourceWarning, match="unclosed"):
+    with pytest.warns(ResourceWarning, match="unclosed"):  # noqa: PT031
+        del conn  # CPython finalises at once; gc.collect() covers other interpreters
         gc.collect()
     assert threading.active_count() == before
 
