@@ -10,6 +10,7 @@ from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ConnectionClosed as ConnectionClosed
 from ._exceptions import ConnectionTerminated as ConnectionTerminated
 from ._exceptions import ConnectTimeout as ConnectTimeout
+from ._exceptions import DecodingError as DecodingError
 from ._exceptions import H2anyError as H2anyError
 from ._exceptions import InvalidRequest as InvalidRequest
 from ._exceptions import PoolTimeout as PoolTimeout
@@ -31,6 +32,7 @@ __all__ = (
     "Connection",
     "ConnectionClosed",
     "ConnectionTerminated",
+    "DecodingError",
     "FlowControlManager",
     "H2anyError",
     "Headers",

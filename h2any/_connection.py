@@ -57,6 +57,7 @@ from h2.settings import SettingCodes, Settings
 from hpack import NeverIndexedHeaderTuple
 
 from ._config import Origin, Timeout, TimeoutTypes, VerifyTypes, as_timeout, make_ssl_context
+from ._decoders import accept_encoding
 from ._engine import new_h2_connection
 from ._exceptions import (
     ConnectError,
@@ -111,6 +112,7 @@ _CONNECTION_SPECIFIC = frozenset(
 )
 _SENSITIVE = frozenset({b"authorization", b"proxy-authorization"})
 _USER_AGENT = f"h2any/{__version__}".encode()
+_ACCEPT_ENCODING = accept_encoding()
 
 
 class _Signal:
@@ -236,6 +238,8 @@ class Connection:
         max_frame_size: the largest DATA frame the server may send.
         max_concurrent_streams: a limit of our own on open streams (the server's applies too).
         headers: default headers sent with every request.
+        max_decompressed_size: the largest decoded body :meth:`Response.read` will
+            produce; a larger one raises :class:`DecodingError` (decompression bombs).
     """
 
     def __init__(
@@ -252,6 +256,7 @@ class Connection:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_concurrent_streams: int | None = None,
         headers: HeaderTypes | None = None,
+        max_decompressed_size: int | None = None,
     ) -> None:
         self.origin = Origin.parse(url)
         self.timeout = as_timeout(timeout)
@@ -274,6 +279,9 @@ class Connection:
         self._max_frame_size = max_frame_size
         self._own_stream_limit = max_concurrent_streams or 2**31
         self._default_headers = self._check_headers(Headers(headers or ()))
+        if max_decompressed_size is not None and max_decompressed_size < 0:
+            raise ValueError("max_decompressed_size must be None or at least 0")
+        self._max_decompressed_size = max_decompressed_size
 
         self._h2 = new_h2_connection()
         self._socket: anyio.abc.ByteStream | None = None
@@ -516,6 +524,8 @@ class Connection:
             fields.append((b"content-length", str(len(payload)).encode()))
         if b"user-agent" not in seen:
             fields.append((b"user-agent", _USER_AGENT))
+        if b"accept-encoding" not in seen:
+            fields.append((b"accept-encoding", _ACCEPT_ENCODING))
         stream_timeout = self.timeout if timeout is None else as_timeout(timeout)
         return _Stream(fields, payload if payload else None, stream_timeout)
 

@@ -13,6 +13,7 @@ __all__ = (
     "ConnectTimeout",
     "ConnectionClosed",
     "ConnectionTerminated",
+    "DecodingError",
     "H2anyError",
     "InvalidRequest",
     "PoolTimeout",
@@ -72,6 +73,11 @@ class PoolTimeout(TimeoutError):
 
 class InvalidRequest(H2anyError, ValueError):
     """The request could not be sent as given: a bad header, method, URL or body."""
+
+
+class DecodingError(H2anyError):
+    """The response body could not be decoded per its Content-Encoding (corrupt, truncated,
+    unsupported, or larger than ``max_decompressed_size``)."""
 
 
 class ProtocolError(H2anyError):

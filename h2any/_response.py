@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, final
 import anyio
 import anyio.lowlevel
 
+from ._decoders import ContentDecoder, make_decoder
 from ._exceptions import H2anyError, ProtocolError, ReadTimeout
 from ._headers import Headers
 
@@ -53,6 +54,7 @@ class Response:
         self._complete = False
         self._closed = False
         self._content: bytes | None = None
+        self._content_decoded = True
 
     def __repr__(self) -> str:
         return f"<Response [{self.status}] stream {self.stream_id}>"
@@ -69,31 +71,57 @@ class Response:
             raise RuntimeError("the body has not been read: call 'await response.read()' first")
         return self._content
 
-    async def read(self) -> bytes:
-        """Read and return the whole body (cached: a second call returns the same bytes)."""
-        if self._content is None:
-            if self._closed:
-                raise RuntimeError("the response is closed; its body can no longer be read")
-            chunks = []
-            while (chunk := await self._next_chunk()) is not None:
-                chunks.append(chunk)
-            self._content = b"".join(chunks)
+    async def read(self, *, decode_content: bool = True) -> bytes:
+        """Read and return the whole body.
+
+        The body is decoded per its ``Content-Encoding`` (gzip, deflate, br, zstd) unless
+        ``decode_content=False``, which gives the bytes as they came off the wire. The
+        result is kept: a second call returns it again.
+
+        Raises:
+            DecodingError: the body is corrupt, truncated, in an unsupported coding, or
+                larger than the connection's ``max_decompressed_size``.
+            ReadTimeout, StreamReset, ConnectionClosed, ...: as :meth:`aiter_bytes`.
+        """
+        if self._content is not None:
+            return self._cached(decode_content)
+        if self._closed:
+            raise RuntimeError("the response is closed; its body can no longer be read")
+        chunks = [chunk async for chunk in _BodyIterator(self, decode_content)]
+        self._content = b"".join(chunks)
+        self._content_decoded = decode_content
         return self._content
 
-    def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """Iterate over the body in chunks as they arrive.
+    def _cached(self, decode_content: bool) -> bytes:
+        assert self._content is not None
+        if decode_content == self._content_decoded or not self.headers.get("content-encoding"):
+            return self._content
+        if self._content_decoded:
+            raise RuntimeError(
+                "the body was already read decoded; the raw bytes were not kept "
+                "(call read(decode_content=False) first to have both)"
+            )
+        decoder = make_decoder(
+            self.headers.get("content-encoding"), self._connection._max_decompressed_size
+        )
+        return decoder.decode(self._content) + decoder.flush()
+
+    def aiter_bytes(self, *, decode_content: bool = True) -> AsyncIterator[bytes]:
+        """Iterate over the body in chunks as they arrive, decoded unless
+        ``decode_content=False`` (decoding streams: it never buffers the whole body).
 
         Breaking out of the loop early is fine: closing the response (or leaving
         :meth:`Connection.stream`) then resets the stream.
 
         Raises:
             ReadTimeout: no data arrived within the read timeout (the stream is reset).
+            DecodingError: as :meth:`read`.
             StreamReset, ConnectionClosed, ConnectionTerminated, ProtocolError: the
                 stream or connection failed mid-body.
         """
         if self._closed and self._content is None:
             raise RuntimeError("the response is closed; its body can no longer be read")
-        return _BodyIterator(self)
+        return _BodyIterator(self, decode_content)
 
     async def _next_chunk(self) -> bytes | None:
         """The next non-empty chunk of the body, or None at its end."""
@@ -165,23 +193,51 @@ class _BodyIterator:
     finalised by the garbage collector (a ResourceWarning on trio); this needs no cleanup.
     """
 
-    __slots__ = ("_replayed", "_response")
+    __slots__ = ("_decoder", "_done", "_replay", "_response")
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, decode_content: bool) -> None:
         self._response = response
-        self._replayed = False
+        self._done = False
+        self._decoder: ContentDecoder | None = None
+        self._replay: bytes | None = None
+        if response._content is not None:  # already read(): replay the body once
+            self._replay = response._cached(decode_content)
+        else:
+            encoding = response.headers.get("content-encoding")
+            if decode_content and encoding:
+                self._decoder = make_decoder(encoding, response._connection._max_decompressed_size)
 
     def __aiter__(self) -> _BodyIterator:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        replay = self._replay
+        if replay is not None:
+            self._done = True
+            if replay:
+                return replay
+            raise StopAsyncIteration
         response = self._response
-        if response._content is not None:  # already read(): replay the body once
-            if response._content and not self._replayed:
-                self._replayed = True
-                return response._content
-            raise StopAsyncIteration
-        chunk = await response._next_chunk()
-        if chunk is None:
-            raise StopAsyncIteration
-        return chunk
+        decoder = self._decoder
+        while True:
+            chunk = await response._next_chunk()
+            if decoder is None:
+                if chunk is None:
+                    self._done = True
+                    raise StopAsyncIteration
+                return chunk
+            try:
+                output = decoder.flush() if chunk is None else decoder.decode(chunk)
+            except BaseException:
+                response._connection._abandon(response._stream)
+                response._closed = True
+                raise
+            if chunk is None:
+                self._done = True
+                if output:
+                    return output
+                raise StopAsyncIteration
+            if output:
+                return output

@@ -15,6 +15,9 @@ Routes (HTTP only; lifespan is accepted and completed):
 * ``GET /slow-headers?delay=D[&signal=NAME]`` -> waits ``D`` seconds, then 200 ``b"slow"``;
   with ``signal``, first sets the ``threading.Event`` ``arrived(NAME)`` (tests in other
   threads learn that the request reached the server)
+* ``GET /encoded/{coding}?n=N`` -> ``noisy_bytes(N)`` with that Content-Encoding (gzip,
+  deflate, deflate-raw, br, zstd, gzip-br, truncated-gzip, corrupt-gzip, unknown; ``bomb``
+  is N zero bytes gzipped)
 * anything else -> 404
 """
 
@@ -48,6 +51,13 @@ _arrivals: dict[str, threading.Event] = {}
 def arrived(name: str) -> threading.Event:
     """The event ``/slow-headers?signal=NAME`` sets when such a request arrives."""
     return _arrivals.setdefault(name, threading.Event())
+
+
+def noisy_bytes(n: int) -> bytes:
+    """``n`` deterministic, barely compressible bytes (the body of ``/encoded/...``)."""
+    import random
+
+    return random.Random(n).randbytes(n)
 
 
 def pattern_bytes(n: int) -> bytes:
@@ -184,6 +194,8 @@ async def _dispatch(scope: Scope, receive: Receive, send: Send) -> None:
                 (b"Content-Type", b"text/plain"),
             ],
         )
+    elif method == "GET" and path.startswith("/encoded/"):
+        await _send_encoded(path.removeprefix("/encoded/"), scope, send)
     elif method == "GET" and path == "/slow-headers":
         query = _query(scope)
         if "signal" in query:
@@ -192,6 +204,50 @@ async def _dispatch(scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, 200, b"slow")
     else:
         await _respond(send, 404, b"not found")
+
+
+def encode_body(coding: str, body: bytes) -> tuple[bytes, bytes]:
+    """``body`` encoded for ``/encoded/{coding}``; returns (content-encoding, payload)."""
+    import gzip
+    import zlib
+
+    import brotli
+    import zstandard
+
+    if coding == "gzip":
+        return b"gzip", gzip.compress(body)
+    if coding == "deflate":
+        return b"deflate", zlib.compress(body)
+    if coding == "deflate-raw":
+        raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        return b"deflate", raw.compress(body) + raw.flush()
+    if coding == "br":
+        return b"br", brotli.compress(body)
+    if coding == "zstd":
+        return b"zstd", zstandard.ZstdCompressor().compress(body)
+    if coding == "gzip-br":  # gzip applied first, then br
+        return b"gzip, br", brotli.compress(gzip.compress(body))
+    if coding == "truncated-gzip":
+        return b"gzip", gzip.compress(body)[:-20]
+    if coding == "corrupt-gzip":
+        data = bytearray(gzip.compress(body))
+        data[20:30] = b"\xff" * 10
+        return b"gzip", bytes(data)
+    if coding == "unknown":
+        return b"compress", body
+    raise ValueError(coding)
+
+
+async def _send_encoded(coding: str, scope: Scope, send: Send) -> None:
+    n = int(_query(scope).get("n", "100000"))
+    body = b"\0" * n if coding == "bomb" else noisy_bytes(n)
+    encoding, payload = encode_body("gzip" if coding == "bomb" else coding, body)
+    headers = [(b"content-encoding", encoding), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for start in range(0, len(payload), 7000):  # several DATA frames
+        chunk = payload[start : start + 7000]
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _send_bytes(send: Send, n: int) -> None:
