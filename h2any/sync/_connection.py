@@ -59,15 +59,20 @@ class Response:
         """The body, after :meth:`read`."""
         return self._response.content
 
-    def read(self) -> bytes:
-        """Read and return the whole body. Honours the read timeout between chunks."""
-        check_not_in_event_loop("Response.read()")
-        return self._loop.call(self._response.read)
+    def read(self, *, decode_content: bool = True) -> bytes:
+        """Read and return the whole body, decoded unless ``decode_content=False``.
 
-    def iter_bytes(self) -> Iterator[bytes]:
-        """Yield the body in chunks as they arrive."""
+        Honours the read timeout between chunks; same errors as :meth:`h2any.Response.read`.
+        """
+        check_not_in_event_loop("Response.read()")
+        return self._loop.call(
+            functools.partial(self._response.read, decode_content=decode_content)
+        )
+
+    def iter_bytes(self, *, decode_content: bool = True) -> Iterator[bytes]:
+        """Yield the body in chunks as they arrive, decoded unless ``decode_content=False``."""
         check_not_in_event_loop("Response.iter_bytes()")
-        iterator = self._response.aiter_bytes()
+        iterator = self._response.aiter_bytes(decode_content=decode_content)
         next_chunk = iterator.__anext__
         while True:
             try:
