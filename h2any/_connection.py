@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Union, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 import anyio.abc
@@ -56,6 +56,7 @@ from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes, Settings
 from hpack import NeverIndexedHeaderTuple
 
+from ._body import PIECE_SIZE, BodyTypes, PreparedBody, prepare_body
 from ._config import Origin, Timeout, TimeoutTypes, VerifyTypes, as_timeout, make_ssl_context
 from ._decoders import accept_encoding
 from ._engine import new_h2_connection
@@ -83,8 +84,6 @@ __all__ = ("Connection", "connect")
 
 __version__ = "0.1.0"
 
-BodyTypes = Union[bytes, bytearray, memoryview, str, None]
-
 DEFAULT_CONNECTION_WINDOW: Final = 16 * 1024 * 1024
 DEFAULT_STREAM_WINDOW: Final = 2 * 1024 * 1024
 DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024
@@ -95,6 +94,8 @@ EARLY_STREAM_LIMIT: Final = 100
 CLOSE_TIMEOUT: Final = 5.0
 READ_SIZE: Final = 256 * 1024
 DEFAULT_TIMEOUT: Final = Timeout()
+# A streamed upload hands the connection task at most this much ahead of the wire.
+OUTBOUND_BUFFER: Final = 4 * PIECE_SIZE
 
 # Inbox item kinds.
 _HEADERS: Final = 0
@@ -172,13 +173,16 @@ class _Stream:
 
     __slots__ = (
         "abandoned",
-        "body",
-        "body_pos",
+        "declared_length",
         "finished",
+        "flush_posted",
         "headers",
         "inbox",
         "local_done",
         "opened",
+        "out",
+        "out_closed",
+        "out_pending",
         "received",
         "remote_done",
         "returned",
@@ -187,12 +191,28 @@ class _Stream:
         "timeout",
         "to_ack",
         "window_manager",
+        "writable",
     )
 
-    def __init__(self, headers: list[tuple[bytes, bytes]], body: bytes | None, timeout: Timeout):
+    def __init__(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        payload: bytes | None,
+        streaming: bool,
+        timeout: Timeout,
+    ) -> None:
         self.headers = headers
-        self.body = body
-        self.body_pos = 0
+        # The request body still to send: pieces (the first possibly partly sent already),
+        # how many bytes they hold, and whether more will come.
+        self.out: deque[memoryview] = deque()
+        self.out_pending = 0
+        self.out_closed = not streaming
+        if payload:
+            self.out.append(memoryview(payload))
+            self.out_pending = len(payload)
+        self.flush_posted = False
+        self.writable: anyio.Event | None = None
+        self.declared_length: int | None = None
         self.timeout = timeout
         self.inbox = _Inbox()
         self.stream_id = 0
@@ -392,9 +412,12 @@ class Connection:
             StreamReset: the server reset the stream.
             ConnectionClosed, ConnectionTerminated, ProtocolError: the connection ended.
         """
-        stream = self._new_stream(method, url, headers, body, timeout)
+        prepared = prepare_body(body)
+        stream = self._new_stream(method, url, headers, prepared, timeout)
         self._submit(stream)
         try:
+            if prepared.source is not None:
+                await self._send_streamed_body(stream, prepared.source)
             status, response_headers = await self._wait_headers(stream)
         except BaseException:
             self._abandon(stream)
@@ -475,23 +498,16 @@ class Connection:
         method: str,
         url: str,
         headers: HeaderTypes | None,
-        body: BodyTypes,
+        body: PreparedBody,
         timeout: TimeoutTypes | None,
     ) -> _Stream:
         method_bytes = method.encode("ascii", "replace")
         if not _TOKEN.match(method_bytes.lower()):
             raise InvalidRequest(f"invalid method {method!r}")
         path = self._path_of(url)
-        if body is None:
-            payload = None
-        elif isinstance(body, bytes):
-            payload = body
-        elif isinstance(body, str):
-            payload = body.encode("utf-8")
-        elif isinstance(body, (bytearray, memoryview)):
-            payload = bytes(body)
-        else:
-            raise InvalidRequest(f"body must be bytes or str, not {type(body).__name__}")
+        payload = body.payload
+        streaming = body.source is not None
+        declared: int | None = None
         authority = self.origin.authority.encode("ascii")
         fields = [
             (b":method", method_bytes),
@@ -509,10 +525,13 @@ class Connection:
             if name == b"host":
                 fields[2] = (b":authority", value)
             elif name == b"content-length":
-                if payload is not None and value != str(len(payload)).encode():
+                if not value.isdigit():
+                    raise InvalidRequest(f"content-length must be a number, not {value!r}")
+                declared = int(value)
+                if body.length is not None and declared != body.length:
                     raise InvalidRequest(
-                        f"content-length {value.decode()} does not match the body's "
-                        f"{len(payload)} bytes"
+                        f"content-length {declared} does not match the body's "
+                        f"{body.length} bytes"
                     )
                 fields.append((name, value))
             elif name in _SENSITIVE or (name == b"cookie" and len(value) < 20):
@@ -520,14 +539,16 @@ class Connection:
                 fields.append(NeverIndexedHeaderTuple(name, value))
             else:
                 fields.append((name, value))
-        if payload is not None and b"content-length" not in seen:
-            fields.append((b"content-length", str(len(payload)).encode()))
+        if body.length is not None and b"content-length" not in seen:
+            fields.append((b"content-length", str(body.length).encode()))
         if b"user-agent" not in seen:
             fields.append((b"user-agent", _USER_AGENT))
         if b"accept-encoding" not in seen:
             fields.append((b"accept-encoding", _ACCEPT_ENCODING))
         stream_timeout = self.timeout if timeout is None else as_timeout(timeout)
-        return _Stream(fields, payload if payload else None, stream_timeout)
+        stream = _Stream(fields, payload, streaming, stream_timeout)
+        stream.declared_length = declared
+        return stream
 
     def _path_of(self, url: str) -> bytes:
         if url.startswith("/") or url == "*":
@@ -605,6 +626,66 @@ class Connection:
                 raise item[1]
             # DATA or END before HEADERS cannot happen: h2 rejects it as a protocol error.
             raise ProtocolError(f"stream {stream.stream_id}: response ended before headers")
+
+    async def _send_streamed_body(self, stream: _Stream, source: AsyncIterator[bytes]) -> None:
+        """Feed a streamed body to the connection task, never far ahead of the wire.
+
+        Runs in the requesting task. Stops early if the stream ends first (the server may
+        answer, or reset the stream, before reading the whole body); ``_wait_headers`` then
+        reports what happened.
+        """
+        declared = stream.declared_length
+        sent = 0
+        try:
+            async for piece in source:
+                if stream.finished:
+                    return
+                if not piece:
+                    continue
+                sent += len(piece)
+                if declared is not None and sent > declared:
+                    raise InvalidRequest(
+                        f"the request body is longer than its content-length {declared}; "
+                        "the stream was reset"
+                    )
+                while stream.out_pending >= OUTBOUND_BUFFER and not stream.finished:
+                    await self._wait_writable(stream)
+                stream.out.append(memoryview(piece))
+                stream.out_pending += len(piece)
+                self._post_flush(stream)
+            if declared is not None and sent != declared:
+                raise InvalidRequest(
+                    f"the request body ended after {sent} bytes, short of its content-length "
+                    f"{declared}; the stream was reset"
+                )
+            stream.out_closed = True
+            self._post_flush(stream)
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+    def _post_flush(self, stream: _Stream) -> None:
+        if not stream.flush_posted:
+            stream.flush_posted = True
+            self._post(self._cmd_flush, stream)
+
+    async def _wait_writable(self, stream: _Stream) -> None:
+        timeout = stream.timeout
+        with anyio.CancelScope() as scope:
+            limit = timeout.write if stream.opened else timeout.pool
+            if limit is not None:
+                scope.deadline = anyio.current_time() + limit
+            stream.scope = scope
+            stream.writable = anyio.Event()
+            try:
+                await stream.writable.wait()
+            finally:
+                stream.scope = None
+                stream.writable = None
+        if scope.cancelled_caught:
+            raise self._timeout_error(stream)
 
     def _timeout_error(self, stream: _Stream) -> H2anyError:
         timeout = stream.timeout
@@ -884,6 +965,8 @@ class Connection:
 
     def _fail_unsent(self, stream: _Stream) -> None:
         stream.finished = True
+        if stream.writable is not None:
+            stream.writable.set()
         goaway = self._goaway
         if goaway is not None:
             exc: H2anyError = ConnectionTerminated(
@@ -899,15 +982,15 @@ class Connection:
     def _start(self, stream: _Stream) -> None:
         h2 = self._h2
         stream_id = h2.get_next_available_stream_id()
-        body = stream.body
-        h2.send_headers(stream_id, stream.headers, end_stream=body is None)
+        no_body = stream.out_closed and not stream.out
+        h2.send_headers(stream_id, stream.headers, end_stream=no_body)
         stream.stream_id = stream_id
         stream.opened = True
         self._last_stream_id = stream_id
         stream.window_manager = self._window_manager(self._initial_window_size)
         self._streams[stream_id] = stream
         self._active += 1
-        if body is None:
+        if no_body:
             stream.local_done = True
         else:
             self._sending[stream] = None
@@ -917,45 +1000,61 @@ class Connection:
             limit = stream.timeout.read if stream.local_done else stream.timeout.write
             scope.deadline = math.inf if limit is None else anyio.current_time() + limit
 
-    def _send_body(self, stream: _Stream) -> bool:
-        """Send as much of ``stream``'s body as the windows allow; True if any was sent."""
+    def _send_body(self, stream: _Stream, max_frames: int = 1 << 30) -> bool:
+        """Send what the windows allow of ``stream``'s queued body (at most ``max_frames``
+        frames); True if anything was sent."""
         h2 = self._h2
-        body = stream.body
-        assert body is not None
+        out = stream.out
         stream_id = stream.stream_id
-        position = stream.body_pos
-        total = len(body)
         frame_size = h2.max_outbound_frame_size
         sent = False
-        while position < total:
+        while out and max_frames > 0:
             window = h2.local_flow_control_window(stream_id)
             if window <= 0:
                 break
-            size = min(window, frame_size, total - position)
-            end = position + size == total
-            h2.send_data(stream_id, body[position : position + size], end_stream=end)
-            position += size
+            piece = out[0]
+            size = min(window, frame_size, len(piece))
+            last = size == len(piece)
+            end = last and len(out) == 1 and stream.out_closed
+            h2.send_data(stream_id, piece[:size], end_stream=end)
+            if last:
+                out.popleft()
+            else:
+                out[0] = piece[size:]
+            stream.out_pending -= size
+            max_frames -= 1
             sent = True
-        stream.body_pos = position
-        if position >= total:
-            stream.body = None
+        if not out and stream.out_closed and not stream.local_done:
+            if not sent:  # the body ended after its last piece went out: an empty END_STREAM
+                h2.end_stream(stream_id)
             stream.local_done = True
-            del self._sending[stream]
+            self._sending.pop(stream, None)
             if stream.remote_done:
                 self._finish(stream)
+        if stream.writable is not None and stream.out_pending < OUTBOUND_BUFFER:
+            stream.writable.set()
         if sent and stream.scope is not None:
             limit = stream.timeout.read if stream.local_done else stream.timeout.write
             stream.scope.deadline = math.inf if limit is None else anyio.current_time() + limit
         return sent
 
-    def _pump_sending(self) -> None:
-        """Share the connection window among streams with bodies to send, round-robin."""
-        if not self._sending:
-            return
-        for stream in list(self._sending):
-            if self._h2.outbound_flow_control_window <= 0:
-                break
+    def _cmd_flush(self, stream: _Stream) -> None:
+        """A streamed body has new pieces (or has ended): send what the windows allow."""
+        stream.flush_posted = False
+        if stream.opened and not stream.finished:
+            self._sending[stream] = None
             self._send_body(stream)
+
+    def _pump_sending(self) -> None:
+        """Share the connection window among streams with bodies to send: one frame each
+        in turn, so no upload starves the others."""
+        while self._sending and self._h2.outbound_flow_control_window > 0:
+            progressed = False
+            for stream in list(self._sending):
+                if self._send_body(stream, max_frames=1):
+                    progressed = True
+            if not progressed:
+                break
 
     def _cmd_ack(self, stream: _Stream) -> None:
         size = stream.to_ack
@@ -1005,6 +1104,8 @@ class Connection:
             except ValueError:
                 pass
             stream.finished = True
+            if stream.writable is not None:
+                stream.writable.set()
             return
         stream_id = stream.stream_id
         self._h2.reset_by_us.add(stream_id)
@@ -1030,7 +1131,10 @@ class Connection:
         stream.local_done = stream.remote_done = True
         self._streams.pop(stream.stream_id, None)
         self._sending.pop(stream, None)
-        stream.body = None
+        stream.out.clear()
+        stream.out_pending = 0
+        if stream.writable is not None:
+            stream.writable.set()
         self._active -= 1
         if self._pending:
             self._open_pending()
@@ -1168,6 +1272,8 @@ class Connection:
                 else:
                     stream.inbox.put((_ERROR, _clone_error(error)))
                 stream.finished = True
+                if stream.writable is not None:
+                    stream.writable.set()
         self._streams.clear()
         self._sending.clear()
         while self._pending:

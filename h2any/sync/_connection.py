@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, final
 
+from .._body import BodyTypes
 from .._config import TimeoutTypes
-from .._connection import BodyTypes
 from .._connection import Connection as AsyncConnection
 from .._headers import Headers, HeaderTypes
 from .._response import Response as AsyncResponse
