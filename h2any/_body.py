@@ -60,10 +60,12 @@ def prepare_body(body: BodyTypes) -> PreparedBody:
         return PreparedBody(data, None, len(data))
     read = getattr(body, "read", None)
     if callable(read):
-        length = _remaining_size(body)
         if inspect.iscoroutinefunction(read):
+            # Its other methods are coroutines too; anyio's AsyncFile exposes the sync file.
+            wrapped = getattr(body, "wrapped", None)
+            length = None if wrapped is None else _remaining_size(wrapped)
             return PreparedBody(None, _read_async_file(read), length)
-        return PreparedBody(None, _read_sync_file(read), length)
+        return PreparedBody(None, _read_sync_file(read), _remaining_size(body))
     if isinstance(body, AsyncIterable):
         return PreparedBody(None, _checked(aiter(body)), None)
     if isinstance(body, Mapping):
@@ -130,8 +132,15 @@ async def _read_async_file(read: Any) -> AsyncIterator[bytes]:
 
 
 async def _checked(iterator: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    async for data in iterator:
-        yield _piece(data)
+    try:
+        async for data in iterator:
+            yield _piece(data)
+    finally:
+        # An upload cut short (error, reset, timeout) leaves the user's async generator
+        # unfinished: close it now rather than leave it to the garbage collector.
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 _DONE = object()

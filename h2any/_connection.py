@@ -530,8 +530,7 @@ class Connection:
                 declared = int(value)
                 if body.length is not None and declared != body.length:
                     raise InvalidRequest(
-                        f"content-length {declared} does not match the body's "
-                        f"{body.length} bytes"
+                        f"content-length {declared} does not match the body's {body.length} bytes"
                     )
                 fields.append((name, value))
             elif name in _SENSITIVE or (name == b"cookie" and len(value) < 20):
