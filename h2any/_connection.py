@@ -76,6 +76,7 @@ from ._exceptions import (
 )
 from ._flow import MAX_WINDOW_SIZE, BaseFlowControlManager, FlowControlManager
 from ._headers import Headers, HeaderTypes
+from ._push import PushedStream, PushIterator, PushPolicy
 
 if TYPE_CHECKING:
     from ._response import Response
@@ -178,11 +179,13 @@ class _Stream:
         "flush_posted",
         "headers",
         "inbox",
+        "is_push",
         "local_done",
         "opened",
         "out",
         "out_closed",
         "out_pending",
+        "precredit",
         "received",
         "remote_done",
         "returned",
@@ -213,6 +216,8 @@ class _Stream:
         self.flush_posted = False
         self.writable: anyio.Event | None = None
         self.declared_length: int | None = None
+        self.is_push = False
+        self.precredit = False  # an unclaimed push: its bytes go back to the connection at once
         self.timeout = timeout
         self.inbox = _Inbox()
         self.stream_id = 0
@@ -260,6 +265,11 @@ class Connection:
         headers: default headers sent with every request.
         max_decompressed_size: the largest decoded body :meth:`Response.read` will
             produce; a larger one raises :class:`DecodingError` (decompression bombs).
+        enable_push: accept server push (off by default: SETTINGS_ENABLE_PUSH=0).
+        push_policy: decides which pushes to accept, given the :class:`PushedStream`;
+            by default only pushes for this connection's own origin are.
+        max_unclaimed_pushes: how many promised pushes may wait for :meth:`get_pushes`;
+            further ones are refused (RST_STREAM REFUSED_STREAM).
     """
 
     def __init__(
@@ -277,6 +287,8 @@ class Connection:
         max_concurrent_streams: int | None = None,
         headers: HeaderTypes | None = None,
         max_decompressed_size: int | None = None,
+        push_policy: PushPolicy | None = None,
+        max_unclaimed_pushes: int = 32,
     ) -> None:
         self.origin = Origin.parse(url)
         self.timeout = as_timeout(timeout)
@@ -288,8 +300,13 @@ class Connection:
             raise ValueError("max_frame_size must be between 16384 and 16777215")
         if max_concurrent_streams is not None and max_concurrent_streams < 1:
             raise ValueError("max_concurrent_streams must be at least 1")
-        if enable_push:
-            raise NotImplementedError("server push is not supported yet")
+        if max_unclaimed_pushes < 0:
+            raise ValueError("max_unclaimed_pushes must be at least 0")
+        self._enable_push = enable_push
+        self._push_policy = push_policy
+        self._max_unclaimed_pushes = max_unclaimed_pushes
+        self._push_promises: deque[PushedStream] = deque()
+        self._push_news: anyio.Event | None = None
         self._ssl_context = (
             make_ssl_context(verify, cert) if self.origin.scheme == "https" else None
         )
@@ -471,6 +488,44 @@ class Connection:
         if not result:
             raise _clone_error(self._error or ConnectionClosed("the connection is closed"))
         return result[0] - started
+
+    def get_pushes(
+        self, stream_id: int | None = None, capture_all: bool = False
+    ) -> AsyncIterator[PushedStream]:
+        """Iterate over pushes the server promised (needs ``enable_push=True``).
+
+        ``stream_id`` selects pushes that accompany that request's stream (``None``: any).
+        Each call yields only promises not yielded before. With ``capture_all=False`` it
+        yields what has arrived and stops; with ``capture_all=True`` it then waits for more
+        until the parent stream (or, for ``None``, every open request) has ended, each wait
+        bounded by the read timeout.
+        """
+        if not self._enable_push:
+            raise RuntimeError("server push is off: open the connection with enable_push=True")
+        return PushIterator(self, stream_id, capture_all)
+
+    def _parents_done(self, stream_id: int | None) -> bool:
+        if self._closing:
+            return True
+        if stream_id is None:
+            return all(s.remote_done or s.is_push for s in self._streams.values())
+        parent = self._streams.get(stream_id)
+        return parent is None or parent.remote_done
+
+    async def _wait_push_news(self) -> None:
+        if self._push_news is None:
+            self._push_news = anyio.Event()
+        limit = self.timeout.read
+        try:
+            with anyio.fail_after(limit):
+                await self._push_news.wait()
+        except TimeoutError:
+            raise ReadTimeout(f"no push promise nor end of stream within {limit} s") from None
+
+    def _push_news_arrived(self) -> None:
+        if self._push_news is not None:
+            self._push_news.set()
+            self._push_news = None
 
     # ------------------------------------------------------------------ request building
 
@@ -754,7 +809,7 @@ class Connection:
         h2.local_settings = Settings(
             client=True,
             initial_values={
-                SettingCodes.ENABLE_PUSH: 0,
+                SettingCodes.ENABLE_PUSH: int(self._enable_push),
                 SettingCodes.INITIAL_WINDOW_SIZE: self._initial_window_size,
                 SettingCodes.MAX_FRAME_SIZE: self._max_frame_size,
                 SettingCodes.MAX_CONCURRENT_STREAMS: 100,
@@ -897,6 +952,8 @@ class Connection:
             while commands:
                 function, argument = commands.popleft()
                 function(argument)
+            if self._sending:
+                self._pump_sending()
             if self._closing:
                 await self._say_goodbye()
                 return
@@ -992,8 +1049,7 @@ class Connection:
         if no_body:
             stream.local_done = True
         else:
-            self._sending[stream] = None
-            self._send_body(stream)
+            self._sending[stream] = None  # sent by _pump_sending, fairly, after this batch
         scope = stream.scope
         if scope is not None:
             limit = stream.timeout.read if stream.local_done else stream.timeout.write
@@ -1038,11 +1094,11 @@ class Connection:
         return sent
 
     def _cmd_flush(self, stream: _Stream) -> None:
-        """A streamed body has new pieces (or has ended): send what the windows allow."""
+        """A streamed body has new pieces (or has ended): queue it for sending; the writer
+        shares the windows among all such streams once the batch of commands is done."""
         stream.flush_posted = False
         if stream.opened and not stream.finished:
             self._sending[stream] = None
-            self._send_body(stream)
 
     def _pump_sending(self) -> None:
         """Share the connection window among streams with bodies to send: one frame each
@@ -1058,11 +1114,14 @@ class Connection:
     def _cmd_ack(self, stream: _Stream) -> None:
         size = stream.to_ack
         stream.to_ack = 0
-        if not size or stream.returned >= stream.received:
+        if not size:
             return
-        size = min(size, stream.received - stream.returned)
-        stream.returned += size
-        self._grant_connection(size)
+        # Bytes already handed back (an unclaimed push's, a released stream's) are not
+        # granted to the connection twice; the stream's own window still reopens.
+        connection_part = min(size, stream.received - stream.returned)
+        if connection_part > 0:
+            stream.returned += connection_part
+            self._grant_connection(connection_part)
         manager = stream.window_manager
         if manager is not None and not stream.remote_done and not stream.finished:
             increment = self._ask(manager, size)
@@ -1134,7 +1193,8 @@ class Connection:
         stream.out_pending = 0
         if stream.writable is not None:
             stream.writable.set()
-        self._active -= 1
+        if not stream.is_push:
+            self._active -= 1
         if self._pending:
             self._open_pending()
         if self._goaway is not None and not self._streams:
@@ -1172,8 +1232,10 @@ class Connection:
                     stream.window_manager.window_size -= size
                 if stream.abandoned:
                     self._release(stream)
-                else:
-                    stream.inbox.put((_DATA, event.data, size))
+                    continue
+                if stream.precredit:
+                    self._release(stream)
+                stream.inbox.put((_DATA, event.data, size))
             elif isinstance(event, ev.ResponseReceived):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
@@ -1185,6 +1247,8 @@ class Connection:
                     stream.inbox.put(_END_ITEM)
                     if stream.local_done:
                         self._finish(stream)
+                    if self._push_news is not None:
+                        self._push_news_arrived()
             elif isinstance(event, ev.TrailersReceived):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
@@ -1218,15 +1282,42 @@ class Connection:
                     waiter[0].set()
             elif isinstance(event, ev.ConnectionTerminated):
                 self._on_goaway(event)
+            elif isinstance(event, ev.PushedStreamReceived):
+                self._on_push_promise(event)
             # Ignored: 1xx responses (we never send Expect), SETTINGS acks, PRIORITY,
             # unknown frames.
+
+    def _on_push_promise(self, event: ev.PushedStreamReceived) -> None:
+        pushed_id = event.pushed_stream_id or 0
+        stream = _Stream([], None, False, self.timeout)
+        stream.stream_id = pushed_id
+        stream.opened = stream.local_done = stream.is_push = stream.precredit = True
+        stream.window_manager = self._window_manager(self._initial_window_size)
+        push = PushedStream(self, stream, event.parent_stream_id or 0, list(event.headers or []))
+        if self._push_policy is not None:
+            accepted = bool(self._push_policy(push))
+        else:
+            accepted = push.scheme == self.origin.scheme and push.authority == self.origin.authority
+        unclaimed = len(self._push_promises)
+        if not accepted or unclaimed >= self._max_unclaimed_pushes or self._closing:
+            self._h2.reset_by_us.add(pushed_id)
+            self._h2.reset_stream(pushed_id, ErrorCodes.REFUSED_STREAM)
+            return
+        self._streams[pushed_id] = stream
+        self._push_promises.append(push)
+        self._push_news_arrived()
+
+    def _cmd_claim_push(self, stream: _Stream) -> None:
+        """The application asked for a push's response: from now on its data counts
+        against the connection window until consumed, like any response."""
+        stream.precredit = False
 
     def _on_goaway(self, event: ev.ConnectionTerminated) -> None:
         error_code = int(event.error_code or 0)
         last_stream_id = event.last_stream_id if event.last_stream_id is not None else 2**31 - 1
         self._goaway = event
         for stream_id, stream in list(self._streams.items()):
-            if stream_id > last_stream_id:
+            if stream_id % 2 and stream_id > last_stream_id:
                 stream.inbox.put(
                     (
                         _ERROR,
@@ -1280,6 +1371,8 @@ class Connection:
         for done, _ in self._pings.values():
             done.set()
         self._settings_received.set()
+        self._push_promises.clear()
+        self._push_news_arrived()
         self._wake.set()
 
 
