@@ -23,6 +23,7 @@ from ._exceptions import WriteTimeout as WriteTimeout
 from ._flow import BaseFlowControlManager as BaseFlowControlManager
 from ._flow import FlowControlManager as FlowControlManager
 from ._headers import Headers as Headers
+from ._push import PushedStream as PushedStream
 from ._response import Response as Response
 
 __all__ = (
@@ -39,6 +40,7 @@ __all__ = (
     "InvalidRequest",
     "PoolTimeout",
     "ProtocolError",
+    "PushedStream",
     "ReadTimeout",
     "Response",
     "StreamReset",

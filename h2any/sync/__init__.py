@@ -1,12 +1,26 @@
 """The blocking, thread-safe facade over h2any's async core.
 
 ``h2any.sync.Connection`` runs an ordinary :class:`h2any.Connection` in an event-loop thread
-of its own; any number of threads may share it.
+of its own; any number of threads may share it. ``HTTP20Connection`` is a drop-in for the
+abandoned ``hyper`` library's class of that name, built on the facade.
 """
 
 from __future__ import annotations
 
 from ._connection import Connection as Connection
+from ._connection import PushedStream as PushedStream
 from ._connection import Response as Response
+from ._hyper import HTTP20Connection as HTTP20Connection
+from ._hyper import HTTP20Push as HTTP20Push
+from ._hyper import HTTP20Response as HTTP20Response
+from ._hyper import HTTPHeaderMap as HTTPHeaderMap
 
-__all__ = ("Connection", "Response")
+__all__ = (
+    "Connection",
+    "HTTP20Connection",
+    "HTTP20Push",
+    "HTTP20Response",
+    "HTTPHeaderMap",
+    "PushedStream",
+    "Response",
+)

@@ -19,10 +19,11 @@ from .._body import BodyTypes
 from .._config import TimeoutTypes
 from .._connection import Connection as AsyncConnection
 from .._headers import Headers, HeaderTypes
+from .._push import PushedStream as AsyncPushedStream
 from .._response import Response as AsyncResponse
 from ._portal import LoopThread, check_not_in_event_loop
 
-__all__ = ("Connection", "Response")
+__all__ = ("Connection", "PushedStream", "Response")
 
 
 @final
@@ -100,6 +101,34 @@ class Response:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@final
+class PushedStream:
+    """A server push on the blocking facade; see :class:`h2any.PushedStream`."""
+
+    def __init__(self, loop: LoopThread, push: AsyncPushedStream) -> None:
+        self._loop = loop
+        self._push = push
+        self.stream_id = push.stream_id
+        self.parent_stream_id = push.parent_stream_id
+        self.method = push.method
+        self.scheme = push.scheme
+        self.authority = push.authority
+        self.path = push.path
+        self.request_headers = push.request_headers
+
+    def __repr__(self) -> str:
+        return f"<h2any.sync.PushedStream {self.method} {self.path} stream {self.stream_id}>"
+
+    def get_response(self) -> Response:
+        """Wait for the pushed response's headers and return it."""
+        check_not_in_event_loop("PushedStream.get_response()")
+        return Response(self._loop, self._loop.call(self._push.get_response))
+
+    def cancel(self) -> None:
+        """Refuse the push (RST_STREAM CANCEL) and release what was buffered for it."""
+        self._loop.call(self._push.cancel)
 
 
 @final
@@ -182,6 +211,20 @@ class Connection:
             yield response
         finally:
             response.close()
+
+    def get_pushes(
+        self, stream_id: int | None = None, capture_all: bool = False
+    ) -> Iterator[PushedStream]:
+        """Iterate over pushes the server promised; see :meth:`h2any.Connection.get_pushes`."""
+        check_not_in_event_loop("Connection.get_pushes()")
+        iterator = self._connection.get_pushes(stream_id, capture_all)
+        next_push = iterator.__anext__
+        while True:
+            try:
+                push = self._loop.call(next_push)
+            except StopAsyncIteration:
+                return
+            yield PushedStream(self._loop, push)
 
     def ping(self, timeout: float | None = None) -> float:
         """Send a PING and return the round-trip time in seconds."""
