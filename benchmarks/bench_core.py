@@ -1,0 +1,631 @@
+"""Core benchmarks: h2any against httpx (http2=True) and h2load, one connection to nghttpd.
+
+Usage::
+
+    python benchmarks/bench_core.py [--quick] [--backend asyncio|trio|uvloop ...]
+        [--scenario small|download ...] [--client h2any|httpx|h2load ...]
+        [--repeat N] [--output docs/benchmarks.md]
+
+The script starts its own ``nghttpd`` (h2c, default settings) on a free loopback port with a
+temporary document root and stops it at the end, also on errors and Ctrl-C.
+
+Scenarios:
+
+* ``small``: GETs of a 1-byte file over ONE connection, 100 in flight (a fixed pool of 100
+  worker tasks pulling from a shared counter); result in requests per second.
+* ``download``: one 64 MiB download, streamed and counted; result in MB/s (10**6 bytes/s).
+
+Every scenario runs a warm-up and then ``--repeat`` timed repetitions, each on a fresh
+connection (connection setup is not timed); the median is reported. Every response is
+validated (status, body bytes, HTTP/2, one connection) so a broken client cannot look fast;
+the download's SHA-256 is checked during the (untimed) warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import importlib.metadata
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+import h2any
+
+SMALL_FILE = "1b"
+SMALL_BODY = b"a"
+BIG_FILE = "64m.bin"
+BIG_SIZE = 64 * 1024 * 1024
+CONCURRENCY = 100
+SMALL_REQUESTS = 20_000
+QUICK_SMALL_REQUESTS = 5_000
+REPEAT = 3
+BACKENDS = ("asyncio", "uvloop", "trio")
+SCENARIOS = ("small", "download")
+CLIENTS = ("h2any", "httpx", "h2load")
+H2LOAD_TIMEOUT = 600.0
+NGHTTPD_DEFAULTS = (
+    "nghttpd defaults: SETTINGS_MAX_CONCURRENT_STREAMS 100, "
+    "stream and connection receive windows 64 KiB (-w 16 / -W 16), no TLS (h2c)"
+)
+BUSY_LOAD = 0.5  # a 1-minute load average above this before the run: somebody else is busy
+MARK_START = "<!-- bench_core:start -->"
+MARK_END = "<!-- bench_core:end -->"
+
+
+class BenchmarkError(Exception):
+    """A response failed validation (or a tool failed): the result must not be reported."""
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+@dataclass
+class Server:
+    port: int
+    docroot: Path
+    big_sha256: str
+    version: str
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the benchmark process dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def nghttpd() -> Iterator[Server]:
+    """Run nghttpd (h2c, defaults) on a free loopback port over a temporary docroot."""
+    binary = shutil.which("nghttpd")
+    if binary is None:
+        raise SystemExit("nghttpd is missing: apt-get install nghttp2-server nghttp2-client")
+    version = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="h2any-bench-") as tmp:
+        docroot = Path(tmp)
+        (docroot / SMALL_FILE).write_bytes(SMALL_BODY)
+        big = os.urandom(BIG_SIZE)
+        (docroot / BIG_FILE).write_bytes(big)
+        big_sha256 = hashlib.sha256(big).hexdigest()
+        del big
+        for _attempt in range(5):
+            port = _free_port()
+            proc = subprocess.Popen(
+                [binary, "--no-tls", "-a", "127.0.0.1", "-d", str(docroot), str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+            try:
+                if _wait_listening(proc, port):
+                    yield Server(port, docroot, big_sha256, version)
+                    return
+            finally:
+                _stop(proc)
+                if proc.stderr is not None:
+                    proc.stderr.close()
+        raise SystemExit("could not start nghttpd on a free port")
+
+
+# ---------------------------------------------------------------------------- measurements
+
+
+@dataclass
+class Result:
+    scenario: str
+    client: str
+    backend: str
+    unit: str
+    values: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.values) if self.values and not self.error else None
+
+
+def _run_async(backend: str, func: Callable[[], Awaitable[float]]) -> float:
+    if backend == "uvloop":
+        return float(anyio.run(func, backend="asyncio", backend_options={"use_uvloop": True}))
+    return float(anyio.run(func, backend=backend))
+
+
+async def _worker_pool(count: int, one: Callable[[], Awaitable[None]]) -> float:
+    """Run ``one`` ``count`` times with CONCURRENCY workers; return the elapsed seconds."""
+    remaining = count
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await one()
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(CONCURRENCY, count)):
+            tg.start_soon(worker)
+    return time.perf_counter() - started
+
+
+# h2any ------------------------------------------------------------------------------
+
+
+async def h2any_small(origin: str, count: int) -> float:
+    path = "/" + SMALL_FILE
+    async with h2any.Connection(origin) as conn:
+
+        async def one() -> None:
+            resp = await conn.request("GET", path)
+            body = await resp.read()
+            if resp.status != 200 or body != SMALL_BODY:
+                raise BenchmarkError(f"h2any: status {resp.status}, body {body!r}")
+
+        elapsed = await _worker_pool(count, one)
+        if conn.is_closed:
+            raise BenchmarkError("h2any: the connection closed during the run")
+    return count / elapsed
+
+
+async def h2any_download(origin: str, expected_sha256: str | None) -> float:
+    async with h2any.Connection(origin) as conn:
+        digest = hashlib.sha256() if expected_sha256 else None
+        received = 0
+        started = time.perf_counter()
+        async with conn.stream("GET", "/" + BIG_FILE) as resp:
+            if resp.status != 200:
+                raise BenchmarkError(f"h2any: status {resp.status}")
+            async for chunk in resp.aiter_bytes():
+                received += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+        elapsed = time.perf_counter() - started
+    _check_download("h2any", received, digest, expected_sha256)
+    return received / elapsed / 1e6
+
+
+# httpx ------------------------------------------------------------------------------
+
+
+def _httpx_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        http1=False,
+        http2=True,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        timeout=httpx.Timeout(60.0),
+    )
+
+
+def _httpx_check_one_connection(client: httpx.AsyncClient, requests: int) -> None:
+    """httpx exposes no public connection count: look at httpcore's pool (read-only)."""
+    pool = getattr(client._transport, "_pool", None)
+    connections = list(getattr(pool, "connections", []))
+    infos = [conn.info() for conn in connections]
+    if len(infos) != 1 or "HTTP/2" not in infos[0]:
+        raise BenchmarkError(f"httpx: expected one HTTP/2 connection, the pool holds {infos}")
+    match = re.search(r"Request Count: (\d+)", infos[0])
+    if match is None or int(match.group(1)) != requests:
+        raise BenchmarkError(f"httpx: expected {requests} requests on the connection: {infos[0]}")
+
+
+async def httpx_small(origin: str, count: int) -> float:
+    url = origin + "/" + SMALL_FILE
+    async with _httpx_client() as client:
+        # Open the connection outside the timed part, as for h2any.
+        first = await client.get(url)
+        if first.status_code != 200 or first.http_version != "HTTP/2":
+            raise BenchmarkError(f"httpx: {first.status_code} over {first.http_version}")
+
+        async def one() -> None:
+            resp = await client.get(url)
+            if (
+                resp.status_code != 200
+                or resp.http_version != "HTTP/2"
+                or resp.content != SMALL_BODY
+            ):
+                raise BenchmarkError(
+                    f"httpx: status {resp.status_code}, {resp.http_version}, body {resp.content!r}"
+                )
+
+        elapsed = await _worker_pool(count, one)
+        _httpx_check_one_connection(client, count + 1)
+    return count / elapsed
+
+
+async def httpx_download(origin: str, expected_sha256: str | None) -> float:
+    async with _httpx_client() as client:
+        first = await client.get(origin + "/" + SMALL_FILE)  # connect outside the timed part
+        if first.status_code != 200 or first.http_version != "HTTP/2":
+            raise BenchmarkError(f"httpx: {first.status_code} over {first.http_version}")
+        digest = hashlib.sha256() if expected_sha256 else None
+        received = 0
+        started = time.perf_counter()
+        async with client.stream("GET", origin + "/" + BIG_FILE) as resp:
+            if resp.status_code != 200 or resp.http_version != "HTTP/2":
+                raise BenchmarkError(f"httpx: {resp.status_code} over {resp.http_version}")
+            async for chunk in resp.aiter_raw():
+                received += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+        elapsed = time.perf_counter() - started
+        _httpx_check_one_connection(client, 2)
+    _check_download("httpx", received, digest, expected_sha256)
+    return received / elapsed / 1e6
+
+
+def _check_download(
+    client: str, received: int, digest: Any | None, expected_sha256: str | None
+) -> None:
+    if received != BIG_SIZE:
+        raise BenchmarkError(f"{client}: received {received} bytes, expected {BIG_SIZE}")
+    if digest is not None and digest.hexdigest() != expected_sha256:
+        raise BenchmarkError(f"{client}: SHA-256 mismatch")
+
+
+# h2load -----------------------------------------------------------------------------
+
+
+def h2load_command(origin: str, scenario: str, count: int) -> list[str]:
+    if scenario == "small":
+        return ["h2load", "-n", str(count), "-c", "1", "-m", str(CONCURRENCY), origin + "/1b"]
+    return ["h2load", "-n", "1", "-c", "1", "-m", "1", origin + "/" + BIG_FILE]
+
+
+def run_h2load(origin: str, scenario: str, count: int) -> float:
+    command = h2load_command(origin, scenario, count)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=H2LOAD_TIMEOUT)
+    out = proc.stdout
+    done = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded", out)
+    status = re.search(r"status codes: (\d+) 2xx", out)
+    finished = re.search(r"finished in ([\d.]+)(s|ms|us), ([\d.]+) req/s", out)
+    expected = count if scenario == "small" else 1
+    if (
+        proc.returncode != 0
+        or done is None
+        or status is None
+        or finished is None
+        or int(done.group(2)) != expected
+        or int(status.group(1)) != expected
+    ):
+        raise BenchmarkError(f"h2load failed: {out[-600:]} {proc.stderr[-300:]}")
+    if scenario == "small":
+        return float(finished.group(3))
+    seconds = float(finished.group(1)) / {"s": 1, "ms": 1e3, "us": 1e6}[finished.group(2)]
+    data = re.search(r"traffic: .*?\((\d+)\) total, .*?\((\d+)\) data", out)
+    if data is None or int(data.group(2)) < BIG_SIZE:
+        raise BenchmarkError(f"h2load: short download: {out[-600:]}")
+    return BIG_SIZE / seconds / 1e6
+
+
+# ---------------------------------------------------------------------------- driver
+
+
+@dataclass
+class Plan:
+    backends: list[str]
+    scenarios: list[str]
+    clients: list[str]
+    repeat: int
+    small_requests: int
+
+
+def measure(scenario: str, client: str, backend: str, server: Server, plan: Plan) -> Result:
+    unit = "req/s" if scenario == "small" else "MB/s"
+    result = Result(scenario, client, backend, unit)
+    origin = server.origin
+    warmup_requests = max(1000, plan.small_requests // 10)
+
+    def once(warmup: bool) -> float:
+        if client == "h2load":
+            count = warmup_requests if warmup else plan.small_requests
+            return run_h2load(origin, scenario, count)
+        if scenario == "small":
+            func = h2any_small if client == "h2any" else httpx_small
+            count = warmup_requests if warmup else plan.small_requests
+            return _run_async(backend, partial(func, origin, count))
+        download = h2any_download if client == "h2any" else httpx_download
+        # The SHA-256 is checked once, in the untimed warm-up; timed runs count bytes.
+        sha = server.big_sha256 if warmup else None
+        return _run_async(backend, partial(download, origin, sha))
+
+    label = f"{scenario:8} {client:6} {backend:7}"
+    print(f"  {label} ...", end="", flush=True)
+    try:
+        once(warmup=True)
+        for _ in range(plan.repeat):
+            result.values.append(once(warmup=False))
+            print(f" {result.values[-1]:,.0f}", end="", flush=True)
+    except BenchmarkError as exc:
+        result.error = str(exc)
+    except Exception as exc:  # a client crashing is a result too, not the end of the run
+        result.error = f"{type(exc).__name__}: {exc}"
+    print(f"  FAILED: {result.error}" if result.error else f"  {unit}", flush=True)
+    return result
+
+
+def run_plan(server: Server, plan: Plan) -> list[Result]:
+    results: list[Result] = []
+    for scenario in plan.scenarios:
+        for client in plan.clients:
+            if client == "h2load":
+                results.append(measure(scenario, client, "C", server, plan))
+                continue
+            for backend in plan.backends:
+                results.append(measure(scenario, client, backend, server, plan))
+    return results
+
+
+def table(results: list[Result], scenario: str) -> str:
+    rows = [r for r in results if r.scenario == scenario]
+    if not rows:
+        return ""
+    unit = rows[0].unit
+    base = next((r.median for r in rows if r.client == "httpx" and r.backend == "asyncio"), None)
+    lines = [
+        f"| client | backend | {unit} (median) | min - max | ratio to httpx (asyncio) |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for r in rows:
+        median = r.median
+        if median is None:
+            lines.append(f"| {r.client} | {r.backend} | FAILED: {r.error} | | |")
+            continue
+        spread = f"{min(r.values):,.0f} - {max(r.values):,.0f}"
+        ratio = f"{median / base:.2f}x" if base else "n/a"
+        lines.append(f"| {r.client} | {r.backend} | {median:,.0f} | {spread} | {ratio} |")
+    return "\n".join(lines)
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_revision() -> str:
+    """The commit of the h2any tree being measured, and whether it has local changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "h2any"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit} (with uncommitted changes in h2any/)" if dirty else commit
+
+
+def environment(server: Server) -> list[str]:
+    packages = ("h2any", "h2", "hpack", "anyio", "httpx", "httpcore", "uvloop", "trio")
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- machine: {platform.machine()}, `nproc` = {os.cpu_count()}, "
+        f"{platform.system()} {platform.release()}, loopback only",
+        f"- load average (1/5/15 min) at the start: {load}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}); "
+        f"h2any source: git {_git_revision()}",
+        "- " + ", ".join(f"{p} {_version(p)}" for p in packages),
+        f"- server: {server.version} ({NGHTTPD_DEFAULTS})",
+    ]
+
+
+def busy_note(load_start: float) -> list[str]:
+    """A warning when other processes were already using the CPUs as the run started."""
+    if load_start < BUSY_LOAD:
+        return []
+    return [
+        "",
+        f"**Note:** the machine was not idle (1-minute load average {load_start:.2f} on "
+        f"{os.cpu_count()} cores before the run; other processes, such as a test suite, "
+        "competed for the CPUs). Absolute numbers are depressed and noisier than usual; the "
+        "ratios, measured in the same run, are the meaningful part.",
+    ]
+
+
+def report(
+    results: list[Result],
+    env: list[str],
+    plan: Plan,
+    argv: list[str],
+    load_start: float,
+    load_end: str,
+) -> str:
+    small_cmd = " ".join(h2load_command("http://127.0.0.1:PORT", "small", plan.small_requests))
+    big_cmd = " ".join(h2load_command("http://127.0.0.1:PORT", "download", 1))
+    parts = [
+        "## Results",
+        "",
+        *env,
+        f"- load average (1/5/15 min) at the end: {load_end}",
+        *busy_note(load_start),
+        "",
+        "Commands:",
+        "",
+        "```",
+        "python benchmarks/bench_core.py " + " ".join(argv),
+        "nghttpd --no-tls -a 127.0.0.1 -d DOCROOT PORT",
+        small_cmd,
+        big_cmd,
+        "```",
+        "",
+        f"Each row: one warm-up, then {plan.repeat} timed run(s) on a fresh connection; "
+        "the median is shown.",
+        "",
+    ]
+    if "small" in plan.scenarios:
+        parts += [
+            f"### small: {plan.small_requests:,} GETs of a 1-byte file, one connection, "
+            f"{CONCURRENCY} in flight",
+            "",
+            table(results, "small"),
+            "",
+        ]
+    if "download" in plan.scenarios:
+        parts += [
+            "### download: one 64 MiB file, streamed (MB/s = 10^6 bytes/s)",
+            "",
+            table(results, "download"),
+            "",
+        ]
+    return "\n".join(parts)
+
+
+INTRO = """\
+# Benchmarks
+
+These numbers compare h2any with [httpx](https://www.python-httpx.org/) (`http2=True`, h2c
+with prior knowledge, limited to one connection) and with `h2load`, nghttp2's C load
+generator, which serves as the ceiling. Everything runs over **one HTTP/2 connection** on
+**loopback** against a local `nghttpd` with its default settings (100 concurrent streams,
+64 KiB receive windows, no TLS), on a **2-core** machine where client and server share the
+CPUs, so the absolute numbers say little: read the **ratios**, which compare clients measured
+in the same run. The *small* scenario sends 20,000 GETs of a 1-byte file with 100 requests
+in flight (100 worker tasks); the *download* scenario streams one 64 MiB file. Each result
+is the median of three runs after a warm-up, and every response is validated (status, body,
+HTTP/2, one connection, SHA-256 of the download).
+
+To reproduce: `nox -s bench` (or `python benchmarks/bench_core.py --output
+docs/benchmarks.md`; add `--quick` for a fast smoke run). The script starts and stops its
+own `nghttpd`, so `nghttpd` and `h2load` must be installed (Debian: `nghttp2-server`,
+`nghttp2-client`).
+"""
+
+
+def write_output(path: Path, section: str) -> None:
+    """Replace the section between the markers, or start the file with the intro."""
+    block = f"{MARK_START}\n{section.rstrip()}\n{MARK_END}\n"
+    text = path.read_text() if path.exists() else ""
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        tail = rest.split(MARK_END, 1)[1].lstrip("\n")
+        text = head + block + tail
+    elif text.strip():
+        text = text.rstrip() + "\n\n" + block
+    else:
+        text = INTRO + "\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Plan]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 run and fewer requests")
+    parser.add_argument("--backend", nargs="+", choices=BACKENDS, action="extend")
+    parser.add_argument("--scenario", nargs="+", choices=SCENARIOS, action="extend")
+    parser.add_argument("--client", nargs="+", choices=CLIENTS, action="extend")
+    parser.add_argument("--repeat", type=int, help=f"timed runs (default {REPEAT})")
+    parser.add_argument("--output", type=Path, help="write a markdown section to this file")
+    args = parser.parse_args(argv)
+    plan = Plan(
+        backends=_dedupe(args.backend or list(BACKENDS)),
+        scenarios=_dedupe(args.scenario or list(SCENARIOS)),
+        clients=_dedupe(args.client or list(CLIENTS)),
+        repeat=args.repeat or (1 if args.quick else REPEAT),
+        small_requests=QUICK_SMALL_REQUESTS if args.quick else SMALL_REQUESTS,
+    )
+    return args, plan
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwind through the finally blocks that stop nghttpd
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args, plan = parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm)
+    load_start = os.getloadavg()[0]
+    try:
+        with nghttpd() as server:
+            print(f"{server.version} on {server.origin} ({NGHTTPD_DEFAULTS})")
+            env = environment(server)
+            for line in env:
+                print(line)
+            results = run_plan(server, plan)
+    except KeyboardInterrupt:
+        print("\ninterrupted; nghttpd stopped", file=sys.stderr)
+        return 130
+    load_end = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    section = report(results, env, plan, argv, load_start, load_end)
+    print()
+    print(section)
+    if args.output is not None:
+        write_output(args.output, section)
+        print(f"wrote {args.output}")
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
