@@ -11,6 +11,7 @@ from ._exceptions import ConnectionClosed as ConnectionClosed
 from ._exceptions import ConnectionTerminated as ConnectionTerminated
 from ._exceptions import ConnectTimeout as ConnectTimeout
 from ._exceptions import DecodingError as DecodingError
+from ._exceptions import FlowControlError as FlowControlError
 from ._exceptions import H2anyError as H2anyError
 from ._exceptions import InvalidRequest as InvalidRequest
 from ._exceptions import PoolTimeout as PoolTimeout
@@ -20,6 +21,7 @@ from ._exceptions import StreamReset as StreamReset
 from ._exceptions import TimeoutError as TimeoutError
 from ._exceptions import TLSError as TLSError
 from ._exceptions import WriteTimeout as WriteTimeout
+from ._flow import AdaptiveFlowControlManager as AdaptiveFlowControlManager
 from ._flow import BaseFlowControlManager as BaseFlowControlManager
 from ._flow import FlowControlManager as FlowControlManager
 from ._headers import Headers as Headers
@@ -27,6 +29,7 @@ from ._push import PushedStream as PushedStream
 from ._response import Response as Response
 
 __all__ = (
+    "AdaptiveFlowControlManager",
     "BaseFlowControlManager",
     "ConnectError",
     "ConnectTimeout",
@@ -34,6 +37,7 @@ __all__ = (
     "ConnectionClosed",
     "ConnectionTerminated",
     "DecodingError",
+    "FlowControlError",
     "FlowControlManager",
     "H2anyError",
     "Headers",

@@ -65,6 +65,7 @@ from ._exceptions import (
     ConnectionClosed,
     ConnectionTerminated,
     ConnectTimeout,
+    FlowControlError,
     H2anyError,
     InvalidRequest,
     PoolTimeout,
@@ -951,7 +952,10 @@ class Connection:
             await self._wake.wait()
             while commands:
                 function, argument = commands.popleft()
-                function(argument)
+                try:
+                    function(argument)
+                except H2anyError as exc:
+                    self._shutdown(exc)
             if self._sending:
                 self._pump_sending()
             if self._closing:
@@ -1124,33 +1128,63 @@ class Connection:
             self._grant_connection(connection_part)
         manager = stream.window_manager
         if manager is not None and not stream.remote_done and not stream.finished:
-            increment = self._ask(manager, size)
+            try:
+                increment = self._checked_increment(
+                    manager, "increase_window_size", manager.increase_window_size(size)
+                )
+            except FlowControlError as exc:
+                self._fail_stream(stream, exc)
+                return
             if increment:
-                try:
-                    self._h2.increment_flow_control_window(increment, stream.stream_id)
-                except StreamClosedError:
-                    pass
+                self._open_stream_window(stream, increment)
+
+    def _open_stream_window(self, stream: _Stream, increment: int) -> None:
+        try:
+            self._h2.increment_flow_control_window(increment, stream.stream_id)
+        except StreamClosedError:
+            pass
 
     def _grant_connection(self, size: int) -> None:
-        increment = self._ask(self._conn_window_manager, size)
+        manager = self._conn_window_manager
+        increment = self._checked_increment(
+            manager, "increase_window_size", manager.increase_window_size(size)
+        )
         if increment:
             self._h2.increment_flow_control_window(increment)
 
     @staticmethod
-    def _ask(manager: BaseFlowControlManager, size: int) -> int:
-        increment = manager.increase_window_size(size)
-        if not isinstance(increment, int) or increment < 0:
-            raise H2anyError(
-                f"{type(manager).__name__}.increase_window_size returned {increment!r}; "
+    def _checked_increment(manager: BaseFlowControlManager, method: str, increment: object) -> int:
+        """Validate what a window manager returned, and account for it."""
+        if increment is None and method == "blocked":
+            return 0
+        if type(increment) is not int or increment < 0:
+            raise FlowControlError(
+                f"{type(manager).__name__}.{method} returned {increment!r}; "
                 "it must return a non-negative int"
             )
         if manager.window_size + increment > MAX_WINDOW_SIZE:
-            raise H2anyError(
-                f"{type(manager).__name__}.increase_window_size returned {increment}, which "
-                f"would open the window past 2**31-1"
+            raise FlowControlError(
+                f"{type(manager).__name__}.{method} returned {increment}, which would open "
+                f"the window to {manager.window_size + increment}, past 2**31-1"
             )
         manager.window_size += increment
         return increment
+
+    def _when_blocked(self, manager: BaseFlowControlManager) -> int:
+        """The peer has used up a window: ask the manager whether to open it further."""
+        return self._checked_increment(manager, "blocked", manager.blocked())
+
+    def _fail_stream(self, stream: _Stream, error: H2anyError) -> None:
+        """Fail one stream (reset it) for a local reason; the connection carries on."""
+        if not stream.finished:
+            stream.inbox.put((_ERROR, error))
+            self._h2.reset_by_us.add(stream.stream_id)
+            try:
+                self._h2.reset_stream(stream.stream_id, ErrorCodes.INTERNAL_ERROR)
+            except (StreamClosedError, H2ProtocolError):
+                pass
+            self._finish(stream)
+            self._release(stream)
 
     def _cmd_reset(self, stream: _Stream) -> None:
         if stream.finished:
@@ -1222,14 +1256,28 @@ class Connection:
         for event in events:
             if isinstance(event, ev.DataReceived):
                 size = event.flow_controlled_length or 0
-                self._conn_window_manager.window_size -= size
+                connection_manager = self._conn_window_manager
+                connection_manager.window_size -= size
+                if connection_manager.window_size <= 0:
+                    increment = self._when_blocked(connection_manager)
+                    if increment:
+                        self._h2.increment_flow_control_window(increment)
                 stream = streams.get(event.stream_id or 0)
                 if stream is None:
                     self._grant_connection(size)
                     continue
                 stream.received += size
-                if stream.window_manager is not None:
-                    stream.window_manager.window_size -= size
+                manager = stream.window_manager
+                if manager is not None:
+                    manager.window_size -= size
+                    if manager.window_size <= 0 and not event.stream_ended:
+                        try:
+                            increment = self._when_blocked(manager)
+                        except FlowControlError as exc:
+                            self._fail_stream(stream, exc)
+                            continue
+                        if increment:
+                            self._open_stream_window(stream, increment)
                 if stream.abandoned:
                     self._release(stream)
                     continue
@@ -1240,6 +1288,10 @@ class Connection:
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
                     stream.inbox.put((_HEADERS, event.headers))
+                    if stream.window_manager is not None:
+                        for name, value in event.headers:
+                            if name == b"content-length" and value.isdigit():
+                                stream.window_manager.document_size = int(value)
             elif isinstance(event, ev.StreamEnded):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:

@@ -14,6 +14,7 @@ __all__ = (
     "ConnectionClosed",
     "ConnectionTerminated",
     "DecodingError",
+    "FlowControlError",
     "H2anyError",
     "InvalidRequest",
     "PoolTimeout",
@@ -73,6 +74,11 @@ class PoolTimeout(TimeoutError):
 
 class InvalidRequest(H2anyError, ValueError):
     """The request could not be sent as given: a bad header, method, URL or body."""
+
+
+class FlowControlError(H2anyError):
+    """A window manager returned an invalid increment (negative, not an int, or one that
+    would open a window past 2**31-1)."""
 
 
 class DecodingError(H2anyError):

@@ -10,7 +10,7 @@ offered, a stream never buffers more than its window: a slow reader slows the se
 
 from __future__ import annotations
 
-__all__ = ("BaseFlowControlManager", "FlowControlManager")
+__all__ = ("AdaptiveFlowControlManager", "BaseFlowControlManager", "FlowControlManager")
 
 MAX_WINDOW_SIZE = 2**31 - 1
 
@@ -55,3 +55,46 @@ class FlowControlManager(BaseFlowControlManager):
             increment, self._unacknowledged = self._unacknowledged, 0
             return increment
         return 0
+
+
+class AdaptiveFlowControlManager(BaseFlowControlManager):
+    """Grows the window toward the connection's bandwidth-delay product.
+
+    Starts at ``initial_window_size``. When the peer has used up the whole window (it was
+    *blocked*) and the application then consumes everything received -- so the window, not
+    the reader, is what limits throughput -- the window doubles, up to ``max_window_size``.
+    A slow reader leaves data buffered, so the window does not grow, and memory stays
+    bounded by the current window.
+    """
+
+    #: The largest window this manager grows to (16 MiB; a larger initial window is kept).
+    max_window_size = 16 * 1024 * 1024
+
+    def __init__(self, initial_window_size: int, document_size: int | None = None) -> None:
+        super().__init__(initial_window_size, document_size)
+        self.target_window_size = initial_window_size
+        self._unacknowledged = 0
+        self._peer_was_blocked = False
+
+    def increase_window_size(self, frame_size: int) -> int:
+        self._unacknowledged += frame_size
+        target = self.target_window_size
+        # Received but not yet consumed:
+        buffered = target - self.window_size - self._unacknowledged
+        if self._peer_was_blocked and buffered <= 0:
+            self._peer_was_blocked = False
+            limit = max(self.max_window_size, self.initial_window_size)
+            growth = min(target, limit - target)
+            if self.document_size is not None:  # no point growing past the whole body
+                growth = min(growth, max(0, self.document_size - target))
+            self.target_window_size = target + growth
+            increment, self._unacknowledged = self._unacknowledged + growth, 0
+            return increment
+        if self._unacknowledged * 2 >= target or self.window_size * 4 < target:
+            increment, self._unacknowledged = self._unacknowledged, 0
+            return increment
+        return 0
+
+    def blocked(self) -> int | None:
+        self._peer_was_blocked = True
+        return None
