@@ -271,6 +271,12 @@ class Connection:
             by default only pushes for this connection's own origin are.
         max_unclaimed_pushes: how many promised pushes may wait for :meth:`get_pushes`;
             further ones are refused (RST_STREAM REFUSED_STREAM).
+        keepalive_interval: after this many seconds without hearing from the server, send
+            a PING; if no acknowledgement arrives within ``keepalive_timeout`` (default: the
+            read timeout, or 20 s), the connection is declared dead and every waiter gets
+            :class:`ConnectionClosed`. ``None`` (the default) sends no keepalive PINGs.
+        max_header_list_size: the largest decoded header list accepted from the server
+            (advertised in SETTINGS; a larger one fails the connection).
     """
 
     def __init__(
@@ -290,6 +296,9 @@ class Connection:
         max_decompressed_size: int | None = None,
         push_policy: PushPolicy | None = None,
         max_unclaimed_pushes: int = 32,
+        keepalive_interval: float | None = None,
+        keepalive_timeout: float | None = None,
+        max_header_list_size: int = 64 * 1024,
     ) -> None:
         self.origin = Origin.parse(url)
         self.timeout = as_timeout(timeout)
@@ -301,6 +310,12 @@ class Connection:
             raise ValueError("max_frame_size must be between 16384 and 16777215")
         if max_concurrent_streams is not None and max_concurrent_streams < 1:
             raise ValueError("max_concurrent_streams must be at least 1")
+        if keepalive_interval is not None and not keepalive_interval > 0:
+            raise ValueError("keepalive_interval must be positive or None")
+        self._keepalive_interval = keepalive_interval
+        self._keepalive_timeout = keepalive_timeout or self.timeout.read or 20.0
+        self._max_header_list_size = max_header_list_size
+        self._last_receive = 0.0
         if max_unclaimed_pushes < 0:
             raise ValueError("max_unclaimed_pushes must be at least 0")
         self._enable_push = enable_push
@@ -814,9 +829,10 @@ class Connection:
                 SettingCodes.INITIAL_WINDOW_SIZE: self._initial_window_size,
                 SettingCodes.MAX_FRAME_SIZE: self._max_frame_size,
                 SettingCodes.MAX_CONCURRENT_STREAMS: 100,
-                SettingCodes.MAX_HEADER_LIST_SIZE: 256 * 1024,
+                SettingCodes.MAX_HEADER_LIST_SIZE: self._max_header_list_size,
             },
         )
+        h2.decoder.max_header_list_size = self._max_header_list_size
         h2.set_max_inbound_frame_size(self._max_frame_size)
         h2.initiate_connection()
         extra = self._connection_window_size - 65535
@@ -829,6 +845,8 @@ class Connection:
                 async with anyio.create_task_group() as task_group:
                     task_group.start_soon(self._read_loop)
                     task_group.start_soon(self._write_then_stop, task_group)
+                    if self._keepalive_interval is not None:
+                        task_group.start_soon(self._keepalive_loop, self._keepalive_interval)
                     failure = await self._wait_for_settings()
                     if failure is None:
                         self._started = True
@@ -877,10 +895,12 @@ class Connection:
         assert self._socket is not None
         receive = self._socket.receive
         h2 = self._h2
+        current_time = anyio.current_time
         error: H2anyError
         try:
             while True:
                 data = await receive(READ_SIZE)
+                self._last_receive = current_time()
                 self._check_frame_headers(data)
                 events = h2.receive_data(data)
                 self._handle_events(events)
@@ -908,6 +928,34 @@ class Connection:
         except H2anyError as exc:
             error = exc
         self._shutdown(error)
+
+    async def _keepalive_loop(self, interval: float) -> None:
+        """PING the server after ``interval`` seconds of silence; no answer kills the
+        connection, so that waiters fail promptly instead of waiting out their timeouts."""
+        self._last_receive = anyio.current_time()
+        while True:
+            idle = anyio.current_time() - self._last_receive
+            if idle < interval:
+                await anyio.sleep(interval - idle)
+                continue
+            payload = os.urandom(8)
+            answered = anyio.Event()
+            self._pings[payload] = (answered, [])
+            self._post(self._cmd_ping, payload)
+            with anyio.move_on_after(self._keepalive_timeout):
+                await answered.wait()
+            self._pings.pop(payload, None)
+            if self._closing:
+                return
+            if not answered.is_set():
+                self._shutdown(
+                    ConnectionClosed(
+                        f"the server did not answer a keepalive PING within "
+                        f"{self._keepalive_timeout} s; the connection is considered dead"
+                    )
+                )
+                return
+            self._last_receive = anyio.current_time()
 
     def _check_frame_headers(self, data: bytes) -> None:
         # h2 waits for a frame's whole declared length before it checks that length, so a
