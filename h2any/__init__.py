@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ._client import Client as Client
+from ._client import get as get
+from ._client import request as request
 from ._config import Timeout as Timeout
 from ._connection import Connection as Connection
 from ._connection import __version__ as __version__
@@ -31,6 +34,7 @@ from ._response import Response as Response
 __all__ = (
     "AdaptiveFlowControlManager",
     "BaseFlowControlManager",
+    "Client",
     "ConnectError",
     "ConnectTimeout",
     "Connection",
@@ -54,4 +58,6 @@ __all__ = (
     "WriteTimeout",
     "__version__",
     "connect",
+    "get",
+    "request",
 )

@@ -182,6 +182,7 @@ class _Stream:
         "inbox",
         "is_push",
         "local_done",
+        "on_open",
         "opened",
         "out",
         "out_closed",
@@ -218,6 +219,7 @@ class _Stream:
         self.writable: anyio.Event | None = None
         self.declared_length: int | None = None
         self.is_push = False
+        self.on_open: Callable[[], None] | None = None
         self.precredit = False  # an unclaimed push: its bytes go back to the connection at once
         self.timeout = timeout
         self.inbox = _Inbox()
@@ -445,9 +447,26 @@ class Connection:
             StreamReset: the server reset the stream.
             ConnectionClosed, ConnectionTerminated, ProtocolError: the connection ended.
         """
+        return await self._request(method, url, headers=headers, body=body, timeout=timeout)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None,
+        body: BodyTypes,
+        timeout: TimeoutTypes | None,
+        first_in_line: bool = False,
+        on_open: Callable[[], None] | None = None,
+    ) -> Response:
+        """:meth:`request`; ``first_in_line`` puts the request ahead of others waiting for a
+        stream slot (the Client's retries of requests the server never processed)."""
         prepared = prepare_body(body)
         stream = self._new_stream(method, url, headers, prepared, timeout)
-        self._submit(stream)
+        stream.on_open = on_open
+        self._check_open()
+        self._post(self._cmd_open_first if first_in_line else self._cmd_open, stream)
         try:
             if prepared.source is not None:
                 await self._send_streamed_body(stream, prepared.source)
@@ -662,10 +681,6 @@ class Connection:
     def _post(self, function: Callable[[Any], None], argument: Any) -> None:
         self._commands.append((function, argument))
         self._wake.set()
-
-    def _submit(self, stream: _Stream) -> None:
-        self._check_open()
-        self._post(self._cmd_open, stream)
 
     async def _wait_headers(self, stream: _Stream) -> tuple[int, Headers]:
         inbox = stream.inbox
@@ -1071,6 +1086,12 @@ class Connection:
         else:
             self._start(stream)
 
+    def _cmd_open_first(self, stream: _Stream) -> None:
+        if self._pending and not stream.abandoned and not self._closing and self._goaway is None:
+            self._pending.appendleft(stream)
+        else:
+            self._cmd_open(stream)
+
     def _fail_unsent(self, stream: _Stream) -> None:
         stream.finished = True
         if stream.writable is not None:
@@ -1094,6 +1115,8 @@ class Connection:
         h2.send_headers(stream_id, stream.headers, end_stream=no_body)
         stream.stream_id = stream_id
         stream.opened = True
+        if stream.on_open is not None:
+            stream.on_open()
         self._last_stream_id = stream_id
         stream.window_manager = self._window_manager(self._initial_window_size)
         self._streams[stream_id] = stream

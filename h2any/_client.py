@@ -1,0 +1,435 @@
+"""``h2any.Client``: one HTTP/2 connection per origin, reused, replaced, and retried on.
+
+The client owns a task group in which every connection task runs (as with
+:func:`h2any.connect`). A request picks its origin's connection -- opening it on first use,
+shared by every task that asks meanwhile -- and is retried on a fresh connection when the
+protocol guarantees the server never processed it.
+
+Retry rules:
+
+* Streams above a GOAWAY's ``last_stream_id``, streams reset with REFUSED_STREAM, and
+  requests refused because their connection was already going away were never processed:
+  they are sent again, whatever the method, as often as needed within the request's time
+  budget, ahead of new requests -- provided the body can be replayed (none, bytes/str, or a
+  seekable file).
+* A request that may have been processed (the connection was lost mid-request) is retried
+  only if its method is idempotent, and then at most once.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import math
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, final
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+import anyio
+import anyio.abc
+
+from ._body import BodyTypes
+from ._config import Origin, TimeoutTypes, as_timeout
+from ._connection import DEFAULT_TIMEOUT, Connection, _clone_error
+from ._exceptions import (
+    ConnectionClosed,
+    ConnectionTerminated,
+    H2anyError,
+    InvalidRequest,
+    PoolTimeout,
+    StreamReset,
+)
+from ._headers import Headers, HeaderTypes
+from ._response import Response
+
+__all__ = ("Client", "get", "request")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+ParamTypes = Mapping[str, Any] | Sequence[tuple[str, Any]] | str
+
+
+@dataclass(eq=False)
+class _Slot:
+    """A connection to one origin, or the promise of one being opened."""
+
+    opened: anyio.Event = field(default_factory=anyio.Event)
+    connection: Connection | None = None
+    error: BaseException | None = None
+    last_used: float = 0.0
+    reserved: int = 0  # requests assigned here whose streams are not open yet
+
+    @property
+    def has_room(self) -> bool:
+        connection = self.connection
+        return (
+            connection is not None
+            and connection.open_streams + self.reserved < connection.max_concurrent_streams
+        )
+
+    @property
+    def usable(self) -> bool:
+        return self.connection is not None and not self.connection.is_closed
+
+
+@final
+class Client:
+    """An HTTP/2 client for many origins: one multiplexed connection per origin, pooled.
+
+    Use it as an async context manager. Takes the :class:`Connection` options (``verify``,
+    ``cert``, ``timeout``, ``enable_push``, ``window_manager``, ...) for every connection
+    it opens, and:
+
+    Arguments:
+        base_url: joined with relative request URLs.
+        headers: default headers for every request (a request's own headers win).
+        keepalive_expiry: close connections idle for this many seconds (``None``: never).
+        max_connections_per_origin: open up to this many connections to one origin when
+            the open ones are saturated (the server's MAX_CONCURRENT_STREAMS); with 1 (the
+            default), requests wait for a stream slot instead.
+        retry_timeout: how long, from its start, a request may keep being retried on
+            fresh connections (each attempt is still bounded by ``timeout``); ``None``: as
+            long as it takes.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        headers: HeaderTypes | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        keepalive_expiry: float | None = 60.0,
+        max_connections_per_origin: int = 1,
+        retry_timeout: float | None = 60.0,
+        **connection_options: Any,
+    ) -> None:
+        if max_connections_per_origin < 1:
+            raise ValueError("max_connections_per_origin must be at least 1")
+        self.timeout = as_timeout(timeout)
+        self.base_url = base_url
+        self._headers = Headers(headers or ())
+        self._keepalive_expiry = keepalive_expiry
+        self._max_per_origin = max_connections_per_origin
+        self._retry_timeout = math.inf if retry_timeout is None else retry_timeout
+        self._options = connection_options
+        self._options["timeout"] = self.timeout
+        # Fail on bad options now, not on the first request.
+        Connection("http://localhost", **self._options)
+        self._pool: dict[Origin, list[_Slot]] = {}
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._closed = False
+        self.connections_opened = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Client:
+        if self._task_group is not None or self._closed:
+            raise RuntimeError("a Client can be entered only once")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        if self._keepalive_expiry is not None:
+            task_group.start_soon(self._expire_idle, self._keepalive_expiry)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task_group = self._task_group
+        try:
+            await self.aclose()
+        finally:
+            if task_group is not None:
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(None, None, None)
+
+    async def aclose(self) -> None:
+        """Close every connection (GOAWAY to each server). Idempotent."""
+        self._closed = True
+        slots = [slot for slots in self._pool.values() for slot in slots]
+        self._pool.clear()
+        with anyio.CancelScope(shield=True):
+            for slot in slots:
+                if slot.connection is not None:
+                    await slot.connection.aclose()
+
+    @property
+    def connections(self) -> dict[str, int]:
+        """How many open connections the pool holds, per origin."""
+        return {
+            str(origin): sum(slot.usable for slot in slots)
+            for origin, slots in self._pool.items()
+            if any(slot.usable for slot in slots)
+        }
+
+    async def _expire_idle(self, expiry: float) -> None:
+        while True:
+            await anyio.sleep(min(expiry, 1.0) if expiry > 0 else 0.05)
+            now = anyio.current_time()
+            for slots in list(self._pool.values()):
+                for slot in list(slots):
+                    connection = slot.connection
+                    if (
+                        connection is not None
+                        and connection.open_streams == 0
+                        and now - slot.last_used >= expiry
+                    ):
+                        slots.remove(slot)
+                        await connection.aclose()
+
+    # ------------------------------------------------------------------ requests
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: ParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        body: BodyTypes = None,
+        json: Any = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
+        """Send a request to any origin and return its :class:`Response` at headers.
+
+        ``url`` is absolute, or relative to ``base_url``. ``params`` are added to the
+        query string; ``json`` is sent as an ``application/json`` body.
+        Raises the errors of :meth:`Connection.request`, after the retries described in
+        the module documentation.
+        """
+        if self._task_group is None or self._closed:
+            raise RuntimeError("use the Client as 'async with h2any.Client() as client:'")
+        origin, target = self._split(url, params)
+        method = method.upper()
+        request_headers = self._merge_headers(headers)
+        if json is not None:
+            if body is not None:
+                raise InvalidRequest("pass either body= or json=, not both")
+            body = jsonlib.dumps(json, separators=(",", ":")).encode()
+            if "content-type" not in request_headers:
+                request_headers = Headers(
+                    [*request_headers.raw, (b"content-type", b"application/json")]
+                )
+        replay_from = _replay_position(body)
+        request_timeout = self.timeout if timeout is None else as_timeout(timeout)
+        deadline = anyio.current_time() + self._retry_timeout
+        retried_unprocessed = False
+        retried_maybe_processed = False
+        while True:
+            slot = await self._slot_for(origin, deadline)
+            assert slot.connection is not None
+            slot.last_used = anyio.current_time()
+            reservation = _Reservation(slot)
+            try:
+                response = await slot.connection._request(
+                    method,
+                    target,
+                    headers=request_headers,
+                    body=body,
+                    timeout=request_timeout,
+                    first_in_line=retried_unprocessed,
+                    on_open=reservation.release,
+                )
+            except (StreamReset, ConnectionTerminated) as exc:
+                if not exc.retryable or replay_from is None:
+                    raise
+                if anyio.current_time() >= deadline:
+                    raise
+                retried_unprocessed = True
+                self._forget_if_closed(origin, slot)
+                body = _rewind(body, replay_from)
+            except ConnectionClosed:
+                if (
+                    retried_maybe_processed
+                    or method not in IDEMPOTENT_METHODS
+                    or replay_from is None
+                    or anyio.current_time() >= deadline
+                ):
+                    raise
+                retried_maybe_processed = True
+                self._forget_if_closed(origin, slot)
+                body = _rewind(body, replay_from)
+            else:
+                slot.last_used = anyio.current_time()
+                return response
+            finally:
+                reservation.release()
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: ParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        body: BodyTypes = None,
+        json: Any = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> AsyncIterator[Response]:
+        """Like :meth:`request`, as a context manager that closes the response on exit."""
+        response = await self.request(
+            method, url, params=params, headers=headers, body=body, json=json, timeout=timeout
+        )
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def get(self, url: str, **kwargs: Any) -> Response:
+        """``request("GET", url, ...)``."""
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> Response:
+        """``request("POST", url, ...)``."""
+        return await self.request("POST", url, **kwargs)
+
+    # ------------------------------------------------------------------ pool
+
+    def _split(self, url: str, params: ParamTypes | None) -> tuple[Origin, str]:
+        if self.base_url is not None:
+            url = urljoin(self.base_url, url)
+        parts = urlsplit(url)
+        if not parts.scheme or not parts.netloc:
+            raise InvalidRequest(f"URL {url!r} is not absolute (and there is no base_url)")
+        origin = Origin.parse(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
+        query = parts.query
+        if params is not None:
+            extra = params if isinstance(params, str) else urlencode(params, doseq=True)
+            query = f"{query}&{extra}" if query and extra else (query or extra)
+        target = urlunsplit(("", "", parts.path or "/", query, ""))
+        return origin, target
+
+    def _merge_headers(self, headers: HeaderTypes | None) -> Headers:
+        if not self._headers:
+            return Headers(headers or ())
+        own = Headers(headers or ())
+        merged = [(n, v) for n, v in self._headers if n not in own]
+        return Headers([*merged, *own])
+
+    def _forget_if_closed(self, origin: Origin, slot: _Slot) -> None:
+        slots = self._pool.get(origin)
+        if slots is not None and slot in slots and not slot.usable:
+            slots.remove(slot)
+
+    async def _slot_for(self, origin: Origin, deadline: float) -> _Slot:
+        """The connection to use for ``origin``: an open one with a free stream slot, a
+        new one (at most ``max_connections_per_origin``), or the least busy one."""
+        slots = self._pool.setdefault(origin, [])
+        while True:
+            slots[:] = [s for s in slots if s.connection is None or not s.connection.is_closed]
+            opening = [s for s in slots if s.connection is None]
+            ready = [s for s in slots if s.connection is not None]
+            for slot in ready:
+                if slot.has_room:
+                    return slot
+            if opening:
+                slot = opening[0]
+            elif len(slots) < self._max_per_origin or not ready:
+                slot = _Slot()
+                slots.append(slot)
+                assert self._task_group is not None
+                self._task_group.start_soon(self._open, origin, slot)
+            else:
+                return min(
+                    ready,
+                    key=lambda s: (
+                        s.connection.open_streams + s.reserved if s.connection else math.inf
+                    ),
+                )
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                await slot.opened.wait()
+            if not slot.opened.is_set():
+                raise PoolTimeout(f"no connection to {origin} could be opened in time")
+            if slot.error is not None:
+                if slot in slots:
+                    slots.remove(slot)
+                error = slot.error
+                if isinstance(error, H2anyError):
+                    raise _clone_error(error)
+                raise error
+
+    async def _open(self, origin: Origin, slot: _Slot) -> None:
+        assert self._task_group is not None
+        try:
+            slot.connection = await _connect(self._task_group, str(origin), self._options)
+            self.connections_opened += 1
+        except BaseException as exc:
+            slot.error = exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            slot.opened.set()
+
+
+class _Reservation:
+    """Counts a request against its slot until its stream opens (or the attempt ends)."""
+
+    __slots__ = ("_slot",)
+
+    def __init__(self, slot: _Slot) -> None:
+        self._slot: _Slot | None = slot
+        slot.reserved += 1
+
+    def release(self) -> None:
+        if self._slot is not None:
+            self._slot.reserved -= 1
+            self._slot = None
+
+
+async def _connect(
+    task_group: anyio.abc.TaskGroup, url: str, options: Mapping[str, Any]
+) -> Connection:
+    connection = Connection(url, **options)
+    await task_group.start(connection._run)
+    return connection
+
+
+def _replay_position(body: BodyTypes) -> int | None:
+    """Where a body can be replayed from, or None if it cannot (iterables, pipes)."""
+    if body is None or isinstance(body, (bytes, bytearray, memoryview, str)):
+        return 0
+    seekable = getattr(body, "seekable", None)
+    if callable(seekable) and not _is_coroutine_function(seekable):
+        try:
+            if seekable():
+                return int(body.tell())  # type: ignore[union-attr]
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _rewind(body: BodyTypes, position: int) -> BodyTypes:
+    seek = getattr(body, "seek", None)
+    if seek is not None and not isinstance(body, (bytes, bytearray, memoryview, str)):
+        seek(position, os.SEEK_SET)
+    return body
+
+
+def _is_coroutine_function(function: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(function)
+
+
+async def request(method: str, url: str, **kwargs: Any) -> Response:
+    """Send one request with a throwaway :class:`Client` and return the response, its body
+    already read (``response.content``). Keyword arguments are those of
+    :meth:`Client.request` and the Client's options (``verify``, ``timeout``, ...)."""
+    request_keys = {"params", "headers", "body", "json"}
+    request_kwargs = {k: v for k, v in kwargs.items() if k in request_keys}
+    client_kwargs = {k: v for k, v in kwargs.items() if k not in request_keys}
+    async with Client(keepalive_expiry=None, **client_kwargs) as client:
+        response = await client.request(method, url, **request_kwargs)
+        await response.read()
+        return response
+
+
+async def get(url: str, **kwargs: Any) -> Response:
+    """``request("GET", url, ...)``, for one-off requests."""
+    return await request("GET", url, **kwargs)
