@@ -120,6 +120,7 @@ class Client:
         self._pool: dict[Origin, list[_Slot]] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed = False
+        self._closed_flag: anyio.Event | None = None
         self.connections_opened = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -148,9 +149,18 @@ class Client:
                 task_group.cancel_scope.cancel()
                 await task_group.__aexit__(None, None, None)
 
+    def _closed_event(self) -> anyio.Event:
+        if self._closed_flag is None:
+            self._closed_flag = anyio.Event()
+            if self._closed:
+                self._closed_flag.set()
+        return self._closed_flag
+
     async def aclose(self) -> None:
         """Close every connection (GOAWAY to each server). Idempotent."""
         self._closed = True
+        if self._closed_flag is not None:
+            self._closed_flag.set()
         slots = [slot for slots in self._pool.values() for slot in slots]
         self._pool.clear()
         with anyio.CancelScope(shield=True):

@@ -257,3 +257,30 @@ async def test_client_waits_for_stream_slots_and_does_not_drop_pings() -> None:
                 for _ in range(10):
                     tg.start_soon(client.get, server.url + "/")
             assert server.connections == 1
+
+
+def test_sync_client_shared_by_threads_across_two_origins(nghttpd, hypercorn_server) -> None:
+    import threading
+
+    import h2any.sync
+
+    failures: list[BaseException] = []
+    before = threading.active_count()
+
+    def work() -> None:
+        try:
+            for _ in range(50):
+                assert client.get(nghttpd.url + "/1b").read() == b"x"
+                assert client.get(hypercorn_server.url_h2c + "/bytes/2").read() == b"\x00\x01"
+        except BaseException as exc:
+            failures.append(exc)
+
+    with h2any.sync.Client() as client:
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert client.connections == {nghttpd.url: 1, hypercorn_server.url_h2c: 1}
+    assert failures == []
+    assert threading.active_count() == before

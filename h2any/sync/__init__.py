@@ -7,11 +7,13 @@ abandoned ``hyper`` library's class of that name, built on the facade.
 
 from __future__ import annotations
 
+from ._client import Client as Client
 from ._connection import Connection as Connection
 from ._connection import PushedStream as PushedStream
 from ._connection import Response as Response
 
 __all__ = (
+    "Client",
     "Connection",
     "PushedStream",
     "Response",

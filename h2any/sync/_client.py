@@ -1,0 +1,139 @@
+"""``h2any.sync.Client``: the async :class:`h2any.Client`, run in a loop thread of its own."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, final
+
+from .._body import BodyTypes
+from .._client import Client as AsyncClient
+from .._client import ParamTypes
+from .._config import TimeoutTypes
+from .._headers import HeaderTypes
+from ._connection import Response
+from ._portal import LoopThread, check_not_in_event_loop
+
+__all__ = ("Client",)
+
+
+@final
+class Client:
+    """A thread-safe, blocking client for many origins: :class:`h2any.Client` in a loop thread.
+
+    Takes the same arguments as :class:`h2any.Client`, plus ``backend`` (``"asyncio"`` or
+    ``"trio"``) and ``backend_options``. Any number of threads may share it; requests to one
+    origin share one HTTP/2 connection. Close it (or use ``with``); an unclosed client warns.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        check_not_in_event_loop("h2any.sync.Client()")
+        self._closed = True
+        client = AsyncClient(**options)
+        self._loop = LoopThread(backend, backend_options)
+        try:
+            self._loop.start(functools.partial(_run_client, client))
+        except BaseException:
+            self._loop.stop()
+            raise
+        self._client = client
+        self._closed = False
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: ParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        body: BodyTypes = None,
+        json: Any = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
+        """Send a request; see :meth:`h2any.Client.request`."""
+        check_not_in_event_loop("Client.request()")
+        call = functools.partial(
+            self._client.request,
+            method,
+            url,
+            params=params,
+            headers=headers,
+            body=body,
+            json=json,
+            timeout=timeout,
+        )
+        return Response(self._loop, self._loop.call(call))
+
+    @contextmanager
+    def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[Response]:
+        """Like :meth:`request`, as a context manager that closes the response on exit."""
+        response = self.request(method, url, **kwargs)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def get(self, url: str, **kwargs: Any) -> Response:
+        """``request("GET", url, ...)``."""
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> Response:
+        """``request("POST", url, ...)``."""
+        return self.request("POST", url, **kwargs)
+
+    @property
+    def connections(self) -> dict[str, int]:
+        """How many open connections the pool holds, per origin."""
+        return self._client.connections
+
+    def close(self) -> None:
+        """Close every connection and end the loop thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._loop.in_loop_thread:
+                self._loop.call(self._client.aclose)
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        warnings.warn(
+            "unclosed h2any.sync.Client: use 'with h2any.sync.Client()' or call close()",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+async def _run_client(client: AsyncClient, *, task_status: Any) -> None:
+    """Hold the client open in the loop thread until it is closed."""
+    async with client:
+        task_status.started()
+        await client._closed_event().wait()
