@@ -11,10 +11,18 @@ from ._client import Client as Client
 from ._connection import Connection as Connection
 from ._connection import PushedStream as PushedStream
 from ._connection import Response as Response
+from ._hyper import HTTP20Connection as HTTP20Connection
+from ._hyper import HTTP20Push as HTTP20Push
+from ._hyper import HTTP20Response as HTTP20Response
+from ._hyper import HTTPHeaderMap as HTTPHeaderMap
 
 __all__ = (
     "Client",
     "Connection",
+    "HTTP20Connection",
+    "HTTP20Push",
+    "HTTP20Response",
+    "HTTPHeaderMap",
     "PushedStream",
     "Response",
 )
