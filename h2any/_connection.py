@@ -76,7 +76,7 @@ from ._exceptions import (
     WriteTimeout,
 )
 from ._flow import MAX_WINDOW_SIZE, BaseFlowControlManager, FlowControlManager
-from ._headers import Headers, HeaderTypes
+from ._headers import Headers, HeaderTypes, malformed_response_fields
 from ._push import PushedStream, PushIterator, PushPolicy
 
 if TYPE_CHECKING:
@@ -919,6 +919,8 @@ class Connection:
                 self._check_frame_headers(data)
                 events = h2.receive_data(data)
                 self._handle_events(events)
+                if h2.frame_buffer.stream_errors:
+                    self._stream_errors(h2.frame_buffer.stream_errors)
                 if h2.absorbed:
                     self._grant_connection(h2.absorbed)
                     h2.absorbed = 0
@@ -1245,14 +1247,34 @@ class Connection:
         """The peer has used up a window: ask the manager whether to open it further."""
         return self._checked_increment(manager, "blocked", manager.blocked())
 
-    def _fail_stream(self, stream: _Stream, error: H2anyError) -> None:
-        """Fail one stream (reset it) for a local reason; the connection carries on."""
+    def _stream_errors(self, errors: list[tuple[int, str]]) -> None:
+        """Frames the frame buffer took out as stream errors: reset those streams."""
+        for stream_id, problem in errors:
+            stream = self._streams.get(stream_id)
+            if stream is not None:
+                self._malformed(stream, f"the server sent {problem}")
+        errors.clear()
+
+    def _malformed(self, stream: _Stream, problem: str) -> None:
+        """A stream error (RFC 9113 section 5.4.2): reset that stream, keep the connection."""
+        self._fail_stream(
+            stream,
+            ProtocolError(
+                f"stream {stream.stream_id}: malformed response: {problem}",
+                ErrorCodes.PROTOCOL_ERROR,
+            ),
+            ErrorCodes.PROTOCOL_ERROR,
+        )
+
+    def _fail_stream(
+        self, stream: _Stream, error: H2anyError, code: int = ErrorCodes.INTERNAL_ERROR
+    ) -> None:
+        """Fail one stream (reset it); the connection carries on."""
         if not stream.finished:
             stream.inbox.put((_ERROR, error))
-            self._h2.reset_by_us.add(stream.stream_id)
             try:
-                self._h2.reset_stream(stream.stream_id, ErrorCodes.INTERNAL_ERROR)
-            except (StreamClosedError, H2ProtocolError):
+                self._h2.reset_closed_or_open(stream.stream_id, code)
+            except H2ProtocolError:
                 pass
             self._finish(stream)
             self._release(stream)
@@ -1358,6 +1380,10 @@ class Connection:
             elif isinstance(event, ev.ResponseReceived):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
+                    problem = malformed_response_fields(event.headers, trailers=False)
+                    if problem is not None:
+                        self._malformed(stream, problem)
+                        continue
                     stream.inbox.put((_HEADERS, event.headers))
                     if stream.window_manager is not None:
                         for name, value in event.headers:
@@ -1375,6 +1401,10 @@ class Connection:
             elif isinstance(event, ev.TrailersReceived):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
+                    problem = malformed_response_fields(event.headers, trailers=True)
+                    if problem is not None:
+                        self._malformed(stream, problem)
+                        continue
                     stream.inbox.put((_TRAILERS, event.headers))
             elif isinstance(event, ev.StreamReset):
                 stream = streams.get(event.stream_id or 0)
@@ -1407,6 +1437,11 @@ class Connection:
                 self._on_goaway(event)
             elif isinstance(event, ev.PushedStreamReceived):
                 self._on_push_promise(event)
+            elif isinstance(event, ev.InformationalResponseReceived):
+                stream = streams.get(event.stream_id or 0)
+                problem = malformed_response_fields(event.headers, trailers=False)
+                if stream is not None and problem is not None:
+                    self._malformed(stream, problem)
             # Ignored: 1xx responses (we never send Expect), SETTINGS acks, PRIORITY,
             # unknown frames.
 

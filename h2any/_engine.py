@@ -10,10 +10,39 @@ from typing import Any
 from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
 from h2.exceptions import StreamClosedError
+from h2.frame_buffer import FrameBuffer
+from hyperframe.frame import RstStreamFrame
 
 __all__ = ("ConnectionState", "H2Connection", "StreamClosedError", "new_h2_connection")
 
 _RST_STREAM = 0x3
+_WINDOW_UPDATE = 0x8
+
+
+class _FrameBuffer(FrameBuffer):
+    # RFC 9113 section 6.9: a WINDOW_UPDATE with a zero increment is a *stream* error when
+    # it names a stream. hyperframe refuses to parse it at all, which h2 turns into a
+    # connection error; so such frames are taken out here and reported to the connection
+    # task (``stream_errors``), which resets just that stream.
+
+    def __init__(self) -> None:
+        super().__init__(server=False)
+        self.stream_errors: list[tuple[int, str]] = []
+
+    def __next__(self) -> Any:
+        data = self._data
+        while (
+            len(data) >= 13
+            and data[3] == _WINDOW_UPDATE
+            and data[0:3] == b"\x00\x00\x04"
+            and bytes(data[9:13]) in (b"\x00\x00\x00\x00", b"\x80\x00\x00\x00")
+            and int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+            and not self._headers_buffer
+        ):
+            stream_id = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+            self.stream_errors.append((stream_id, "a WINDOW_UPDATE with a zero increment"))
+            del data[:13]
+        return super().__next__()
 
 
 class _H2Connection(H2Connection):
@@ -29,6 +58,7 @@ class _H2Connection(H2Connection):
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config=config)
+        self.frame_buffer = self.incoming_buffer = _FrameBuffer()
         self.reset_by_us: set[int] = set()
         self.absorbed = 0
         self._in_receive = False
@@ -52,6 +82,17 @@ class _H2Connection(H2Connection):
             self.absorbed += frame.flow_controlled_length
             return [], events + exc._events
         return super()._handle_data_on_closed_stream(events, exc, frame)
+
+    def reset_closed_or_open(self, stream_id: int, error_code: int) -> None:
+        """RST_STREAM even if h2 already considers the stream closed (e.g. a malformed
+        response that carried END_STREAM): the peer must learn it was refused."""
+        self.reset_by_us.add(stream_id)
+        try:
+            self.reset_stream(stream_id, error_code)
+        except StreamClosedError:
+            frame = RstStreamFrame(stream_id)
+            frame.error_code = error_code
+            super()._prepare_for_sending([frame])
 
     def has_data_to_send(self) -> bool:
         return bool(self._data_to_send)
@@ -82,7 +123,10 @@ def new_h2_connection() -> _H2Connection:
         # specific fields, no CR/LF/NUL); h2's own pass over them costs ~15% of a small request.
         validate_outbound_headers=False,
         normalize_outbound_headers=False,
-        validate_inbound_headers=True,
+        # Response headers are checked by the connection task instead (``_headers.py``),
+        # so that a malformed response fails only its stream (RFC 9113 section 8.1.1), as a
+        # stream error, where h2 would fail the whole connection.
+        validate_inbound_headers=False,
         normalize_inbound_headers=True,
     )
     return _H2Connection(config)

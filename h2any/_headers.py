@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Union, final, overload
 
@@ -103,3 +104,41 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self._fields!r})"
+
+
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
+_BAD_FIELD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+
+def malformed_response_fields(fields: list[tuple[bytes, bytes]], *, trailers: bool) -> str | None:
+    """Why a response's (or its trailers') header block is malformed (RFC 9113 section
+    8.1.1), or None when it is fine."""
+    status_seen = False
+    regular_seen = False
+    for name, value in fields:
+        if name[:1] == b":":
+            if trailers:
+                return f"pseudo-header {name!r} in trailers"
+            if regular_seen:
+                return f"pseudo-header {name!r} after a regular header"
+            if name != b":status":
+                return f"pseudo-header {name!r} is not allowed in a response"
+            if status_seen:
+                return "more than one :status"
+            if len(value) != 3 or not value.isdigit():
+                return f":status {value!r} is not a three-digit code"
+            status_seen = True
+            continue
+        regular_seen = True
+        if not _FIELD_NAME.match(name):
+            return f"invalid header name {name!r} (HTTP/2 names are lowercase tokens)"
+        if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
+            return f"connection-specific header {name!r}"
+        if _BAD_FIELD_VALUE.search(value):
+            return f"invalid value for {name!r}"
+    if not trailers and not status_seen:
+        return "no :status"
+    return None
