@@ -279,6 +279,9 @@ class Connection:
             :class:`ConnectionClosed`. ``None`` (the default) sends no keepalive PINGs.
         max_header_list_size: the largest decoded header list accepted from the server
             (advertised in SETTINGS; a larger one fails the connection).
+        frame_observer: a debugging hook called as ``frame_observer("send" | "recv",
+            frame)`` with each HTTP/2 frame (a ``hyperframe.frame.Frame``), in the connection
+            task; it must not block. The CLI's ``-v`` uses it.
     """
 
     def __init__(
@@ -301,6 +304,7 @@ class Connection:
         keepalive_interval: float | None = None,
         keepalive_timeout: float | None = None,
         max_header_list_size: int = 64 * 1024,
+        frame_observer: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.origin = Origin.parse(url)
         self.timeout = as_timeout(timeout)
@@ -339,6 +343,7 @@ class Connection:
         self._max_decompressed_size = max_decompressed_size
 
         self._h2 = new_h2_connection()
+        self._h2.frame_observer = frame_observer
         self._socket: anyio.abc.ByteStream | None = None
         self._commands: deque[tuple[Callable[[Any], None], Any]] = deque()
         self._wake = _Signal()

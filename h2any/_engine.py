@@ -5,6 +5,7 @@ Only the connection task (``_connection.py``) ever calls into an ``_H2Connection
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from h2.config import H2Configuration
@@ -62,8 +63,11 @@ class _H2Connection(H2Connection):
         self.reset_by_us: set[int] = set()
         self.absorbed = 0
         self._in_receive = False
+        self.frame_observer: Callable[[str, Any], None] | None = None
 
     def _receive_frame(self, frame: Any) -> Any:
+        if self.frame_observer is not None:
+            self.frame_observer("recv", frame)
         self._in_receive = True
         try:
             return super()._receive_frame(frame)
