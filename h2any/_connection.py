@@ -1128,6 +1128,7 @@ class Connection:
         stream.window_manager = self._window_manager(self._initial_window_size)
         self._streams[stream_id] = stream
         self._active += 1
+        h2.outbound_open_count = self._active
         if no_body:
             stream.local_done = True
         else:
@@ -1327,6 +1328,8 @@ class Connection:
             stream.writable.set()
         if not stream.is_push:
             self._active -= 1
+            self._h2.outbound_open_count = self._active
+        self._h2.forget_stream(stream.stream_id)
         if self._pending:
             self._open_pending()
         if self._goaway is not None and not self._streams:
