@@ -1,4 +1,4 @@
-"""Project tasks: ``nox -s tests lint typecheck docs bench``."""
+"""Project tasks: ``nox -s tests lint typecheck docs bench fuzz``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,21 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("coverage", "run", "-m", "pytest", "-q", *session.posargs)
     session.run("coverage", "report", "--show-missing", "--skip-covered")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The hypothesis-driven scripted peer, at 5000 examples per backend."""
+    session.install("-e", ".[dev]")
+    session.run(
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_fuzz.py",
+        *session.posargs,
+        env={"H2ANY_FUZZ_EXAMPLES": "5000"},
+    )
 
 
 @nox.session
