@@ -1,4 +1,7 @@
-"""Command line entry point: ``python -m h2any demo`` (or the ``h2any`` console script).
+"""Command line entry point: ``python -m h2any`` (or the ``h2any`` console script).
+
+``h2any demo`` runs the demo below; anything else is the curl-like client of
+:mod:`h2any._cli` (``h2any [METHOD] URL [options]``).
 
 The demo starts the embedded HTTP/2 server from :mod:`h2any.testing` on a free loopback
 port, opens ONE :class:`h2any.Connection` to it and multiplexes many concurrent requests
@@ -180,7 +183,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``h2any`` command line; return the process exit status."""
+    """Run the ``h2any`` command line; return the process exit status.
+
+    ``h2any demo ...`` runs the demo; every other command line goes to the HTTP/2 client
+    (:func:`h2any._cli.main`).
+    """
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if not args_list or args_list[0] != "demo":
+        from h2any._cli import main as cli_main
+
+        return cli_main(args_list)
+    return _demo_main(args_list)
+
+
+def _demo_main(argv: list[str]) -> int:
+    """``h2any demo [--backend B] [--requests N] [--max-streams N]``."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command != "demo":

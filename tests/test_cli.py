@@ -1,0 +1,576 @@
+"""The ``h2any`` command line, run for real (``python -m h2any ...``) against nghttpd and
+hypercorn: bodies, headers, output files, JSON, frames (-v), push, and exit codes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgi_app import noisy_bytes, pattern_bytes
+from conftest import Certs, Docroot, HypercornServer, NghttpdFactory, NghttpdServer
+
+import h2any
+from h2any import _cli
+
+TIMEOUT = 30
+
+
+def h2any_cmd(
+    *args: str, input: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m h2any ARGS`` and capture everything."""
+    return subprocess.run(
+        [sys.executable, "-m", "h2any", *args],
+        input=input,
+        capture_output=True,
+        timeout=TIMEOUT,
+        env=env,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+
+
+def stderr_of(result: subprocess.CompletedProcess[bytes]) -> str:
+    return result.stderr.decode(errors="replace")
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[bytes], *fragments: str) -> str:
+    """stderr is exactly one ``h2any: error: ...`` line, no traceback."""
+    text = stderr_of(result)
+    lines = text.splitlines()
+    assert len(lines) == 1, text
+    assert lines[0].startswith("h2any: error: "), text
+    assert "Traceback" not in text
+    for fragment in fragments:
+        assert fragment in lines[0], text
+    return lines[0]
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections (bound, never listening)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+# -- plain requests -----------------------------------------------------------------------
+
+
+def test_get_over_h2c(nghttpd: NghttpdServer) -> None:
+    result = h2any_cmd(f"{nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == b"hello, world\n"
+    assert result.stderr == b""
+
+
+def test_explicit_method_and_prior_knowledge_flag(nghttpd: NghttpdServer) -> None:
+    result = h2any_cmd("get", f"{nghttpd.url}/hello.txt", "--http2-prior-knowledge")
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == b"hello, world\n"
+
+
+def test_get_over_tls_with_cacert(nghttpd_tls: NghttpdServer, certs: Certs) -> None:
+    result = h2any_cmd("--cacert", certs.ca_path, f"{nghttpd_tls.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == b"hello, world\n"
+
+
+def test_unknown_ca_is_a_tls_error(nghttpd_tls: NghttpdServer) -> None:
+    result = h2any_cmd(f"{nghttpd_tls.url}/hello.txt")
+    assert result.returncode == _cli.EXIT_TLS == 35
+    assert_one_error_line(result, "TLS", "certificate")
+    assert result.stdout == b""
+
+
+def test_insecure_skips_verification(nghttpd_tls: NghttpdServer) -> None:
+    result = h2any_cmd("--insecure", f"{nghttpd_tls.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == b"hello, world\n"
+
+
+def test_trio_backend(hypercorn_server: HypercornServer, certs: Certs) -> None:
+    url = f"{hypercorn_server.url_tls}/bytes/5000"
+    result = h2any_cmd("--backend", "trio", "--cacert", certs.ca_path, url)
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == pattern_bytes(5000)
+
+
+def test_request_headers_are_sent(hypercorn_server: HypercornServer) -> None:
+    result = h2any_cmd(
+        "GET",
+        "-H",
+        "X-Test: one two",
+        f"{hypercorn_server.url_h2c}/headers?a=1",
+        "-H",
+        "x-empty;",
+        "-H",
+        "user-agent: cli-test",
+    )
+    assert result.returncode == 0, stderr_of(result)
+    echoed = json.loads(result.stdout)
+    assert echoed["query_string"] == "a=1"
+    headers = echoed["headers"]
+    assert ["x-test", "one two"] in headers
+    assert ["x-empty", ""] in headers
+    assert ["user-agent", "cli-test"] in headers
+
+
+# -- request bodies -----------------------------------------------------------------------
+
+
+def test_data_literal_implies_post(hypercorn_server: HypercornServer) -> None:
+    result = h2any_cmd(f"{hypercorn_server.url_h2c}/echo", "-d", "hello there", "-i")
+    assert result.returncode == 0, stderr_of(result)
+    head, _, body = result.stdout.partition(b"\r\n\r\n")
+    assert body == b"hello there"
+    assert head.startswith(b"HTTP/2 200\r\n")
+    assert b"x-method: POST" in head
+    assert b"x-body-length: 11" in head
+
+
+def test_data_from_file(hypercorn_server: HypercornServer, tmp_path: Path) -> None:
+    payload = noisy_bytes(700_000)
+    source = tmp_path / "upload.bin"
+    source.write_bytes(payload)
+    result = h2any_cmd("PUT", f"{hypercorn_server.url_h2c}/echo", "-d", f"@{source}", "--json")
+    assert result.returncode == 0, stderr_of(result)
+    summary = json.loads(result.stdout)
+    headers = dict(summary["headers"])
+    assert headers["x-method"] == "PUT"
+    assert headers["x-body-length"] == str(len(payload))
+    assert summary["sizes"]["request_body"] == len(payload)
+    assert summary["sizes"]["response_body_wire"] == len(payload)
+
+
+def test_data_from_stdin(hypercorn_server: HypercornServer) -> None:
+    payload = noisy_bytes(100_000)
+    result = h2any_cmd(f"{hypercorn_server.url_h2c}/sha256", "-d", "@-", input=payload)
+    assert result.returncode == 0, stderr_of(result)
+    assert json.loads(result.stdout) == {
+        "length": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+
+
+def test_missing_data_file_is_a_read_error(hypercorn_server: HypercornServer) -> None:
+    result = h2any_cmd(f"{hypercorn_server.url_h2c}/echo", "-d", "@/nonexistent/file")
+    assert result.returncode == _cli.EXIT_READ == 26
+    assert_one_error_line(result, "/nonexistent/file")
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+def test_status_404_with_and_without_fail(hypercorn_server: HypercornServer) -> None:
+    url = f"{hypercorn_server.url_h2c}/status/404"
+    plain = h2any_cmd(url)
+    assert plain.returncode == 0, stderr_of(plain)
+    failed = h2any_cmd("--fail", url)
+    assert failed.returncode == _cli.EXIT_HTTP_ERROR == 22
+    assert_one_error_line(failed, "404")
+    assert failed.stdout == b""
+
+
+def test_fail_leaves_success_alone(hypercorn_server: HypercornServer) -> None:
+    result = h2any_cmd("--fail", f"{hypercorn_server.url_h2c}/status/204")
+    assert result.returncode == 0, stderr_of(result)
+
+
+def test_trailers(hypercorn_server: HypercornServer) -> None:
+    url = f"{hypercorn_server.url_h2c}/trailers"
+    included = h2any_cmd("-i", "-H", "te: trailers", url)
+    assert included.returncode == 0, stderr_of(included)
+    head, _, rest = included.stdout.partition(b"\r\n\r\n")
+    assert b"content-type: text/plain" in head
+    assert rest == b"body" + b"x-checksum: abc\r\nx-trailer-2: two\r\n"
+
+    summary = json.loads(h2any_cmd("--json", "-H", "te: trailers", url).stdout)
+    assert summary["trailers"] == [["x-checksum", "abc"], ["x-trailer-2", "two"]]
+
+    plain = h2any_cmd("-H", "te: trailers", url)
+    assert plain.stdout == b"body"
+
+
+def test_head_prints_headers_only(nghttpd: NghttpdServer) -> None:
+    result = h2any_cmd("-I", f"{nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout.startswith(b"HTTP/2 200\r\n")
+    assert result.stdout.endswith(b"\r\n\r\n")
+    assert b"content-length: 13\r\n" in result.stdout
+
+
+def test_json_summary(hypercorn_server: HypercornServer) -> None:
+    result = h2any_cmd("--json", f"{hypercorn_server.url_h2c}/bytes/100000")
+    assert result.returncode == 0, stderr_of(result)
+    summary = json.loads(result.stdout)
+    assert summary["status"] == 200
+    assert summary["http_version"] == "HTTP/2"
+    assert summary["method"] == "GET"
+    assert summary["stream_id"] == 1
+    assert ["content-length", "100000"] in summary["headers"]
+    timings = summary["timings"]
+    assert 0 < timings["connect"] <= timings["first_byte"] <= timings["total"]
+    assert summary["sizes"] == {"request_body": 0, "response_body_wire": 100_000}
+    assert summary["output"] is None
+    assert "pushes" not in summary
+
+
+def test_content_decoding_and_raw(hypercorn_server: HypercornServer) -> None:
+    url = f"{hypercorn_server.url_h2c}/encoded/gzip?n=50000"
+    decoded = h2any_cmd(url)
+    assert decoded.returncode == 0, stderr_of(decoded)
+    assert decoded.stdout == noisy_bytes(50_000)
+    raw = h2any_cmd("--raw", url)
+    assert raw.returncode == 0, stderr_of(raw)
+    assert gzip.decompress(raw.stdout) == noisy_bytes(50_000)
+
+
+def test_corrupt_encoding_exit_code(hypercorn_server: HypercornServer) -> None:
+    result = h2any_cmd(f"{hypercorn_server.url_h2c}/encoded/corrupt-gzip?n=50000")
+    assert result.returncode == _cli.EXIT_DECODING == 61
+    assert_one_error_line(result)
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def test_output_file(nghttpd: NghttpdServer, docroot: Docroot, tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    result = h2any_cmd("-o", str(target), f"{nghttpd.url}/1m.bin")
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == b""
+    assert result.stderr == b""  # no progress bar when not in a terminal
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == docroot.sha256["1m.bin"]
+
+
+def test_output_directory_uses_the_url_file_name(nghttpd: NghttpdServer, tmp_path: Path) -> None:
+    result = h2any_cmd("-o", f"{tmp_path}/downloads/", f"{nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert (tmp_path / "downloads" / "hello.txt").read_bytes() == b"hello, world\n"
+
+
+def test_json_with_output_file(nghttpd: NghttpdServer, tmp_path: Path) -> None:
+    target = tmp_path / "hello.txt"
+    result = h2any_cmd("--json", "-o", str(target), f"{nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert json.loads(result.stdout)["output"] == str(target)
+    assert target.read_bytes() == b"hello, world\n"
+
+
+def test_unwritable_output_is_a_write_error(nghttpd: NghttpdServer, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = h2any_cmd("-o", str(blocker / "out"), f"{nghttpd.url}/hello.txt")
+    assert result.returncode == _cli.EXIT_WRITE == 23
+    assert_one_error_line(result)
+
+
+# -- frames -------------------------------------------------------------------------------
+
+
+def test_verbose_prints_frames(nghttpd: NghttpdServer) -> None:
+    result = h2any_cmd("-v", f"{nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == b"hello, world\n"
+    text = stderr_of(result)
+    assert "recv SETTINGS frame <length=" in text
+    assert "[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100]" in text
+    assert "; ACK" in text
+    assert "send HEADERS frame" in text
+    assert ":path: /hello.txt" in text
+    assert "recv HEADERS frame" in text
+    assert ":status: 200" in text
+    assert "content-length: 13" in text
+    assert "recv DATA frame <length=13, flags=0x01, stream_id=1>" in text
+    assert "; END_STREAM" in text
+    for line in text.splitlines():
+        assert line.startswith(("[", " " * 10)), line
+
+
+def test_verbose_shows_window_updates_and_goaway_codes() -> None:
+    from types import SimpleNamespace
+
+    def frame(type: int, stream_id: int, **fields: Any) -> SimpleNamespace:
+        return SimpleNamespace(
+            type=type, stream_id=stream_id, defined_flags=[], flags=set(), body_len=8, **fields
+        )
+
+    window = frame(0x8, 0, window_increment=1000)
+    reset = frame(0x3, 3, error_code=8)
+    goaway = frame(0x7, 0, last_stream_id=5, error_code=1, additional_data=b"bye")
+
+    import io
+
+    out = io.StringIO()
+    observer = _cli.FrameObserver(out, verbose=True, started=time.perf_counter())
+    for fake in (window, reset, goaway):
+        observer("recv", fake)
+    text = out.getvalue()
+    assert "recv WINDOW_UPDATE frame" in text
+    assert "(window_size_increment=1000)" in text
+    assert "recv RST_STREAM frame <length=8, flags=0x00, stream_id=3>" in text
+    assert "(error_code=CANCEL(0x08))" in text
+    assert "(last_stream_id=5, error_code=PROTOCOL_ERROR(0x01), opaque_data(3)=[bye])" in text
+
+
+# -- push ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pushing_nghttpd(nghttpd_factory: NghttpdFactory) -> NghttpdServer:
+    return nghttpd_factory(["-p/hello.txt=/1b"])
+
+
+def test_push_listed_and_saved(pushing_nghttpd: NghttpdServer, tmp_path: Path) -> None:
+    pushes = tmp_path / "pushed"
+    result = h2any_cmd("--push-dir", str(pushes), f"{pushing_nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == b"hello, world\n"
+    assert (pushes / "1b").read_bytes() == b"x"
+    lines = stderr_of(result).splitlines()
+    assert len(lines) == 1, lines
+    assert "pushed GET" in lines[0]
+    assert "/1b" in lines[0]
+    assert "200, 1 bytes" in lines[0]
+
+
+def test_push_into_output_directory(pushing_nghttpd: NghttpdServer, tmp_path: Path) -> None:
+    result = h2any_cmd("--push", "--json", "-o", f"{tmp_path}/", f"{pushing_nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert (tmp_path / "hello.txt").read_bytes() == b"hello, world\n"
+    assert (tmp_path / "1b").read_bytes() == b"x"
+    summary = json.loads(result.stdout)
+    [push] = summary["pushes"]
+    assert push["path"] == "/1b"
+    assert push["status"] == 200
+    assert push["size"] == 1
+    assert push["stream_id"] == 2
+    assert push["saved_to"] == str(tmp_path / "1b")
+
+
+def test_push_listed_without_saving(pushing_nghttpd: NghttpdServer) -> None:
+    result = h2any_cmd("--push", "-v", f"{pushing_nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    text = stderr_of(result)
+    assert "recv PUSH_PROMISE frame" in text
+    assert "(promised_stream_id=2)" in text
+    assert "h2any: pushed GET" in text
+
+
+def test_without_push_flag_nothing_is_pushed(pushing_nghttpd: NghttpdServer) -> None:
+    result = h2any_cmd("-v", f"{pushing_nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert "PUSH_PROMISE" not in stderr_of(result)
+
+
+# -- errors and exit codes ----------------------------------------------------------------
+
+
+def test_closed_port_is_a_connect_error(closed_port: int) -> None:
+    result = h2any_cmd(f"http://127.0.0.1:{closed_port}/")
+    assert result.returncode == _cli.EXIT_CONNECT == 7
+    assert_one_error_line(result, f"127.0.0.1:{closed_port}")
+    assert result.stdout == b""
+
+
+def test_debug_adds_the_traceback(closed_port: int) -> None:
+    result = h2any_cmd("--debug", f"http://127.0.0.1:{closed_port}/")
+    assert result.returncode == 7
+    text = stderr_of(result)
+    assert "Traceback" in text
+    assert text.splitlines()[-1].startswith("h2any: error: ")
+
+
+def test_read_timeout(hypercorn_server: HypercornServer) -> None:
+    started = time.monotonic()
+    result = h2any_cmd("--timeout", "0.2", f"{hypercorn_server.url_h2c}/slow-headers?delay=5")
+    assert result.returncode == _cli.EXIT_TIMEOUT == 28
+    assert_one_error_line(result)
+    assert time.monotonic() - started < 4.5
+
+
+def test_max_time(hypercorn_server: HypercornServer) -> None:
+    result = h2any_cmd("--max-time", "0.3", f"{hypercorn_server.url_h2c}/slow-headers?delay=5")
+    assert result.returncode == 28
+    assert_one_error_line(result, "--max-time")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["GET", "http://a/", "extra"],
+        ["-H", "no-colon", "http://127.0.0.1/"],
+        ["--timeout", "soon", "http://127.0.0.1/"],
+        ["--bogus", "http://127.0.0.1/"],
+        ["-d", "a", "-d", "b", "http://127.0.0.1/"],
+    ],
+)
+def test_usage_errors(args: list[str]) -> None:
+    result = h2any_cmd(*args)
+    assert result.returncode == _cli.EXIT_USAGE == 2
+    assert "Traceback" not in stderr_of(result)
+    assert "usage: h2any" in stderr_of(result)
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "127.0.0.1/x", "http://127.0.0.1:99999/"])
+def test_bad_urls(url: str) -> None:
+    result = h2any_cmd(url)
+    assert result.returncode == _cli.EXIT_BAD_URL == 3
+    assert_one_error_line(result)
+
+
+def test_forbidden_header_is_refused(nghttpd: NghttpdServer) -> None:
+    result = h2any_cmd("-H", "connection: close", f"{nghttpd.url}/hello.txt")
+    assert result.returncode == _cli.EXIT_BAD_URL == 3
+    assert_one_error_line(result, "connection")
+
+
+def test_client_certificate_errors(
+    nghttpd_tls: NghttpdServer, certs: Certs, tmp_path: Path
+) -> None:
+    missing = h2any_cmd("--cert", str(tmp_path / "missing.pem"), f"{nghttpd_tls.url}/")
+    assert missing.returncode == _cli.EXIT_READ == 26
+    assert_one_error_line(missing, "missing.pem")
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("not a certificate")
+    broken = h2any_cmd("--cacert", certs.ca_path, "--cert", str(not_pem), f"{nghttpd_tls.url}/")
+    assert broken.returncode == _cli.EXIT_TLS == 35
+    assert_one_error_line(broken)
+
+
+def test_proxy_is_refused_until_the_client_takes_one() -> None:
+    result = h2any_cmd("--proxy", "http://127.0.0.1:3128", "https://example.org/")
+    assert result.returncode == _cli.EXIT_UNSUPPORTED == 4
+    assert_one_error_line(result, "issue 11")
+
+
+def test_proxy_is_passed_to_a_client_that_takes_one(
+    hypercorn_server: HypercornServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    class ProxyClient(h2any.Client):  # type: ignore[misc]
+        def __init__(self, *, proxy: str | None = None, **options: Any) -> None:
+            seen.append(str(proxy))
+            super().__init__(**options)
+
+    monkeypatch.setattr(h2any, "Client", ProxyClient)
+    target = tmp_path / "out"
+    code = _cli.main(
+        [
+            "--proxy",
+            "http://proxy.invalid:3128",
+            "-o",
+            str(target),
+            f"{hypercorn_server.url_h2c}/bytes/10",
+        ]
+    )
+    assert code == 0
+    assert seen == ["http://proxy.invalid:3128"]
+    assert target.read_bytes() == pattern_bytes(10)
+
+
+def test_help_and_version() -> None:
+    helped = h2any_cmd("--help")
+    assert helped.returncode == 0
+    text = helped.stdout.decode()
+    for option in ("--http2-prior-knowledge", "--cacert", "--push", "--json", "--fail", "demo"):
+        assert option in text
+    version = h2any_cmd("--version")
+    assert version.returncode == 0
+    assert h2any.__version__ in version.stdout.decode()
+
+
+# -- the demo stays -----------------------------------------------------------------------
+
+
+def test_demo_still_runs() -> None:
+    result = h2any_cmd("demo", "--requests", "50")
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout.decode().rstrip().endswith("OK")
+
+
+def test_console_script_runs_the_demo() -> None:
+    script = shutil.which("h2any", path=os.path.dirname(sys.executable))
+    if script is None:
+        pytest.skip("the h2any console script is not installed next to this interpreter")
+    result = subprocess.run(
+        [script, "demo", "--requests", "20"], capture_output=True, timeout=TIMEOUT
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# -- progress bars ------------------------------------------------------------------------
+
+
+def _run_in_terminal(args: list[str], prelude: str = "") -> tuple[int, bytes]:
+    """Run the CLI with stdout and stderr on a pseudo-terminal; return (status, screen)."""
+    import pty
+
+    master, slave = pty.openpty()
+    code = f"import sys\n{prelude}\nfrom h2any.__main__ import main\nsys.exit(main({args!r}))"
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        status = process.wait(timeout=TIMEOUT)
+    finally:
+        reader.join(5)
+        os.close(master)
+    return status, b"".join(chunks)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_progress_bar_in_a_terminal(hypercorn_server: HypercornServer, tmp_path: Path) -> None:
+    pytest.importorskip("rich")
+    target = tmp_path / "big.bin"
+    status, screen = _run_in_terminal(
+        ["-o", str(target), f"{hypercorn_server.url_h2c}/stream?chunks=5&size=1000&delay=0.2"]
+    )
+    assert status == 0, screen
+    assert target.read_bytes() == b"".join(str(i).encode() * 1000 for i in range(5))
+    assert b"200 stream" in screen  # the bar's description, drawn then erased
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_no_progress_bar_without_rich(hypercorn_server: HypercornServer, tmp_path: Path) -> None:
+    target = tmp_path / "big.bin"
+    status, screen = _run_in_terminal(
+        ["-o", str(target), f"{hypercorn_server.url_h2c}/stream?chunks=3&size=1000&delay=0.1"],
+        prelude="sys.modules['rich'] = None",
+    )
+    assert status == 0, screen
+    assert screen == b""
+    assert target.stat().st_size == 3000
