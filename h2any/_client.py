@@ -43,6 +43,7 @@ from ._exceptions import (
     StreamReset,
 )
 from ._headers import Headers, HeaderTypes
+from ._proxy import environment_ca_bundle, environment_proxy
 from ._response import Response
 
 __all__ = ("Client", "get", "request")
@@ -92,6 +93,9 @@ class Client:
         retry_timeout: how long, from its start, a request may keep being retried on
             fresh connections (each attempt is still bounded by ``timeout``); ``None``: as
             long as it takes.
+        trust_env: take proxies from ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (minus
+            ``NO_PROXY``) and the CA bundle from ``SSL_CERT_FILE`` when no ``proxy=``/
+            ``verify=`` is given. ``proxy=`` (an HTTP proxy URL) applies to every origin.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class Client:
         keepalive_expiry: float | None = 60.0,
         max_connections_per_origin: int = 1,
         retry_timeout: float | None = 60.0,
+        trust_env: bool = True,
         **connection_options: Any,
     ) -> None:
         if max_connections_per_origin < 1:
@@ -115,6 +120,11 @@ class Client:
         self._retry_timeout = math.inf if retry_timeout is None else retry_timeout
         self._options = connection_options
         self._options["timeout"] = self.timeout
+        self._trust_env = trust_env
+        if trust_env and "verify" not in self._options:
+            bundle = environment_ca_bundle()
+            if bundle is not None:
+                self._options["verify"] = bundle
         # Fail on bad options now, not on the first request.
         Connection("http://localhost", **self._options)
         self._pool: dict[Origin, list[_Slot]] = {}
@@ -366,8 +376,13 @@ class Client:
 
     async def _open(self, origin: Origin, slot: _Slot) -> None:
         assert self._task_group is not None
+        options = self._options
+        if self._trust_env and "proxy" not in options:
+            proxy = environment_proxy(origin)
+            if proxy is not None:
+                options = {**options, "proxy": proxy}
         try:
-            slot.connection = await _connect(self._task_group, str(origin), self._options)
+            slot.connection = await _connect(self._task_group, str(origin), options)
             self.connections_opened += 1
         except BaseException as exc:
             slot.error = exc

@@ -77,6 +77,7 @@ from ._exceptions import (
 )
 from ._flow import MAX_WINDOW_SIZE, BaseFlowControlManager, FlowControlManager
 from ._headers import Headers, HeaderTypes, malformed_response_fields
+from ._proxy import ProxyConfig, open_tunnel
 from ._push import PushedStream, PushIterator, PushPolicy
 
 if TYPE_CHECKING:
@@ -279,6 +280,8 @@ class Connection:
             :class:`ConnectionClosed`. ``None`` (the default) sends no keepalive PINGs.
         max_header_list_size: the largest decoded header list accepted from the server
             (advertised in SETTINGS; a larger one fails the connection).
+        proxy: an HTTP proxy URL (``http://[user:password@]host:port``, or ``https://``
+            for TLS to the proxy itself) to tunnel through with CONNECT.
         frame_observer: a debugging hook called as ``frame_observer("send" | "recv",
             frame)`` with each HTTP/2 frame (a ``hyperframe.frame.Frame``), in the connection
             task; it must not block. The CLI's ``-v`` uses it.
@@ -305,6 +308,7 @@ class Connection:
         keepalive_timeout: float | None = None,
         max_header_list_size: int = 64 * 1024,
         frame_observer: Callable[[str, Any], None] | None = None,
+        proxy: str | None = None,
     ) -> None:
         self.origin = Origin.parse(url)
         self.timeout = as_timeout(timeout)
@@ -342,6 +346,7 @@ class Connection:
             raise ValueError("max_decompressed_size must be None or at least 0")
         self._max_decompressed_size = max_decompressed_size
 
+        self._proxy = None if proxy is None else ProxyConfig.parse(proxy)
         self._h2 = new_h2_connection()
         self._h2.frame_observer = frame_observer
         self._socket: anyio.abc.ByteStream | None = None
@@ -809,15 +814,22 @@ class Connection:
         origin = self.origin
         try:
             with anyio.fail_after(self.timeout.connect):
-                if self._ssl_context is None:
+                if self._proxy is not None:
+                    # A CONNECT tunnel through the proxy (TLS to the target inside it, for
+                    # https:// targets); ProxyError for anything the proxy does wrong.
+                    stream = await open_tunnel(self._proxy, origin, self._ssl_context)
+                    if self._ssl_context is None:
+                        return stream
+                elif self._ssl_context is None:
                     return await anyio.connect_tcp(origin.host, origin.port)
-                stream = await anyio.connect_tcp(
-                    origin.host,
-                    origin.port,
-                    ssl_context=self._ssl_context,
-                    tls_hostname=None if origin.is_ip else origin.host,
-                    tls_standard_compatible=False,
-                )
+                else:
+                    stream = await anyio.connect_tcp(
+                        origin.host,
+                        origin.port,
+                        ssl_context=self._ssl_context,
+                        tls_hostname=None if origin.is_ip else origin.host,
+                        tls_standard_compatible=False,
+                    )
         except TimeoutError:
             raise ConnectTimeout(
                 f"could not connect to {origin} within {self.timeout.connect} s"
