@@ -107,6 +107,8 @@ _TRAILERS: Final = 2
 _END: Final = 3
 _ERROR: Final = 4
 _END_ITEM: Final = (_END,)
+_HEADER_BLOCK_FRAMES: Final = frozenset({0x1, 0x5, 0x9})  # HEADERS, PUSH_PROMISE, CONTINUATION
+_END_HEADERS: Final = 0x4
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
@@ -325,6 +327,9 @@ class Connection:
         self._keepalive_interval = keepalive_interval
         self._keepalive_timeout = keepalive_timeout or self.timeout.read or 20.0
         self._max_header_list_size = max_header_list_size
+        # h2 holds up to 64 CONTINUATION frames of up to max_frame_size each before it
+        # gives up: with large frames that is far too much memory for one header block.
+        self._header_block_limit = max(2 * 1024 * 1024, 4 * max_header_list_size)
         self._last_receive = 0.0
         if max_unclaimed_pushes < 0:
             raise ValueError("max_unclaimed_pushes must be at least 0")
@@ -371,6 +376,7 @@ class Connection:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._last_stream_id = 0
         self._frame_skip = 0
+        self._header_block = 0  # bytes of an unfinished header block (HEADERS + CONTINUATIONs)
         self._settings_received: anyio.Event
         self._frame_header = b""
 
@@ -1020,6 +1026,18 @@ class Connection:
                     f"(frame header {header.hex()}; is it speaking HTTP/2?)",
                     ErrorCodes.FRAME_SIZE_ERROR,
                 )
+            frame_type = header[3]
+            if frame_type in _HEADER_BLOCK_FRAMES or self._header_block:
+                # h2 buffers a header block's frames until END_HEADERS: bound what it holds.
+                self._header_block += length
+                if header[4] & _END_HEADERS:
+                    self._header_block = 0
+                elif self._header_block > self._header_block_limit:
+                    raise ProtocolError(
+                        f"the server sent a header block of over {self._header_block} bytes "
+                        "without ending it",
+                        ErrorCodes.ENHANCE_YOUR_CALM,
+                    )
             skip = length
             header = b""
         self._frame_skip = skip

@@ -667,3 +667,29 @@ async def test_max_frame_size_lowered_mid_upload_is_honoured() -> None:
     assert max(seen["before"]) > 16384  # large frames were in use before the change
     assert seen["after"], "the whole upload went out before the change"
     assert max(seen["after"]) <= 16384
+
+
+async def test_a_huge_unfinished_header_block_is_refused_before_h2_buffers_it() -> None:
+    # h2 would hold up to 64 CONTINUATION frames before giving up; with 1 MiB frames that
+    # is 64 MiB for one header block. h2any stops once a block passes 2 MiB.
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        request = await peer.expect_request()
+        piece = b"\x00" * (1 << 20)
+        await peer.send_raw(raw_frame(HEADERS, 0, request.stream_id, piece))
+        try:
+            for _ in range(5):
+                await peer.send_raw(raw_frame(CONTINUATION, 0, request.stream_id, piece))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        await peer.wait_closed()
+
+    with anyio.fail_after(LIMIT):
+        async with (
+            scripted_server(handler) as server,
+            h2any.Connection(server.url, max_frame_size=1 << 20) as conn,
+        ):
+            error = await failure_of(lambda: get(conn))
+            assert isinstance(error, h2any.ProtocolError)
+            assert error.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+            assert "header block" in str(error)
