@@ -680,16 +680,26 @@ RequestFunction = Callable[..., Awaitable[h2any.Response]]
 
 
 def _client_accepts_proxy() -> bool:
-    """Does ``h2any.Client`` take a ``proxy`` keyword (named, not just ``**options``)?"""
-    try:
-        parameters = inspect.signature(h2any.Client).parameters
-    except (TypeError, ValueError):
-        return False
-    parameter = parameters.get("proxy")
-    return parameter is not None and parameter.kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        inspect.Parameter.KEYWORD_ONLY,
-    )
+    """Does ``h2any.Client`` take a ``proxy`` keyword? Either named in its signature, or
+    taken by ``Connection`` and passed on through the Client's ``**connection_options``."""
+
+    def parameters(callable_: Any) -> dict[str, inspect.Parameter]:
+        try:
+            return dict(inspect.signature(callable_).parameters)
+        except (TypeError, ValueError):
+            return {}
+
+    def named(parameter: inspect.Parameter | None) -> bool:
+        return parameter is not None and parameter.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        )
+
+    client = parameters(h2any.Client)
+    if named(client.get("proxy")):
+        return True
+    forwards = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in client.values())
+    return forwards and named(parameters(h2any.Connection).get("proxy"))
 
 
 @asynccontextmanager
@@ -1033,6 +1043,8 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_PROTOCOL, message
     if isinstance(exc, h2any.H2anyError):
         return EXIT_PROTOCOL, message
+    if isinstance(exc, NotImplementedError):  # e.g. the proxy tunnel, before issue 11 lands
+        return EXIT_UNSUPPORTED, message
     if isinstance(exc, ssl.SSLError):  # loading --cert/--key
         return EXIT_TLS, f"TLS setup failed: {message}"
     if isinstance(exc, OSError):  # a local file: --cert, --key

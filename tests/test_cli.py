@@ -454,10 +454,38 @@ def test_client_certificate_errors(
     assert_one_error_line(broken)
 
 
-def test_proxy_is_refused_until_the_client_takes_one() -> None:
-    result = h2any_cmd("--proxy", "http://127.0.0.1:3128", "https://example.org/")
-    assert result.returncode == _cli.EXIT_UNSUPPORTED == 4
-    assert_one_error_line(result, "issue 11")
+def test_proxy_refused_or_tried(nghttpd: NghttpdServer, closed_port: int) -> None:
+    """Before issue 11: exit 4 naming the issue. After: the proxy (a closed port) is
+    really used, so the connection fails (7)."""
+    proxy = f"http://127.0.0.1:{closed_port}"
+    result = h2any_cmd("--proxy", proxy, f"{nghttpd.url}/hello.txt")
+    assert result.returncode in (_cli.EXIT_UNSUPPORTED, _cli.EXIT_CONNECT), stderr_of(result)
+    line = assert_one_error_line(result)
+    if result.returncode == _cli.EXIT_UNSUPPORTED:
+        assert "issue 11" in line
+    assert result.stdout == b""
+
+
+def test_proxy_refused_when_the_client_takes_none(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class NoProxyClient:
+        def __init__(self, *, timeout: float | None = None) -> None:
+            raise AssertionError("never built")
+
+    monkeypatch.setattr(h2any, "Client", NoProxyClient)
+    assert not _cli._client_accepts_proxy()
+    assert _cli.main(["--proxy", "http://127.0.0.1:3128", "http://127.0.0.1:1/"]) == 4
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("h2any: error: --proxy is not supported yet")
+    assert "issue 11" in lines[0]
+
+
+def test_proxy_with_push_is_unsupported(nghttpd: NghttpdServer) -> None:
+    result = h2any_cmd("--proxy", "http://127.0.0.1:3128", "--push", f"{nghttpd.url}/")
+    assert result.returncode == _cli.EXIT_UNSUPPORTED
+    assert_one_error_line(result)
 
 
 def test_proxy_is_passed_to_a_client_that_takes_one(
