@@ -48,18 +48,12 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute
-from h2 import events as ev
 from h2.errors import ErrorCodes
-from h2.exceptions import FlowControlError as H2FlowControlError
-from h2.exceptions import ProtocolError as H2ProtocolError
-from h2.exceptions import StreamClosedError
-from h2.settings import SettingCodes, Settings
-from hpack import NeverIndexedHeaderTuple
 
 from ._body import PIECE_SIZE, BodyTypes, PreparedBody, prepare_body
 from ._config import Origin, Timeout, TimeoutTypes, VerifyTypes, as_timeout, make_ssl_context
 from ._decoders import accept_encoding
-from ._engine import new_h2_connection
+from ._engine import get_engine
 from ._exceptions import (
     ConnectError,
     ConnectionClosed,
@@ -81,6 +75,8 @@ from ._proxy import ProxyConfig, open_tunnel
 from ._push import PushedStream, PushIterator, PushPolicy
 
 if TYPE_CHECKING:
+    from h2 import events as ev
+
     from ._response import Response
 
 __all__ = ("Connection", "connect")
@@ -282,6 +278,9 @@ class Connection:
             :class:`ConnectionClosed`. ``None`` (the default) sends no keepalive PINGs.
         max_header_list_size: the largest decoded header list accepted from the server
             (advertised in SETTINGS; a larger one fails the connection).
+        engine: the HTTP/2 implementation: ``"h2"``, or ``"jh2"`` (faster; the ``speed``
+            extra). By default the ``H2ANY_ENGINE`` environment variable, else ``jh2`` when
+            it is installed, else ``h2``.
         proxy: an HTTP proxy URL (``http://[user:password@]host:port``, or ``https://``
             for TLS to the proxy itself) to tunnel through with CONNECT.
         frame_observer: a debugging hook called as ``frame_observer("send" | "recv",
@@ -311,6 +310,7 @@ class Connection:
         max_header_list_size: int = 64 * 1024,
         frame_observer: Callable[[str, Any], None] | None = None,
         proxy: str | None = None,
+        engine: str | None = None,
     ) -> None:
         self.origin = Origin.parse(url)
         self.timeout = as_timeout(timeout)
@@ -352,7 +352,8 @@ class Connection:
         self._max_decompressed_size = max_decompressed_size
 
         self._proxy = None if proxy is None else ProxyConfig.parse(proxy)
-        self._h2 = new_h2_connection()
+        self._engine = get_engine(engine)
+        self._h2 = self._engine.new_connection()
         self._h2.frame_observer = frame_observer
         self._socket: anyio.abc.ByteStream | None = None
         self._commands: deque[tuple[Callable[[Any], None], Any]] = deque()
@@ -641,7 +642,7 @@ class Connection:
                 fields.append((name, value))
             elif name in _SENSITIVE or (name == b"cookie" and len(value) < 20):
                 # Never put credentials into the peer's HPACK table (CRIME-style attacks).
-                fields.append(NeverIndexedHeaderTuple(name, value))
+                fields.append(self._engine.NeverIndexedHeaderTuple(name, value))
             else:
                 fields.append((name, value))
         if body.length is not None and b"content-length" not in seen:
@@ -860,7 +861,8 @@ class Connection:
         self._settings_received = anyio.Event()
         self._socket = await self._open_socket()
         h2 = self._h2
-        h2.local_settings = Settings(
+        SettingCodes = self._engine.SettingCodes
+        h2.local_settings = self._engine.Settings(
             client=True,
             initial_values={
                 SettingCodes.ENABLE_PUSH: int(self._enable_push),
@@ -956,10 +958,10 @@ class Connection:
             self._socket_lost = True
             error = ConnectionClosed(f"the connection was lost: {exc.__cause__ or exc}")
             error.__cause__ = exc
-        except H2FlowControlError as exc:
+        except self._engine.FlowControlError as exc:
             error = ProtocolError(f"the server broke flow control: {exc}", 3)
             error.__cause__ = exc
-        except H2ProtocolError as exc:
+        except self._engine.ProtocolError as exc:
             code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
             error = ProtocolError(f"the server broke the HTTP/2 protocol: {exc}", int(code))
             error.__cause__ = exc
@@ -1095,7 +1097,7 @@ class Connection:
                 error = self._error
                 code = error.error_code if isinstance(error, ProtocolError) else 0
                 h2.close_connection(code)
-        except H2ProtocolError:
+        except self._engine.ProtocolError:
             pass
         data = h2.data_to_send()
         if data and not lost:
@@ -1108,7 +1110,7 @@ class Connection:
     # ------------------------------------------------------------------ commands (connection task)
 
     def _stream_limit(self) -> int:
-        limit = self._h2.remote_settings.max_concurrent_streams
+        limit: int = self._h2.remote_settings.max_concurrent_streams
         if not self._got_settings:
             limit = min(limit, EARLY_STREAM_LIMIT)
         return min(limit, self._own_stream_limit)
@@ -1250,7 +1252,7 @@ class Connection:
     def _open_stream_window(self, stream: _Stream, increment: int) -> None:
         try:
             self._h2.increment_flow_control_window(increment, stream.stream_id)
-        except StreamClosedError:
+        except self._engine.StreamClosedError:
             pass
 
     def _grant_connection(self, size: int) -> None:
@@ -1310,7 +1312,7 @@ class Connection:
             stream.inbox.put((_ERROR, error))
             try:
                 self._h2.reset_closed_or_open(stream.stream_id, code)
-            except H2ProtocolError:
+            except self._engine.ProtocolError:
                 pass
             self._finish(stream)
             self._release(stream)
@@ -1332,7 +1334,7 @@ class Connection:
         self._h2.reset_by_us.add(stream_id)
         try:
             self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
-        except (StreamClosedError, H2ProtocolError):
+        except (self._engine.StreamClosedError, self._engine.ProtocolError):
             pass
         self._finish(stream)
         self._release(stream)
@@ -1383,6 +1385,7 @@ class Connection:
     # ------------------------------------------------------------------ events (connection task)
 
     def _handle_events(self, events: Iterable[ev.Event]) -> None:
+        ev = self._engine.events  # the engine's event classes (h2's or jh2's)
         streams = self._streams
         for event in events:
             if isinstance(event, ev.DataReceived):

@@ -1,50 +1,266 @@
-"""The ``h2`` state machine as h2any drives it, with the fixes its defaults need.
+"""The HTTP/2 state machine as h2any drives it: stock ``h2``, or ``jh2`` when installed.
 
-Only the connection task (``_connection.py``) ever calls into an ``_H2Connection``.
+``jh2`` is an API-compatible fork of ``h2`` with compiled parts (the ``speed`` extra). The
+engine is chosen per connection: ``engine="h2"`` / ``"jh2"``, else the ``H2ANY_ENGINE``
+environment variable, else ``jh2`` if it imports and ``h2`` otherwise. Each engine gets the
+same subclass of its ``H2Connection`` with the fixes h2any needs.
+
+Only the connection task (``_connection.py``) ever calls into an engine's connection.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-from h2.config import H2Configuration
-from h2.connection import ConnectionState, H2Connection
-from h2.errors import ErrorCodes
-from h2.exceptions import StreamClosedError, StreamIDTooLowError
-from h2.frame_buffer import FrameBuffer
-from hyperframe.frame import RstStreamFrame
-
-__all__ = ("ConnectionState", "H2Connection", "StreamClosedError", "new_h2_connection")
+__all__ = ("Engine", "get_engine")
 
 _RST_STREAM = 0x3
 _WINDOW_UPDATE = 0x8
 
 
-class _FrameBuffer(FrameBuffer):
-    # RFC 9113 section 6.9: a WINDOW_UPDATE with a zero increment is a *stream* error when
-    # it names a stream. hyperframe refuses to parse it at all, which h2 turns into a
-    # connection error; so such frames are taken out here and reported to the connection
-    # task (``stream_errors``), which resets just that stream.
+@dataclass(frozen=True)
+class Engine:
+    """The pieces of one HTTP/2 implementation that h2any uses."""
 
-    def __init__(self) -> None:
-        super().__init__(server=False)
-        self.stream_errors: list[tuple[int, str]] = []
+    name: str
+    events: ModuleType
+    Settings: Any
+    SettingCodes: Any
+    NeverIndexedHeaderTuple: Any
+    ProtocolError: type[Exception]
+    FlowControlError: type[Exception]
+    StreamClosedError: type[Exception]
+    connection_class: Any
+    configuration_class: Any
 
-    def __next__(self) -> Any:
-        data = self._data
-        while (
-            len(data) >= 13
-            and data[3] == _WINDOW_UPDATE
-            and data[0:3] == b"\x00\x00\x04"
-            and bytes(data[9:13]) in (b"\x00\x00\x00\x00", b"\x80\x00\x00\x00")
-            and int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
-            and not self._headers_buffer
-        ):
-            stream_id = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
-            self.stream_errors.append((stream_id, "a WINDOW_UPDATE with a zero increment"))
-            del data[:13]
-        return super().__next__()
+    def new_connection(self) -> Any:
+        config = self.configuration_class(
+            client_side=True,
+            header_encoding=None,
+            # h2any builds and checks request headers itself (lowercase names, no
+            # connection-specific fields, no CR/LF/NUL); h2's own pass over them costs ~15%
+            # of a small request.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            # Response headers are checked by the connection task instead (``_headers.py``),
+            # so that a malformed response fails only its stream (RFC 9113 section 8.1.1),
+            # as a stream error, where h2 would fail the whole connection.
+            validate_inbound_headers=False,
+            normalize_inbound_headers=True,
+        )
+        return self.connection_class(config)
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def get_engine(name: str | None = None) -> Engine:
+    """The engine for ``name`` ("h2", "jh2"), or the default (see the module docstring)."""
+    choice = (name or os.environ.get("H2ANY_ENGINE") or "auto").lower()
+    if choice == "auto":
+        try:
+            importlib.import_module("jh2")
+        except ImportError:
+            choice = "h2"
+        else:
+            choice = "jh2"
+    if choice not in ("h2", "jh2"):
+        raise ValueError(f"engine must be 'h2' or 'jh2', not {choice!r}")
+    engine = _ENGINES.get(choice)
+    if engine is None:
+        try:
+            engine = _ENGINES[choice] = _build(choice)
+        except ImportError as exc:
+            raise ValueError(
+                f"engine {choice!r} is not installed (pip install 'h2any[speed]' for jh2)"
+            ) from exc
+    return engine
+
+
+def _build(package: str) -> Engine:
+    def module(name: str) -> Any:
+        return importlib.import_module(f"{package}.{name}")
+
+    connection_module = module("connection")
+    frame_module = (
+        importlib.import_module("hyperframe.frame")
+        if package == "h2"
+        else module("hyperframe.frame")
+    )
+    hpack = importlib.import_module("hpack") if package == "h2" else module("hpack")
+    exceptions = module("exceptions")
+    ErrorCodes = module("errors").ErrorCodes
+    ConnectionState = connection_module.ConnectionState
+    FrameBuffer = module("frame_buffer").FrameBuffer
+    RstStreamFrame = frame_module.RstStreamFrame
+    StreamClosedError = exceptions.StreamClosedError
+    StreamIDTooLowError = exceptions.StreamIDTooLowError
+
+    class _FrameBuffer(FrameBuffer):  # type: ignore[misc,valid-type]
+        # RFC 9113 section 6.9: a WINDOW_UPDATE with a zero increment is a *stream* error when
+        # it names a stream. hyperframe refuses to parse it at all, which h2 turns into a
+        # connection error; so such frames are taken out here and reported to the connection
+        # task (``stream_errors``), which resets just that stream.
+
+        def __init__(self) -> None:
+            super().__init__(server=False)
+            self.stream_errors: list[tuple[int, str]] = []
+
+        def __next__(self) -> Any:
+            data = self._data
+            while True:
+                start = getattr(self, "_data_offset", 0)  # jh2 consumes by moving an offset
+                if not (
+                    len(data) - start >= 13
+                    and data[start + 3] == _WINDOW_UPDATE
+                    and data[start : start + 3] == b"\x00\x00\x04"
+                    and bytes(data[start + 9 : start + 13])
+                    in (b"\x00\x00\x00\x00", b"\x80\x00\x00\x00")
+                    and int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
+                    and not self._headers_buffer
+                ):
+                    return super().__next__()
+                stream_id = int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
+                self.stream_errors.append((stream_id, "a WINDOW_UPDATE with a zero increment"))
+                if start:
+                    self._data_offset = start + 13
+                else:
+                    del data[:13]
+
+    class _H2Connection(connection_module.H2Connection):  # type: ignore[misc,name-defined]
+        # Two behaviours of stock h2 that hurt a client, and what this subclass does instead:
+        #
+        # * After we reset a stream, the peer may legitimately keep sending frames that were
+        #   already in flight (RFC 9113 section 5.4.2: we MUST ignore them). h2 answers each
+        #   late frame with yet another RST_STREAM, and nghttpd drops the whole connection after
+        #   a few dozen of those. We swallow those replies for streams *we* reset, and hand the
+        #   late DATA bytes back to the connection task (``absorbed``) so it can return them to
+        #   the connection window at once instead of waiting for h2's own late bookkeeping.
+        # * GOAWAY: see ``_receive_goaway_frame``.
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config=config)
+            self.frame_buffer = self.incoming_buffer = _FrameBuffer()
+            self.reset_by_us = _RecentSet(10_000)
+            self.absorbed = 0
+            self._in_receive = False
+            self.frame_observer: Callable[[str, Any], None] | None = None
+            self.outbound_open_count = 0
+
+        def _receive_frame(self, frame: Any) -> Any:
+            # h2's own version, less its eager ``repr(frame)`` for a trace log nobody reads
+            # (2% of a small request), with the frame observer and the late-frame filter.
+            if self.frame_observer is not None:
+                self.frame_observer("recv", frame)
+            self._in_receive = True
+            try:
+                try:
+                    frames, events = self._frame_dispatch_table[frame.__class__](frame)
+                except StreamClosedError as exc:
+                    # Closed by RST_STREAM: a stream error, answered with RST_STREAM (which
+                    # _prepare_for_sending drops for streams we reset). Otherwise: connection.
+                    if not self._stream_is_closed_by_reset(exc.stream_id):
+                        raise
+                    reply = RstStreamFrame(exc.stream_id)
+                    reply.error_code = exc.error_code
+                    self._prepare_for_sending([reply])
+                    events = exc._events
+                except StreamIDTooLowError as exc:
+                    if self._stream_is_closed_by_reset(exc.stream_id):
+                        reply = RstStreamFrame(exc.stream_id)
+                        reply.error_code = ErrorCodes.STREAM_CLOSED
+                        self._prepare_for_sending([reply])
+                        events = []
+                    elif self._stream_is_closed_by_end(exc.stream_id):
+                        raise StreamClosedError(exc.stream_id) from exc
+                    else:
+                        raise
+                else:
+                    self._prepare_for_sending(frames)
+                return events
+            finally:
+                self._in_receive = False
+
+        @property
+        def open_outbound_streams(self) -> int:
+            # h2 counts these by scanning every stream on each new request (6% of a small
+            # request). The connection task keeps the count instead and prunes closed streams
+            # itself (``forget_stream``), which is what h2's scan also did.
+            return self.outbound_open_count
+
+        def forget_stream(self, stream_id: int) -> None:
+            """Drop a closed stream from h2's table, remembering how it closed (as h2 does)."""
+            stream = self.streams.get(stream_id)
+            if stream is not None and stream.closed:
+                del self.streams[stream_id]
+                self._closed_streams[stream_id] = stream.closed_by
+
+        def _prepare_for_sending(self, frames: Any) -> None:
+            if self._in_receive and self.reset_by_us:
+                frames = [
+                    f
+                    for f in frames
+                    if not (f.type == _RST_STREAM and f.stream_id in self.reset_by_us)
+                ]
+            if self.frame_observer is not None:
+                for frame in frames:
+                    self.frame_observer("send", frame)
+            super()._prepare_for_sending(frames)
+
+        def _handle_data_on_closed_stream(self, events: Any, exc: Any, frame: Any) -> Any:
+            if frame.stream_id in self.reset_by_us:
+                self.absorbed += frame.flow_controlled_length
+                return [], events + exc._events
+            return super()._handle_data_on_closed_stream(events, exc, frame)
+
+        def reset_closed_or_open(self, stream_id: int, error_code: int) -> None:
+            """RST_STREAM even if h2 already considers the stream closed (e.g. a malformed
+            response that carried END_STREAM): the peer must learn it was refused."""
+            self.reset_by_us.add(stream_id)
+            try:
+                self.reset_stream(stream_id, error_code)
+            except StreamClosedError:
+                frame = RstStreamFrame(stream_id)
+                frame.error_code = error_code
+                super()._prepare_for_sending([frame])
+
+        def has_data_to_send(self) -> bool:
+            return bool(self._data_to_send)
+
+        def _receive_goaway_frame(self, frame: Any) -> Any:
+            # h2 moves its state machine to CLOSED as soon as GOAWAY arrives (upstream h2 issue
+            # 1181) and would then reject every later frame -- even the responses of streams the
+            # peer promised to finish (those at or below last_stream_id), which may sit in the
+            # very same read. The connection task refuses new streams itself once it sees the
+            # ConnectionTerminated event, so the state machine stays open for the streams that
+            # are still finishing.
+            result = super()._receive_goaway_frame(frame)
+            if self.state_machine.state == ConnectionState.CLOSED:
+                self.state_machine.state = ConnectionState.CLIENT_OPEN
+            return result
+
+        def set_max_inbound_frame_size(self, size: int) -> None:
+            # Checked against each frame header as soon as it arrives, so a bogus length fails
+            # at once instead of waiting for megabytes that never come.
+            self.max_inbound_frame_size = size
+
+    return Engine(
+        name=package,
+        events=module("events"),
+        Settings=module("settings").Settings,
+        SettingCodes=module("settings").SettingCodes,
+        NeverIndexedHeaderTuple=hpack.NeverIndexedHeaderTuple,
+        ProtocolError=exceptions.ProtocolError,
+        FlowControlError=exceptions.FlowControlError,
+        StreamClosedError=StreamClosedError,
+        connection_class=_H2Connection,
+        configuration_class=module("config").H2Configuration,
+    )
 
 
 class _RecentSet(dict[int, None]):
@@ -58,133 +274,3 @@ class _RecentSet(dict[int, None]):
         self[stream_id] = None
         if len(self) > self._size:
             del self[next(iter(self))]
-
-
-class _H2Connection(H2Connection):
-    # Two behaviours of stock h2 that hurt a client, and what this subclass does instead:
-    #
-    # * After we reset a stream, the peer may legitimately keep sending frames that were
-    #   already in flight (RFC 9113 section 5.4.2: we MUST ignore them). h2 answers each
-    #   late frame with yet another RST_STREAM, and nghttpd drops the whole connection after
-    #   a few dozen of those. We swallow those replies for streams *we* reset, and hand the
-    #   late DATA bytes back to the connection task (``absorbed``) so it can return them to
-    #   the connection window at once instead of waiting for h2's own late bookkeeping.
-    # * GOAWAY: see ``_receive_goaway_frame``.
-
-    def __init__(self, config: H2Configuration) -> None:
-        super().__init__(config=config)
-        self.frame_buffer = self.incoming_buffer = _FrameBuffer()
-        self.reset_by_us = _RecentSet(10_000)
-        self.absorbed = 0
-        self._in_receive = False
-        self.frame_observer: Callable[[str, Any], None] | None = None
-        self.outbound_open_count = 0
-
-    def _receive_frame(self, frame: Any) -> Any:
-        # h2's own version, less its eager ``repr(frame)`` for a trace log nobody reads
-        # (2% of a small request), with the frame observer and the late-frame filter.
-        if self.frame_observer is not None:
-            self.frame_observer("recv", frame)
-        self._in_receive = True
-        try:
-            try:
-                frames, events = self._frame_dispatch_table[frame.__class__](frame)
-            except StreamClosedError as exc:
-                # Closed by RST_STREAM: a stream error, answered with RST_STREAM (which
-                # _prepare_for_sending drops for streams we reset). Otherwise: connection.
-                if not self._stream_is_closed_by_reset(exc.stream_id):
-                    raise
-                reply = RstStreamFrame(exc.stream_id)
-                reply.error_code = exc.error_code
-                self._prepare_for_sending([reply])
-                events = exc._events
-            except StreamIDTooLowError as exc:
-                if self._stream_is_closed_by_reset(exc.stream_id):
-                    reply = RstStreamFrame(exc.stream_id)
-                    reply.error_code = ErrorCodes.STREAM_CLOSED
-                    self._prepare_for_sending([reply])
-                    events = []
-                elif self._stream_is_closed_by_end(exc.stream_id):
-                    raise StreamClosedError(exc.stream_id) from exc
-                else:
-                    raise
-            else:
-                self._prepare_for_sending(frames)
-            return events
-        finally:
-            self._in_receive = False
-
-    @property
-    def open_outbound_streams(self) -> int:
-        # h2 counts these by scanning every stream on each new request (6% of a small
-        # request). The connection task keeps the count instead and prunes closed streams
-        # itself (``forget_stream``), which is what h2's scan also did.
-        return self.outbound_open_count
-
-    def forget_stream(self, stream_id: int) -> None:
-        """Drop a closed stream from h2's table, remembering how it closed (as h2 does)."""
-        stream = self.streams.get(stream_id)
-        if stream is not None and stream.closed:
-            del self.streams[stream_id]
-            self._closed_streams[stream_id] = stream.closed_by
-
-    def _prepare_for_sending(self, frames: Any) -> None:
-        if self._in_receive and self.reset_by_us:
-            frames = [
-                f for f in frames if not (f.type == _RST_STREAM and f.stream_id in self.reset_by_us)
-            ]
-        super()._prepare_for_sending(frames)
-
-    def _handle_data_on_closed_stream(self, events: Any, exc: Any, frame: Any) -> Any:
-        if frame.stream_id in self.reset_by_us:
-            self.absorbed += frame.flow_controlled_length
-            return [], events + exc._events
-        return super()._handle_data_on_closed_stream(events, exc, frame)
-
-    def reset_closed_or_open(self, stream_id: int, error_code: int) -> None:
-        """RST_STREAM even if h2 already considers the stream closed (e.g. a malformed
-        response that carried END_STREAM): the peer must learn it was refused."""
-        self.reset_by_us.add(stream_id)
-        try:
-            self.reset_stream(stream_id, error_code)
-        except StreamClosedError:
-            frame = RstStreamFrame(stream_id)
-            frame.error_code = error_code
-            super()._prepare_for_sending([frame])
-
-    def has_data_to_send(self) -> bool:
-        return bool(self._data_to_send)
-
-    def _receive_goaway_frame(self, frame: Any) -> Any:
-        # h2 moves its state machine to CLOSED as soon as GOAWAY arrives (upstream h2 issue
-        # 1181) and would then reject every later frame -- even the responses of streams the
-        # peer promised to finish (those at or below last_stream_id), which may sit in the
-        # very same read. The connection task refuses new streams itself once it sees the
-        # ConnectionTerminated event, so the state machine stays open for the streams that
-        # are still finishing.
-        result = super()._receive_goaway_frame(frame)
-        if self.state_machine.state == ConnectionState.CLOSED:
-            self.state_machine.state = ConnectionState.CLIENT_OPEN
-        return result
-
-    def set_max_inbound_frame_size(self, size: int) -> None:
-        # Checked against each frame header as soon as it arrives, so a bogus length fails
-        # at once instead of waiting for megabytes that never come.
-        self.max_inbound_frame_size = size
-
-
-def new_h2_connection() -> _H2Connection:
-    config = H2Configuration(
-        client_side=True,
-        header_encoding=None,
-        # h2any builds and checks request headers itself (lowercase names, no connection-
-        # specific fields, no CR/LF/NUL); h2's own pass over them costs ~15% of a small request.
-        validate_outbound_headers=False,
-        normalize_outbound_headers=False,
-        # Response headers are checked by the connection task instead (``_headers.py``),
-        # so that a malformed response fails only its stream (RFC 9113 section 8.1.1), as a
-        # stream error, where h2 would fail the whole connection.
-        validate_inbound_headers=False,
-        normalize_inbound_headers=True,
-    )
-    return _H2Connection(config)
