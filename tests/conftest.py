@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import random
 import socket
@@ -46,6 +47,27 @@ POLL_INTERVAL = 0.02
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run every anyio test on asyncio and on trio."""
     return str(request.param)
+
+
+# -- leak check -----------------------------------------------------------------------------
+
+
+def _h2any_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("h2any-")]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_h2any_resources() -> Iterator[None]:
+    """Fail any test that leaves an h2any loop thread running or a socket unclosed.
+
+    Unclosed sockets surface as ResourceWarnings when collected, which ``filterwarnings =
+    error`` turns into failures; collecting here makes them belong to this test.
+    """
+    before = set(_h2any_threads())
+    yield
+    gc.collect()
+    leaked = [name for name in _h2any_threads() if name not in before]
+    assert not leaked, f"h2any threads left running: {leaked}"
 
 
 # -- certificates -------------------------------------------------------------------------
