@@ -722,8 +722,8 @@ class Connection:
             kind = item[0]
             if kind == _HEADERS:
                 raw: list[tuple[bytes, bytes]] = item[1]
-                status = int(raw[0][1]) if raw and raw[0][0] == b":status" else 0
-                return status, Headers._from_wire(f for f in raw if not f[0].startswith(b":"))
+                # Checked when received: exactly one :status, first, three digits.
+                return int(raw[0][1]), Headers._from_wire(raw[1:])
             if kind == _ERROR:
                 raise item[1]
             # DATA or END before HEADERS cannot happen: h2 rejects it as a protocol error.

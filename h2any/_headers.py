@@ -32,23 +32,43 @@ class Headers:
     * ``headers.raw`` is the same list as ``bytes`` pairs, exactly as received.
     """
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_decoded", "_wire")
 
     def __init__(
         self, fields: HeaderTypes | Iterable[tuple[str | bytes, str | bytes]] = ()
     ) -> None:
         pairs: Iterable[tuple[str | bytes, str | bytes]]
+        self._wire: list[tuple[bytes, bytes]] | None = None
         if isinstance(fields, Headers):
-            self._fields: list[tuple[str, str]] = list(fields._fields)
+            self._decoded: list[tuple[str, str]] | None = list(fields._fields)
             return
         pairs = fields.items() if isinstance(fields, Mapping) else fields
-        self._fields = [(_text(name).lower(), _text(value)) for name, value in pairs]
+        self._decoded = [(_text(name).lower(), _text(value)) for name, value in pairs]
 
     @classmethod
-    def _from_wire(cls, fields: Iterable[tuple[bytes, bytes]]) -> Headers:
+    def _from_wire(cls, fields: list[tuple[bytes, bytes]]) -> Headers:
+        # Received fields are kept as bytes and decoded on first use: many responses'
+        # headers are never looked at.
         self = cls.__new__(cls)
-        self._fields = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in fields]
+        self._wire = fields
+        self._decoded = None
         return self
+
+    @property
+    def _fields(self) -> list[tuple[str, str]]:
+        decoded = self._decoded
+        if decoded is None:
+            assert self._wire is not None
+            decoded = self._decoded = [
+                (n.decode("latin-1"), v.decode("latin-1")) for n, v in self._wire
+            ]
+        return decoded
+
+    def _has_wire_name(self, name: bytes) -> bool:
+        """Whether a field ``name`` (lowercase bytes) is present, without decoding."""
+        if self._wire is not None:
+            return any(n == name for n, _ in self._wire)
+        return name.decode("latin-1") in self
 
     @overload
     def get(self, name: str) -> str | None: ...
@@ -75,6 +95,8 @@ class Headers:
     @property
     def raw(self) -> list[tuple[bytes, bytes]]:
         """Every field as ``bytes`` pairs, in wire order."""
+        if self._wire is not None:
+            return list(self._wire)
         return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self._fields]
 
     def __getitem__(self, name: str) -> str:
@@ -107,10 +129,12 @@ class Headers:
 
 
 _FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
-_BAD_FIELD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
 _CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
+# Names already seen to be valid (a bounded cache: the same few dozen names recur).
+_GOOD_NAMES: set[bytes] = set()
+_WHITESPACE = (0x20, 0x09)
 
 
 def malformed_response_fields(fields: list[tuple[bytes, bytes]], *, trailers: bool) -> str | None:
@@ -118,6 +142,7 @@ def malformed_response_fields(fields: list[tuple[bytes, bytes]], *, trailers: bo
     8.1.1), or None when it is fine."""
     status_seen = False
     regular_seen = False
+    good_names = _GOOD_NAMES
     for name, value in fields:
         if name[:1] == b":":
             if trailers:
@@ -133,11 +158,22 @@ def malformed_response_fields(fields: list[tuple[bytes, bytes]], *, trailers: bo
             status_seen = True
             continue
         regular_seen = True
-        if not _FIELD_NAME.match(name):
-            return f"invalid header name {name!r} (HTTP/2 names are lowercase tokens)"
-        if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
+        if name not in good_names:
+            if not _FIELD_NAME.match(name):
+                return f"invalid header name {name!r} (HTTP/2 names are lowercase tokens)"
+            if name in _CONNECTION_SPECIFIC:
+                return f"connection-specific header {name!r}"
+            if name != b"te" and len(good_names) < 1024:
+                good_names.add(name)
+        if name == b"te" and value != b"trailers":
             return f"connection-specific header {name!r}"
-        if _BAD_FIELD_VALUE.search(value):
+        if value and (
+            value[0] in _WHITESPACE
+            or value[-1] in _WHITESPACE
+            or b"\r" in value
+            or b"\n" in value
+            or b"\x00" in value
+        ):
             return f"invalid value for {name!r}"
     if not trailers and not status_seen:
         return "no :status"

@@ -54,7 +54,7 @@ class PushedStream:
         self.scheme = pseudo.get(":scheme", "")
         self.authority = pseudo.get(":authority", "")
         self.path = pseudo.get(":path", "")
-        self.request_headers = Headers._from_wire(f for f in headers if f[0][:1] != b":")
+        self.request_headers = Headers._from_wire([f for f in headers if f[0][:1] != b":"])
         self._connection = connection
         self._stream = stream
         self.claimed = False  # get_response() or cancel() was called

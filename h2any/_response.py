@@ -203,8 +203,13 @@ class _BodyIterator:
         if response._content is not None:  # already read(): replay the body once
             self._replay = response._cached(decode_content)
         else:
-            encoding = response.headers.get("content-encoding")
-            if decode_content and encoding:
+            headers = response.headers
+            encoding = (
+                headers.get("content-encoding")
+                if decode_content and headers._has_wire_name(b"content-encoding")
+                else None
+            )
+            if encoding:
                 self._decoder = make_decoder(encoding, response._connection._max_decompressed_size)
 
     def __aiter__(self) -> _BodyIterator:

@@ -215,7 +215,7 @@ def encode_body(coding: str, body: bytes) -> tuple[bytes, bytes]:
     import zstandard
 
     if coding == "gzip":
-        return b"gzip", gzip.compress(body)
+        return b"gzip", gzip.compress(body, mtime=0)
     if coding == "deflate":
         return b"deflate", zlib.compress(body)
     if coding == "deflate-raw":
@@ -226,11 +226,11 @@ def encode_body(coding: str, body: bytes) -> tuple[bytes, bytes]:
     if coding == "zstd":
         return b"zstd", zstandard.ZstdCompressor().compress(body)
     if coding == "gzip-br":  # gzip applied first, then br
-        return b"gzip, br", brotli.compress(gzip.compress(body))
+        return b"gzip, br", brotli.compress(gzip.compress(body, mtime=0))
     if coding == "truncated-gzip":
-        return b"gzip", gzip.compress(body)[:-20]
+        return b"gzip", gzip.compress(body, mtime=0)[:-20]
     if coding == "corrupt-gzip":
-        data = bytearray(gzip.compress(body))
+        data = bytearray(gzip.compress(body, mtime=0))
         data[20:30] = b"\xff" * 10
         return b"gzip", bytes(data)
     if coding == "unknown":

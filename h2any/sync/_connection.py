@@ -108,7 +108,7 @@ async def _with_complete_body(request: Callable[[], Awaitable[AsyncResponse]]) -
     headers (a small response), take it too, saving the calling thread a second round trip
     into the loop for ``read()``. Nothing waits for data that is not there yet."""
     response = await request()
-    if response._stream.remote_done and not response.headers.get("content-encoding"):
+    if response._stream.remote_done and not response.headers._has_wire_name(b"content-encoding"):
         await response.read()
     return response
 
