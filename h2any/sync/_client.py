@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any, final
 
 from .._body import BodyTypes
@@ -15,13 +13,13 @@ from .._client import ParamTypes
 from .._config import TimeoutTypes
 from .._headers import HeaderTypes
 from ._connection import Response, _with_complete_body
-from ._portal import LoopThread, check_not_in_event_loop
+from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 
 __all__ = ("Client",)
 
 
 @final
-class Client:
+class Client(LoopHosted):
     """A thread-safe, blocking client for many origins: :class:`h2any.Client` in a loop thread.
 
     Takes the same arguments as :class:`h2any.Client`, plus ``backend`` (``"asyncio"`` or
@@ -46,6 +44,7 @@ class Client:
             self._loop.stop()
             raise
         self._client = client
+        self._aclose_hosted = self._client.aclose
         self._closed = False
 
     def request(
@@ -94,42 +93,6 @@ class Client:
     def connections(self) -> dict[str, int]:
         """How many open connections the pool holds, per origin."""
         return self._client.connections
-
-    def close(self) -> None:
-        """Close every connection and end the loop thread. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if not self._loop.in_loop_thread:
-                self._loop.call(self._client.aclose)
-        finally:
-            self._loop.stop()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_closed", True):
-            return
-        warnings.warn(
-            "unclosed h2any.sync.Client: use 'with h2any.sync.Client()' or call close()",
-            ResourceWarning,
-            stacklevel=2,
-            source=self,
-        )
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
 
 
 async def _run_client(client: AsyncClient, *, task_status: Any) -> None:

@@ -9,7 +9,6 @@ that serves async callers. No protocol logic lives here.
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -21,7 +20,7 @@ from .._connection import Connection as AsyncConnection
 from .._headers import Headers, HeaderTypes
 from .._push import PushedStream as AsyncPushedStream
 from .._response import Response as AsyncResponse
-from ._portal import LoopThread, check_not_in_event_loop
+from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 
 __all__ = ("Connection", "PushedStream", "Response")
 
@@ -142,7 +141,7 @@ class PushedStream:
 
 
 @final
-class Connection:
+class Connection(LoopHosted):
     """A thread-safe, blocking HTTP/2 connection: the async core, run in its own loop thread.
 
     Takes the same arguments as :class:`h2any.Connection`, plus ``backend``
@@ -174,6 +173,7 @@ class Connection:
             self._loop.stop()
             raise
         self._connection = connection
+        self._aclose_hosted = self._connection.aclose
         self._closed = False
         self.origin = connection.origin
 
@@ -240,39 +240,3 @@ class Connection:
         """Send a PING and return the round-trip time in seconds."""
         check_not_in_event_loop("Connection.ping()")
         return self._loop.call(functools.partial(self._connection.ping, timeout))
-
-    def close(self) -> None:
-        """Close the connection (GOAWAY, socket closed) and end its loop thread. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if not self._loop.in_loop_thread:
-                self._loop.call(self._connection.aclose)
-        finally:
-            self._loop.stop()
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_closed", True):
-            return
-        warnings.warn(
-            f"unclosed {self!r}: use 'with h2any.sync.Connection(...)' or call close()",
-            ResourceWarning,
-            stacklevel=2,
-            source=self,
-        )
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass

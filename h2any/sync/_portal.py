@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
-__all__ = ("LoopThread", "check_not_in_event_loop")
+__all__ = ("LoopHosted", "LoopThread", "check_not_in_event_loop")
 
 T = TypeVar("T")
 
@@ -223,3 +224,53 @@ class LoopThread:
             pass  # already stopped
         if not self.in_loop_thread:
             self._thread.join()
+
+
+_Hosted = TypeVar("_Hosted", bound="LoopHosted")
+
+
+class LoopHosted:
+    """Base of the facade objects that own a loop thread hosting one async object.
+
+    Subclasses set ``_loop`` and ``_aclose_hosted`` (the async object's close method) and
+    clear ``_closed`` once started. They get ``close()``, the context manager, and a
+    ResourceWarning (and cleanup) when garbage-collected unclosed.
+    """
+
+    _closed = True
+    _loop: LoopThread
+    _aclose_hosted: Callable[[], Awaitable[None]]
+
+    def close(self) -> None:
+        """Close the hosted object (e.g. GOAWAY, sockets closed) and end the loop thread.
+
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._loop.in_loop_thread:
+                self._loop.call(self._aclose_hosted)
+        finally:
+            self._loop.stop()
+
+    def __enter__(self: _Hosted) -> _Hosted:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self._closed:
+            return
+        name = f"h2any.sync.{type(self).__name__}"
+        warnings.warn(
+            f"unclosed {name}: use 'with {name}(...)' or call close()",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
