@@ -62,22 +62,33 @@ class _ZlibDecoder:
         self._limit = limit
         self._first = True
         self._pending = b""
+        self._seen = False
 
     def decode(self, data: bytes) -> bytes:
+        if data:
+            self._seen = True
+        if self._first:
+            if self._name == "deflate":
+                # "deflate" is meant to be zlib-wrapped, but raw DEFLATE is common too: tell
+                # them apart by the zlib header (two bytes), however the body is chunked.
+                self._pending += data
+                if len(self._pending) < 2:
+                    return b""
+                data, self._pending = self._pending, b""
+                header = data[0] * 256 + data[1]
+                if data[0] & 0x0F != 8 or header % 31:
+                    self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._first = False
         try:
             return self._decode(data)
         except zlib.error as exc:
-            if self._first and self._name == "deflate":
-                # "deflate" is meant to be zlib-wrapped, but raw DEFLATE is common too.
-                self._first = False
-                self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
-                try:
-                    return self._decode(data)
-                except zlib.error as raw_exc:
-                    raise DecodingError(f"invalid {self._name} data: {raw_exc}") from raw_exc
             raise DecodingError(f"invalid {self._name} data: {exc}") from exc
-        finally:
-            self._first = False
+
+    def decode_raw(self, data: bytes) -> bytes:
+        try:
+            return self._decode(data)
+        except zlib.error as exc:
+            raise DecodingError(f"invalid {self._name} data: {exc}") from exc
 
     def _decode(self, data: bytes) -> bytes:
         decompressor = self._decompressor
@@ -100,6 +111,15 @@ class _ZlibDecoder:
         return b"".join(pieces)
 
     def flush(self) -> bytes:
+        if not self._seen:  # no body at all (HEAD, 204, 304): nothing to decode
+            return b""
+        if self._pending:  # a body shorter than a zlib header
+            self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+            data, self._pending = self._pending, b""
+            output = self.decode_raw(data)
+            if not self._decompressor.eof:
+                raise DecodingError(f"the {self._name} body is truncated")
+            return output
         if not self._decompressor.eof:
             raise DecodingError(f"the {self._name} body is truncated")
         return self._limit.take(self._decompressor.flush())
@@ -110,8 +130,11 @@ class _BrotliDecoder:
         assert _brotli is not None
         self._decompressor = _brotli.Decompressor()
         self._limit = limit
+        self._seen = False
 
     def decode(self, data: bytes) -> bytes:
+        if data:
+            self._seen = True
         try:
             output = self._decompressor.process(data)
         except Exception as exc:  # brotli raises its own error type
@@ -120,7 +143,7 @@ class _BrotliDecoder:
 
     def flush(self) -> bytes:
         finished = getattr(self._decompressor, "is_finished", None)
-        if finished is not None and not finished():
+        if self._seen and finished is not None and not finished():
             raise DecodingError("the br body is truncated")
         return b""
 
