@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -82,12 +82,17 @@ class BenchmarkError(Exception):
 class Server:
     port: int
     docroot: Path
-    big_sha256: str
+    sha256: dict[str, str]  # file name -> SHA-256 of the random files in the docroot
     version: str
+    args: tuple[str, ...] = ()  # extra nghttpd options (none: its defaults)
 
     @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def big_sha256(self) -> str:
+        return self.sha256[BIG_FILE]
 
 
 def _free_port() -> int:
@@ -130,26 +135,46 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-@contextlib.contextmanager
-def nghttpd() -> Iterator[Server]:
-    """Run nghttpd (h2c, defaults) on a free loopback port over a temporary docroot."""
+def write_random_file(path: Path, size: int) -> str:
+    """Write ``size`` random bytes to ``path`` piece by piece; return their SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as file:
+        left = size
+        while left:
+            piece = os.urandom(min(left, 1 << 20))
+            digest.update(piece)
+            file.write(piece)
+            left -= len(piece)
+    return digest.hexdigest()
+
+
+def nghttpd_version() -> str:
     binary = shutil.which("nghttpd")
     if binary is None:
         raise SystemExit("nghttpd is missing: apt-get install nghttp2-server nghttp2-client")
-    version = subprocess.run(
+    return subprocess.run(
         [binary, "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+@contextlib.contextmanager
+def nghttpd(
+    extra_args: Sequence[str] = (), files: Mapping[str, int] | None = None
+) -> Iterator[Server]:
+    """Run nghttpd (h2c; its defaults plus ``extra_args``) on a free loopback port over a
+    temporary docroot holding the 1-byte file and ``files`` (name -> size) of random bytes
+    (default: the 64 MiB download)."""
+    version = nghttpd_version()
+    binary = shutil.which("nghttpd") or "nghttpd"
+    files = {BIG_FILE: BIG_SIZE} if files is None else files
     with tempfile.TemporaryDirectory(prefix="h2any-bench-") as tmp:
         docroot = Path(tmp)
         (docroot / SMALL_FILE).write_bytes(SMALL_BODY)
-        big = os.urandom(BIG_SIZE)
-        (docroot / BIG_FILE).write_bytes(big)
-        big_sha256 = hashlib.sha256(big).hexdigest()
-        del big
+        sha256 = {name: write_random_file(docroot / name, size) for name, size in files.items()}
         for _attempt in range(5):
             port = _free_port()
             proc = subprocess.Popen(
-                [binary, "--no-tls", "-a", "127.0.0.1", "-d", str(docroot), str(port)],
+                [binary, "--no-tls", *extra_args, "-a", "127.0.0.1", "-d", str(docroot), str(port)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -157,7 +182,7 @@ def nghttpd() -> Iterator[Server]:
             )
             try:
                 if _wait_listening(proc, port):
-                    yield Server(port, docroot, big_sha256, version)
+                    yield Server(port, docroot, sha256, version, tuple(extra_args))
                     return
             finally:
                 _stop(proc)
@@ -462,19 +487,33 @@ def _git_revision() -> str:
     return f"{commit} (with uncommitted changes in h2any/)" if dirty else commit
 
 
-def environment(server: Server) -> list[str]:
+def load_average() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def environment(server: Server, server_note: str = NGHTTPD_DEFAULTS) -> list[str]:
     packages = ("h2any", "h2", "hpack", "anyio", "httpx", "httpcore", "uvloop", "trio")
-    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- machine: {platform.machine()}, `nproc` = {os.cpu_count()}, "
         f"{platform.system()} {platform.release()}, loopback only",
-        f"- load average (1/5/15 min) at the start: {load}",
+        f"- load average (1/5/15 min) at the start: {load_average()}",
         f"- Python {platform.python_version()} ({platform.python_implementation()}); "
         f"h2any source: git {_git_revision()}",
         "- " + ", ".join(f"{p} {_version(p)}" for p in packages),
-        f"- server: {server.version} ({NGHTTPD_DEFAULTS})",
+        f"- server: {server.version} ({server_note})",
     ]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
+    """A markdown table; ``align`` has one letter per column: ``l`` or ``r``."""
+    marks = {"l": "---", "r": "--:"}
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(marks[a] for a in align) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def busy_note(load_start: float) -> list[str]:
@@ -559,13 +598,13 @@ own `nghttpd`, so `nghttpd` and `h2load` must be installed (Debian: `nghttp2-ser
 """
 
 
-def write_output(path: Path, section: str) -> None:
+def write_output(path: Path, section: str, start: str = MARK_START, end: str = MARK_END) -> None:
     """Replace the section between the markers, or start the file with the intro."""
-    block = f"{MARK_START}\n{section.rstrip()}\n{MARK_END}\n"
+    block = f"{start}\n{section.rstrip()}\n{end}\n"
     text = path.read_text() if path.exists() else ""
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        tail = rest.split(MARK_END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + block + tail
     elif text.strip():
         text = text.rstrip() + "\n\n" + block
@@ -617,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; nghttpd stopped", file=sys.stderr)
         return 130
-    load_end = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_end = load_average()
     section = report(results, env, plan, argv, load_start, load_end)
     print()
     print(section)

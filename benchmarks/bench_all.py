@@ -1,0 +1,38 @@
+"""Every benchmark: ``bench_core.py`` then ``bench_scenarios.py`` (what ``nox -s bench`` runs).
+
+Usage::
+
+    python benchmarks/bench_all.py [--quick] [--output docs/benchmarks.md]
+
+``--quick`` and ``--output`` are passed to both scripts (each writes its own marked section
+of the output file); run the scripts directly for their other options. The exit status is
+non-zero if either had a failed row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import bench_core
+import bench_scenarios
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 run, smaller transfers")
+    parser.add_argument("--output", type=Path, help="write the markdown sections to this file")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    shared = ["--quick"] if args.quick else []
+    if args.output is not None:
+        shared += ["--output", str(args.output)]
+    status = bench_core.main(shared)
+    if status == 130:
+        return status
+    print()
+    return max(status, bench_scenarios.main(shared))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

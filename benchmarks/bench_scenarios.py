@@ -1,0 +1,1017 @@
+"""More benchmarks: window managers, upload memory, fan-out, parallel bulk and the h2 floor.
+
+Usage::
+
+    python benchmarks/bench_scenarios.py [--quick]
+        [--scenario windows|upload|fanout|parallel|floor ...]
+        [--backend asyncio|trio|uvloop ...] [--repeat N] [--output docs/benchmarks.md]
+
+Reuses ``bench_core``'s nghttpd, validation and report helpers. Scenarios (ONE connection
+each, h2any against httpx ``http2=True`` measured in the same run, h2load as the C ceiling):
+
+* ``windows`` (issue 5): one 256 MiB download with each window manager -- the default
+  ``FlowControlManager`` (2 MiB stream / 16 MiB connection windows), the
+  ``AdaptiveFlowControlManager`` starting from 64 KiB windows, the default manager held to
+  64 KiB windows, hyper's "stupid" manager (grants every frame back at once) -- and httpx.
+  MB/s and peak RSS growth.
+* ``upload`` (issue 4): POST a 1 GiB file (``body=open(path, "rb")``, a sparse temporary
+  file) to nghttpd, which drains request bodies; MB/s and peak RSS growth (target: under
+  16 MiB). httpx streams the same file (64 KiB reads); both also send a 64 MiB ``bytes``
+  body, where httpx's HTTP/2 upload is quadratic.
+* ``fanout`` (issue 9, scenario 2): 5,000 GETs of the 1-byte file started at once (5,000
+  tasks; the server allows 100 concurrent streams): req/s and errors.
+* ``parallel`` (issue 9, scenario 3b): 8 parallel downloads of the 64 MiB file against one:
+  aggregate MB/s and peak RSS growth.
+* ``floor`` (issue 9, scenario 6): the client side of the ``h2`` state machine alone for the
+  *small* scenario (a client and a server ``H2Connection`` joined in memory, only the
+  client's calls timed), next to h2any's and httpx's *small* req/s as a share of it.
+
+Transfers whose memory is reported run in a fresh Python process each (``--child``): the
+child resets its peak RSS (``/proc/self/clear_refs``; a 2 ms VmRSS sampler elsewhere), does
+the timed transfer, then repeats it untimed to check the SHA-256 of what it received.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import hashlib
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import bench_core as core
+import httpx
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived, RequestReceived, ResponseReceived, StreamEnded
+
+import h2any
+
+SCENARIOS = ("windows", "upload", "fanout", "parallel", "floor")
+MIB = 1024 * 1024
+CHILD_TIMEOUT = 300.0  # the 5-minute cap on any one transfer (httpx's quadratic upload)
+UPLOAD_SERVER_ARGS = ("-w", "24", "-W", "24")  # 16 MiB receive windows: the client is the limit
+MARK_START = "<!-- bench_scenarios:start -->"
+MARK_END = "<!-- bench_scenarios:end -->"
+
+
+@dataclass
+class Sizes:
+    window_download: int = 256 * MIB
+    upload_file: int = 1024 * MIB
+    upload_small_window: int = 256 * MIB  # against nghttpd's default 64 KiB windows
+    upload_bytes: int = 64 * MIB
+    fanout: int = 5_000
+    parallel_file: int = 64 * MIB
+    parallel_streams: int = 8
+    floor_requests: int = core.SMALL_REQUESTS
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(32 * MIB, 64 * MIB, 32 * MIB, 8 * MIB, 1_000, 16 * MIB, 8, 5_000)
+
+
+def file_name(size: int) -> str:
+    return f"{size // MIB}m.bin"
+
+
+class StupidFlowControlManager(h2any.BaseFlowControlManager):
+    """hyper's example: every consumed frame is granted back at once."""
+
+    def increase_window_size(self, frame_size: int) -> int:
+        return frame_size
+
+
+#: The window-manager variants of the ``windows`` scenario: label -> Connection keywords.
+WINDOW_VARIANTS: dict[str, dict[str, Any]] = {
+    "FlowControlManager, default windows (2 MiB stream, 16 MiB connection)": {},
+    "AdaptiveFlowControlManager from 64 KiB windows": {
+        "window_manager": "adaptive",
+        "initial_window_size": 65535,
+        "connection_window_size": 65535,
+    },
+    "FlowControlManager, 64 KiB windows": {
+        "initial_window_size": 65535,
+        "connection_window_size": 65535,
+    },
+    'hyper\'s "stupid" manager, default windows': {"window_manager": "stupid"},
+}
+MANAGERS: dict[str, type[h2any.BaseFlowControlManager]] = {
+    "default": h2any.FlowControlManager,
+    "adaptive": h2any.AdaptiveFlowControlManager,
+    "stupid": StupidFlowControlManager,
+}
+
+
+# ---------------------------------------------------------------------------- memory (child)
+
+
+def _proc_status_kib(name: str) -> int:
+    with open("/proc/self/status") as status:
+        match = re.search(rf"^{name}:\s+(\d+) kB", status.read(), re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+class PeakRSS:
+    """The peak resident set size while a block runs, and the RSS just before it."""
+
+    def __init__(self) -> None:
+        self.baseline_kib = 0
+        self.peak_kib = 0
+        self._sampled = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self._sampled = max(self._sampled, _proc_status_kib("VmRSS"))
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[PeakRSS]:
+        gc.collect()
+        try:  # Linux >= 4.0: "5" resets VmHWM (the peak) to the current RSS
+            with open("/proc/self/clear_refs", "w") as refs:
+                refs.write("5")
+            reset = True
+        except OSError:
+            reset = False
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        self.baseline_kib = _proc_status_kib("VmRSS")
+        try:
+            yield self
+        finally:
+            if reset:
+                self.peak_kib = _proc_status_kib("VmHWM")
+            else:
+                self._stop.set()
+                assert self._thread is not None
+                self._thread.join()
+                self.peak_kib = max(self._sampled, _proc_status_kib("VmRSS"))
+
+    @property
+    def growth_kib(self) -> int:
+        return max(0, self.peak_kib - self.baseline_kib)
+
+
+# ---------------------------------------------------------------------------- transfers (child)
+
+
+def _h2any_connection(origin: str, options: dict[str, Any]) -> h2any.Connection:
+    options = dict(options)
+    manager = options.pop("window_manager", None)
+    if manager is not None:
+        options["window_manager"] = MANAGERS[manager]
+    return h2any.Connection(origin, timeout=60.0, **options)
+
+
+async def _h2any_get(conn: h2any.Connection, path: str, digest: Any | None) -> int:
+    received = 0
+    async with conn.stream("GET", path) as resp:
+        if resp.status != 200:
+            raise core.BenchmarkError(f"h2any: status {resp.status}")
+        async for chunk in resp.aiter_bytes():
+            received += len(chunk)
+            if digest is not None:
+                digest.update(chunk)
+    return received
+
+
+async def _httpx_get(client: httpx.AsyncClient, url: str, digest: Any | None) -> int:
+    received = 0
+    async with client.stream("GET", url) as resp:
+        if resp.status_code != 200 or resp.http_version != "HTTP/2":
+            raise core.BenchmarkError(f"httpx: {resp.status_code} over {resp.http_version}")
+        async for chunk in resp.aiter_raw():
+            received += len(chunk)
+            if digest is not None:
+                digest.update(chunk)
+    return received
+
+
+async def downloads(spec: dict[str, Any], check: bool) -> tuple[float, list[str]]:
+    """``streams`` parallel GETs of ``path`` on one connection: (seconds, SHA-256s if
+    ``check``). The connection is opened before the clock starts."""
+    origin, path, streams = spec["origin"], spec["path"], spec["streams"]
+    digests = [hashlib.sha256() if check else None for _ in range(streams)]
+    sizes = [0] * streams
+    if spec["client"] == "h2any":
+        async with _h2any_connection(origin, spec.get("options", {})) as conn:
+
+            async def one(i: int) -> None:
+                sizes[i] = await _h2any_get(conn, path, digests[i])
+
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for i in range(streams):
+                    tg.start_soon(one, i)
+            elapsed = time.perf_counter() - started
+            if conn.is_closed:
+                raise core.BenchmarkError("h2any: the connection closed during the run")
+    else:
+        async with core._httpx_client() as client:
+            first = await client.get(origin + "/" + core.SMALL_FILE)  # connect, untimed
+            if first.status_code != 200 or first.http_version != "HTTP/2":
+                raise core.BenchmarkError(f"httpx: {first.status_code} {first.http_version}")
+
+            async def one_httpx(i: int) -> None:
+                sizes[i] = await _httpx_get(client, origin + path, digests[i])
+
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for i in range(streams):
+                    tg.start_soon(one_httpx, i)
+            elapsed = time.perf_counter() - started
+            core._httpx_check_one_connection(client, streams + 1)
+    if any(size != spec["size"] for size in sizes):
+        raise core.BenchmarkError(f"{spec['client']}: received {sizes}, expected {spec['size']}")
+    return elapsed, [d.hexdigest() for d in digests if d is not None]
+
+
+async def _file_pieces(path: str, size: int) -> AsyncIterator[bytes]:
+    """httpx's own piece size for files (64 KiB); plain reads, the cheapest way (a sparse
+    file costs no I/O), where h2any reads its file in a worker thread."""
+    with open(path, "rb") as file:  # noqa: ASYNC230 (opening a local file does not block)
+        while piece := file.read(64 * 1024):
+            yield piece
+
+
+async def upload(spec: dict[str, Any], payload: bytes | None) -> float:
+    """POST the file (or ``payload``) to the 1-byte file, which nghttpd answers once it
+    has drained the whole body; return the seconds from the request to the response."""
+    origin, path, size = spec["origin"], spec.get("file"), spec["size"]
+    url_path = "/" + core.SMALL_FILE
+    if spec["client"] == "h2any":
+        async with _h2any_connection(origin, {}) as conn:
+            started = time.perf_counter()
+            if payload is not None:
+                resp = await conn.request("POST", url_path, body=payload)
+                body = await resp.read()
+            else:
+                with open(path, "rb") as file:  # noqa: ASYNC230 (the body= under test)
+                    resp = await conn.request("POST", url_path, body=file)
+                    body = await resp.read()
+            elapsed = time.perf_counter() - started
+            status = resp.status
+    else:
+        async with core._httpx_client() as client:
+            first = await client.get(origin + url_path)  # connect, untimed
+            if first.status_code != 200 or first.http_version != "HTTP/2":
+                raise core.BenchmarkError(f"httpx: {first.status_code} {first.http_version}")
+            content: Any = payload if payload is not None else _file_pieces(path, size)
+            started = time.perf_counter()
+            resp_x = await client.post(
+                origin + url_path, content=content, headers={"content-length": str(size)}
+            )
+            elapsed = time.perf_counter() - started
+            status, body = resp_x.status_code, resp_x.content
+            core._httpx_check_one_connection(client, 2)
+    # nghttp2 checks the body against content-length, so a 200 means every byte arrived.
+    if status != 200 or body != core.SMALL_BODY:
+        raise core.BenchmarkError(f"{spec['client']}: status {status}, body {body[:50]!r}")
+    return elapsed
+
+
+def child_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measured transfer in this (fresh) process; a JSON-able result."""
+    memory = PeakRSS()
+    run = partial(core._run_async, spec.get("backend", "asyncio"))
+    if spec["task"] == "download":
+        with memory.measure():
+            elapsed, _ = asyncio_result(run, partial(downloads, spec, False))
+        _, digests = asyncio_result(run, partial(downloads, spec, True))  # untimed check
+        if any(d != spec["sha256"] for d in digests):
+            raise core.BenchmarkError(f"{spec['client']}: SHA-256 mismatch")
+        moved = spec["size"] * spec["streams"]
+    else:
+        payload = b"\x01" * spec["size"] if spec.get("file") is None else None
+        with memory.measure():
+            elapsed = run(partial(upload, spec, payload))
+        moved = spec["size"]
+    return {
+        "mbps": moved / elapsed / 1e6,
+        "baseline_kib": memory.baseline_kib,
+        "growth_kib": memory.growth_kib,
+    }
+
+
+def asyncio_result(run: Callable[..., Any], func: Callable[[], Any]) -> Any:
+    """``core._run_async`` returns a float; run a coroutine returning anything instead."""
+    box: list[Any] = []
+
+    async def wrapper() -> float:
+        box.append(await func())
+        return 0.0
+
+    run(wrapper)
+    return box[0]
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass
+class Row:
+    scenario: str
+    client: str
+    setup: str
+    unit: str
+    group: str = ""  # ratios compare rows of one group with that group's httpx row
+    values: list[float] = field(default_factory=list)
+    growth_mib: list[float] = field(default_factory=list)
+    errors: list[int] = field(default_factory=list)
+    error_kinds: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.values) if self.values and not self.error else None
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        raise core.BenchmarkError(f"over the {CHILD_TIMEOUT:.0f} s cap") from exc
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise core.BenchmarkError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "?")
+    return dict(json.loads(lines[-1]))
+
+
+def repeat_row(row: Row, times: int, once: Callable[[], dict[str, Any]]) -> Row:
+    """Run ``once`` ``times`` times into ``row``, printing progress; failures end the row."""
+    print(f"  {row.scenario:8} {row.client:6} {row.setup[:60]:60} ...", end="", flush=True)
+    try:
+        for _ in range(times):
+            result = once()
+            row.values.append(result["value"])
+            if "growth_kib" in result:
+                row.growth_mib.append(result["growth_kib"] / 1024)
+            if "errors" in result:
+                row.errors.append(result["errors"])
+                row.error_kinds.update(result.get("kinds", {}))
+            print(f" {row.values[-1]:,.0f}", end="", flush=True)
+    except core.BenchmarkError as exc:
+        row.error = str(exc)
+    except Exception as exc:  # a client crashing is a result too
+        row.error = f"{type(exc).__name__}: {exc}"
+    print(f"  FAILED: {row.error}" if row.error else f"  {row.unit}", flush=True)
+    return row
+
+
+def child_row(row: Row, times: int, spec: dict[str, Any]) -> Row:
+    def once() -> dict[str, Any]:
+        result = run_child(spec)
+        result["value"] = result["mbps"]
+        return result
+
+    return repeat_row(row, times, once)
+
+
+def h2load(command: list[str], expected: int) -> float:
+    """Run h2load; the seconds it took for ``expected`` successful requests."""
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=core.H2LOAD_TIMEOUT)
+    out = proc.stdout
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
+    status = re.search(r"status codes: (\d+) 2xx", out)
+    finished = re.search(r"finished in ([\d.]+)(s|ms|us), ([\d.]+) req/s", out)
+    if (
+        proc.returncode != 0
+        or done is None
+        or status is None
+        or finished is None
+        or int(done.group(1)) != expected
+        or int(status.group(1)) != expected
+    ):
+        raise core.BenchmarkError(f"h2load failed: {out[-400:]} {proc.stderr[-200:]}")
+    return float(finished.group(1)) / {"s": 1, "ms": 1e3, "us": 1e6}[finished.group(2)]
+
+
+def h2load_row(row: Row, times: int, command: list[str], expected: int, work: float) -> Row:
+    """``work`` is the MB (or requests) one run moves: the value is work per second."""
+
+    def once() -> dict[str, Any]:
+        h2load(command, expected)  # warm-up
+        return {"value": work / h2load(command, expected)}
+
+    row.setup = row.setup or " ".join(command[:-1])
+    return repeat_row(row, times, once)
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:,.0f} MiB" if size < 1024 * MIB else f"{size / MIB / 1024:,.0f} GiB"
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def table(rows: list[Row], with_memory: bool, with_errors: bool = False) -> str:
+    header = ["client", "setup", f"{rows[0].unit} (median)", "min - max"]
+    align = "llrr"
+    if with_memory:
+        header.append("peak RSS growth (max)")
+        align += "r"
+    if with_errors:
+        header.append("errors (total)")
+        align += "r"
+    header.append("ratio to httpx")
+    align += "r"
+    body: list[list[str]] = []
+    for r in rows:
+        median = r.median
+        if median is None:
+            body.append([r.client, r.setup, f"FAILED: {r.error}", *[""] * (len(header) - 3)])
+            continue
+        reference = next(
+            (x.median for x in rows if x.client == "httpx" and x.group == r.group), None
+        )
+        spread = f"{_num(min(r.values))} - {_num(max(r.values))}"
+        line = [r.client, r.setup, _num(median), spread]
+        if with_memory:
+            line.append(f"{max(r.growth_mib):,.1f} MiB" if r.growth_mib else "n/a")
+        if with_errors:
+            kinds = ", ".join(f"{n:,} {kind}" for kind, n in r.error_kinds.most_common())
+            errors = f"{sum(r.errors):,}" if r.errors else "n/a"
+            line.append(f"{errors} ({kinds})" if kinds else errors)
+        line.append(f"{median / reference:.2f}x" if reference else "n/a")
+        body.append(line)
+    return core.markdown_table(header, body, align)
+
+
+# ---------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Plan:
+    scenarios: list[str]
+    backends: list[str]
+    repeat: int
+    sizes: Sizes
+
+
+def scenario_windows(server: core.Server, plan: Plan) -> list[Row]:
+    size = plan.sizes.window_download
+    path = "/" + file_name(size)
+    base = {
+        "task": "download",
+        "origin": server.origin,
+        "path": path,
+        "size": size,
+        "streams": 1,
+        "sha256": server.sha256[file_name(size)],
+    }
+    rows = []
+    for label, options in WINDOW_VARIANTS.items():
+        row = Row("windows", "h2any", label, "MB/s")
+        rows.append(child_row(row, plan.repeat, {**base, "client": "h2any", "options": options}))
+    row = Row("windows", "httpx", "httpx defaults (opens its windows wide)", "MB/s")
+    rows.append(child_row(row, plan.repeat, {**base, "client": "httpx"}))
+    command = ["h2load", "-n", "1", "-c", "1", "-m", "1", server.origin + path]
+    rows.append(
+        h2load_row(Row("windows", "h2load", "", "MB/s"), plan.repeat, command, 1, size / 1e6)
+    )
+    return rows
+
+
+def scenario_parallel(server: core.Server, plan: Plan) -> list[Row]:
+    size = plan.sizes.parallel_file
+    path = "/" + file_name(size)
+    rows = []
+    for streams in (1, plan.sizes.parallel_streams):
+        spec = {
+            "task": "download",
+            "origin": server.origin,
+            "path": path,
+            "size": size,
+            "streams": streams,
+            "sha256": server.sha256[file_name(size)],
+        }
+        setup = f"{streams} x {_mib(size)}"
+        for client in ("h2any", "httpx"):
+            row = Row("parallel", client, setup, "MB/s", group=str(streams))
+            rows.append(child_row(row, plan.repeat, {**spec, "client": client}))
+        command = [
+            "h2load",
+            "-n",
+            str(streams),
+            "-c",
+            "1",
+            "-m",
+            str(streams),
+            server.origin + path,
+        ]
+        row = Row("parallel", "h2load", setup, "MB/s", group=str(streams))
+        rows.append(h2load_row(row, plan.repeat, command, streams, streams * size / 1e6))
+    return rows
+
+
+def scenario_upload(
+    plan: Plan, upload_server: core.Server, default_server: core.Server
+) -> list[Row]:
+    sizes = plan.sizes
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="h2any-upload-") as tmp:
+        path = Path(tmp) / "upload.bin"
+        with path.open("wb") as file:  # sparse: no disk space, reads return zeros
+            file.truncate(sizes.upload_file)
+        windows = "nghttpd -w 24 -W 24 (16 MiB windows)"
+        for client in ("h2any", "httpx"):
+            how = "open(path, 'rb')" if client == "h2any" else "64 KiB reads (async iterator)"
+            row = Row(
+                "upload",
+                client,
+                f"{_mib(sizes.upload_file)} file, {how}; {windows}",
+                "MB/s",
+                group="file",
+            )
+            spec = {
+                "task": "upload",
+                "client": client,
+                "origin": upload_server.origin,
+                "file": str(path),
+                "size": sizes.upload_file,
+            }
+            rows.append(child_row(row, plan.repeat, spec))
+        command = [
+            "h2load",
+            "-n",
+            "1",
+            "-c",
+            "1",
+            "-m",
+            "1",
+            "-d",
+            str(path),
+            upload_server.origin + "/" + core.SMALL_FILE,
+        ]
+        row = Row(
+            "upload",
+            "h2load",
+            f"{_mib(sizes.upload_file)} file (h2load -d); {windows}",
+            "MB/s",
+            group="file",
+        )
+        rows.append(h2load_row(row, plan.repeat, command, 1, sizes.upload_file / 1e6))
+        with path.open("r+b") as file:
+            file.truncate(sizes.upload_small_window)
+        for client in ("h2any", "httpx"):
+            row = Row(
+                "upload",
+                client,
+                f"{_mib(sizes.upload_small_window)} file; nghttpd defaults (64 KiB windows)",
+                "MB/s",
+                group="small-window",
+            )
+            spec = {
+                "task": "upload",
+                "client": client,
+                "origin": default_server.origin,
+                "file": str(path),
+                "size": sizes.upload_small_window,
+            }
+            rows.append(child_row(row, plan.repeat, spec))
+    for client in ("h2any", "httpx"):
+        row = Row(
+            "upload",
+            client,
+            f"{_mib(sizes.upload_bytes)} bytes object; {windows}",
+            "MB/s",
+            group="bytes",
+        )
+        spec = {
+            "task": "upload",
+            "client": client,
+            "origin": upload_server.origin,
+            "file": None,
+            "size": sizes.upload_bytes,
+        }
+        rows.append(child_row(row, 1 if client == "httpx" else plan.repeat, spec))
+    return rows
+
+
+async def h2any_fanout(origin: str, count: int) -> tuple[float, Counter[str]]:
+    path = "/" + core.SMALL_FILE
+    errors: Counter[str] = Counter()
+    async with h2any.Connection(origin, timeout=60.0) as conn:
+
+        async def one() -> None:
+            try:
+                resp = await conn.request("GET", path)
+                body = await resp.read()
+                if resp.status != 200 or body != core.SMALL_BODY:
+                    errors["wrong response"] += 1
+            except h2any.H2anyError as exc:
+                errors[type(exc).__name__] += 1
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(count):
+                tg.start_soon(one)
+        elapsed = time.perf_counter() - started
+        if conn.is_closed:
+            raise core.BenchmarkError("h2any: the connection closed during the run")
+    return elapsed, errors
+
+
+async def httpx_fanout(origin: str, count: int) -> tuple[float, Counter[str]]:
+    url = origin + "/" + core.SMALL_FILE
+    errors: Counter[str] = Counter()
+    async with core._httpx_client() as client:
+        await client.get(url)  # connect, untimed
+
+        async def one() -> None:
+            try:
+                resp = await client.get(url)
+                if (
+                    resp.status_code != 200
+                    or resp.http_version != "HTTP/2"
+                    or resp.content != core.SMALL_BODY
+                ):
+                    errors["wrong response"] += 1
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] += 1
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(count):
+                tg.start_soon(one)
+        elapsed = time.perf_counter() - started
+        # Requests that failed may or may not have reached the connection; and with
+        # thousands of requests queued, httpcore sometimes replaces the connection that
+        # served the untimed first request (the pool still holds exactly one).
+        failed = sum(errors.values())
+        for attempt in range(count - failed, count + 2):
+            try:
+                core._httpx_check_one_connection(client, attempt)
+                break
+            except core.BenchmarkError:
+                if attempt == count + 1:
+                    raise
+    return elapsed, errors
+
+
+def scenario_fanout(server: core.Server, plan: Plan) -> list[Row]:
+    count = plan.sizes.fanout
+    rows = []
+    for client, func in (("h2any", h2any_fanout), ("httpx", httpx_fanout)):
+        for backend in plan.backends:
+            run = partial(core._run_async, backend)
+
+            def once(func: Any = func, run: Any = run) -> dict[str, Any]:
+                asyncio_result(run, partial(func, server.origin, count // 5))  # warm-up
+                elapsed, errors = asyncio_result(run, partial(func, server.origin, count))
+                failed = sum(errors.values())
+                return {"value": (count - failed) / elapsed, "errors": failed, "kinds": errors}
+
+            row = Row("fanout", client, backend, "req/s", group=backend)
+            rows.append(repeat_row(row, plan.repeat, once))
+    command = [
+        "h2load",
+        "-n",
+        str(count),
+        "-c",
+        "1",
+        "-m",
+        str(count),
+        server.origin + "/" + core.SMALL_FILE,
+    ]
+    row = Row("fanout", "h2load", f"C (h2load -m {count})", "req/s", group="asyncio")
+    rows.append(h2load_row(row, plan.repeat, command, count, count))
+    return rows
+
+
+# floor -------------------------------------------------------------------------------
+
+
+def h2any_configuration() -> H2Configuration:
+    """The ``H2Configuration`` h2any gives stock h2 (its engine module's API has changed
+    before, hence the fallbacks)."""
+    try:
+        from h2any._engine import get_engine  # type: ignore[attr-defined]
+
+        return get_engine("h2").new_connection().config  # type: ignore[no-any-return]
+    except ImportError:
+        pass
+    try:
+        from h2any._engine import new_h2_connection  # type: ignore[attr-defined]
+
+        return new_h2_connection().config  # type: ignore[no-any-return]
+    except ImportError:
+        raise core.BenchmarkError("cannot find h2any's H2Configuration") from None
+
+
+def h2_floor(requests: int, concurrency: int = core.CONCURRENCY) -> float:
+    """Requests per second of the client-side h2 work for the *small* scenario.
+
+    A stock ``H2Connection`` with h2any's ``H2Configuration`` (no header encoding, no
+    outbound validation) and a server ``H2Connection`` exchange bytes in memory. The
+    client sends ``concurrency`` GETs with h2any's header fields, the server answers each
+    with nghttpd's header fields and a 1-byte body, and the client parses the answers;
+    only the client's calls are timed.
+    """
+    client = H2Connection(config=h2any_configuration())
+    server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+    client.initiate_connection()
+    client.increment_flow_control_window(16 * MIB - 65535)  # as h2any's default
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    request = [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":authority", b"127.0.0.1:8080"),
+        (b":path", b"/" + core.SMALL_FILE.encode()),
+        (b"user-agent", f"h2any/{h2any.__version__}".encode()),
+        (b"accept-encoding", b"gzip, deflate"),
+    ]
+    response = [
+        (b":status", b"200"),
+        (b"server", b"nghttpd nghttp2/1.52.0"),
+        (b"date", b"Wed, 25 Nov 2026 17:00:00 GMT"),
+        (b"content-length", b"1"),
+        (b"last-modified", b"Wed, 25 Nov 2026 16:59:00 GMT"),
+        (b"cache-control", b"max-age=3600"),
+    ]
+    clock = time.perf_counter
+    client_time = 0.0
+    done = 0
+    while done < requests:
+        batch = min(concurrency, requests - done)
+        started = clock()
+        for _ in range(batch):
+            client.send_headers(client.get_next_available_stream_id(), request, end_stream=True)
+        wire = client.data_to_send()
+        client_time += clock() - started
+        for event in server.receive_data(wire):
+            if isinstance(event, RequestReceived):
+                server.send_headers(event.stream_id, response)
+                server.send_data(event.stream_id, core.SMALL_BODY, end_stream=True)
+        wire = server.data_to_send()
+        started = clock()
+        bodies: dict[int, bytes] = {}
+        statuses: dict[int, bytes] = {}
+        ended = 0
+        for event in client.receive_data(wire):
+            if isinstance(event, ResponseReceived):
+                statuses[event.stream_id] = event.headers[0][1]
+            elif isinstance(event, DataReceived):
+                bodies[event.stream_id] = bodies.get(event.stream_id, b"") + event.data
+            elif isinstance(event, StreamEnded):
+                ended += 1
+        reply = client.data_to_send()
+        client_time += clock() - started
+        if reply:
+            server.receive_data(reply)
+        if ended != batch or any(
+            statuses.get(s) != b"200" or body != core.SMALL_BODY for s, body in bodies.items()
+        ):
+            raise core.BenchmarkError("floor: a response went missing or is wrong")
+        done += batch
+    return requests / client_time
+
+
+def scenario_floor(server: core.Server, plan: Plan) -> list[Row]:
+    count = plan.sizes.floor_requests
+    rows = []
+
+    def floor_once() -> dict[str, Any]:
+        h2_floor(count // 10)  # warm-up
+        return {"value": h2_floor(count)}
+
+    rows.append(
+        repeat_row(
+            Row("floor", "h2 floor", "in memory, client side", "req/s"), plan.repeat, floor_once
+        )
+    )
+    # h2any on every backend; httpx (slow: 20,000 requests take a minute) on asyncio only,
+    # bench_core has the rest.
+    pairs = [("h2any", core.h2any_small, b) for b in plan.backends]
+    pairs.append(("httpx", core.httpx_small, "asyncio"))
+    for client, func, backend in pairs:
+        run = partial(core._run_async, backend)
+
+        def once(func: Any = func, run: Any = run) -> dict[str, Any]:
+            run(partial(func, server.origin, max(1000, count // 10)))  # warm-up
+            return {"value": run(partial(func, server.origin, count))}
+
+        row = Row("floor", client, f"small, {backend}", "req/s")
+        rows.append(repeat_row(row, plan.repeat, once))
+    command = core.h2load_command(server.origin, "small", count)
+    row = Row("floor", "h2load", "small, C", "req/s")
+    rows.append(h2load_row(row, plan.repeat, command, count, count))
+    return rows
+
+
+def floor_table(rows: list[Row]) -> str:
+    floor = rows[0].median
+    reference = next((r.median for r in rows if r.client == "httpx" and "asyncio" in r.setup), None)
+    body = []
+    for r in rows:
+        median = r.median
+        if median is None:
+            body.append([r.client, r.setup, f"FAILED: {r.error}", "", "", ""])
+            continue
+        body.append(
+            [
+                r.client,
+                r.setup,
+                f"{median:,.0f}",
+                f"{min(r.values):,.0f} - {max(r.values):,.0f}",
+                f"{100 * median / floor:.1f}%" if floor else "n/a",
+                f"{median / reference:.2f}x" if reference else "n/a",
+            ]
+        )
+    header = [
+        "client",
+        "what",
+        "req/s (median)",
+        "min - max",
+        "% of the h2 floor",
+        "ratio to httpx (asyncio)",
+    ]
+    return core.markdown_table(header, body, "llrrrr")
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def report(
+    rows: list[Row],
+    env: list[str],
+    plan: Plan,
+    argv: list[str],
+    load_start: float,
+    load_end: str,
+) -> str:
+    sizes = plan.sizes
+    by = {s: [r for r in rows if r.scenario == s] for s in SCENARIOS}
+    parts = [
+        "## More scenarios: window managers, upload, fan-out, parallel bulk, the h2 floor",
+        "",
+        *env,
+        f"- upload server: the same nghttpd with `{' '.join(UPLOAD_SERVER_ARGS)}` (16 MiB "
+        "stream and connection receive windows), except the rows marked *nghttpd defaults*",
+        f"- load average (1/5/15 min) at the end: {load_end}",
+        *core.busy_note(load_start),
+        "",
+        "Commands:",
+        "",
+        "```",
+        "python benchmarks/bench_scenarios.py " + " ".join(argv),
+        "nghttpd --no-tls -a 127.0.0.1 -d DOCROOT PORT",
+        f"nghttpd --no-tls {' '.join(UPLOAD_SERVER_ARGS)} -a 127.0.0.1 -d DOCROOT PORT2",
+        "```",
+        "",
+        f"Each row: {plan.repeat} timed run(s), median shown; transfers with a memory column "
+        "run each in a fresh Python process (asyncio), which resets its peak RSS before the "
+        "timed transfer (`/proc/self/clear_refs`) and reports VmHWM minus the VmRSS just "
+        "before it: the memory the transfer added (connection, buffers, the client's own "
+        "allocations). Downloads are SHA-256-checked in a second, untimed transfer in the "
+        "same process. MB/s = 10^6 bytes/s.",
+        "",
+    ]
+    if by["windows"]:
+        parts += [
+            f"### windows: one {_mib(sizes.window_download)} download per window manager (issue 5)",
+            "",
+            table(by["windows"], with_memory=True),
+            "",
+        ]
+    if by["upload"]:
+        parts += [
+            "### upload: POST a file, drained by nghttpd (issue 4)",
+            "",
+            "The file is sparse (reads cost no disk I/O). h2any gets `body=open(path, 'rb')`; "
+            "httpx's `AsyncClient` refuses sync files, so it gets an async generator of "
+            "64 KiB reads of the same file (httpx's own piece size for files). Both send "
+            "`content-length`. The `bytes` rows allocate the body before the measurement "
+            f"starts, so the growth excludes the {_mib(sizes.upload_bytes)} payload itself; "
+            "httpx's `bytes` row is one run (it is quadratic). Ratios compare rows of the "
+            "same kind.",
+            "",
+            table(by["upload"], with_memory=True),
+            "",
+        ]
+    if by["fanout"]:
+        parts += [
+            f"### fan-out: {sizes.fanout:,} GETs of the 1-byte file started at once "
+            "(issue 9, scenario 2)",
+            "",
+            f"{sizes.fanout:,} tasks each make one request on one connection; nghttpd allows "
+            "100 concurrent streams, so the clients queue the rest. Timeouts 60 s for both "
+            "clients; a failed request counts as an error (req/s counts successes only). "
+            "One warm-up of a fifth of the requests before each run.",
+            "",
+            table(by["fanout"], with_memory=False, with_errors=True),
+            "",
+        ]
+    if by["parallel"]:
+        parts += [
+            f"### parallel: {sizes.parallel_streams} downloads of {_mib(sizes.parallel_file)} "
+            "at once, against one (issue 9, scenario 3b)",
+            "",
+            "Aggregate MB/s over one connection, default windows for every client.",
+            "",
+            table(by["parallel"], with_memory=True),
+            "",
+        ]
+    if by["floor"]:
+        parts += [
+            f"### floor: the client side of the h2 state machine, {sizes.floor_requests:,} "
+            "GETs, 100 at a time (issue 9, scenario 6)",
+            "",
+            "The floor is a stock `h2.H2Connection` with h2any's `H2Configuration` "
+            "(`header_encoding=None`, outbound validation and normalisation off) joined in "
+            "memory to a server `H2Connection`: per batch of 100 the client sends the "
+            "requests (h2any's header fields), the server answers (nghttpd's header fields, "
+            "1-byte body), and the client parses the answers. Only the client's calls are "
+            "timed, so this is the most any h2-based client can reach for the *small* "
+            "scenario on this machine. The *small* rows are `bench_core`'s scenario measured "
+            "in this run.",
+            "",
+            floor_table(by["floor"]),
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Plan]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 run, smaller transfers")
+    parser.add_argument("--scenario", nargs="+", choices=SCENARIOS, action="extend")
+    parser.add_argument("--backend", nargs="+", choices=core.BACKENDS, action="extend")
+    parser.add_argument("--repeat", type=int, help=f"timed runs (default {core.REPEAT})")
+    parser.add_argument("--output", type=Path, help="write a markdown section to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    plan = Plan(
+        scenarios=core._dedupe(args.scenario or list(SCENARIOS)),
+        backends=core._dedupe(args.backend or list(core.BACKENDS)),
+        repeat=args.repeat or (1 if args.quick else core.REPEAT),
+        sizes=Sizes.quick() if args.quick else Sizes(),
+    )
+    return args, plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args, plan = parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(child_main(json.loads(args.child))))
+        return 0
+    signal.signal(signal.SIGTERM, core._sigterm)
+    load_start = os.getloadavg()[0]
+    sizes = plan.sizes
+    files = {file_name(s): s for s in (sizes.window_download, sizes.parallel_file)}
+    rows: list[Row] = []
+    try:
+        with core.nghttpd(files=files) as server, core.nghttpd(UPLOAD_SERVER_ARGS, {}) as big:
+            print(f"{server.version} on {server.origin}, and {big.origin} for uploads")
+            env = core.environment(server)
+            for line in env:
+                print(line)
+            for scenario in plan.scenarios:
+                if scenario == "windows":
+                    rows += scenario_windows(server, plan)
+                elif scenario == "upload":
+                    rows += scenario_upload(plan, big, server)
+                elif scenario == "fanout":
+                    rows += scenario_fanout(server, plan)
+                elif scenario == "parallel":
+                    rows += scenario_parallel(server, plan)
+                else:
+                    rows += scenario_floor(server, plan)
+    except KeyboardInterrupt:
+        print("\ninterrupted; nghttpd stopped", file=sys.stderr)
+        return 130
+    section = report(rows, env, plan, argv, load_start, core.load_average())
+    print()
+    print(section)
+    if args.output is not None:
+        core.write_output(args.output, section, MARK_START, MARK_END)
+        print(f"wrote {args.output}")
+    return 1 if any(r.error for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
