@@ -18,6 +18,8 @@ Routes (HTTP only; lifespan is accepted and completed):
 * ``GET /encoded/{coding}?n=N`` -> ``noisy_bytes(N)`` with that Content-Encoding (gzip,
   deflate, deflate-raw, br, zstd, gzip-br, truncated-gzip, corrupt-gzip, unknown; ``bomb``
   is N zero bytes gzipped)
+* ``GET /push-page`` -> ``b"page"``, pushing ``/bytes/10`` and ``/bytes/20`` (hypercorn's push
+  extension)
 * anything else -> 404
 """
 
@@ -194,6 +196,12 @@ async def _dispatch(scope: Scope, receive: Receive, send: Send) -> None:
                 (b"Content-Type", b"text/plain"),
             ],
         )
+    elif method == "GET" and path == "/push-page":
+        # hypercorn's ASGI server-push extension: promise /bytes/10 and /bytes/20.
+        if "http.response.push" in scope.get("extensions", {}):
+            for pushed in ("/bytes/10", "/bytes/20"):
+                await send({"type": "http.response.push", "path": pushed, "headers": []})
+        await _respond(send, 200, b"page")
     elif method == "GET" and path.startswith("/encoded/"):
         await _send_encoded(path.removeprefix("/encoded/"), scope, send)
     elif method == "GET" and path == "/slow-headers":

@@ -241,3 +241,17 @@ def test_sync_facade_delivers_pushes(pushing_nghttpd) -> None:
         assert small.get_response().read() == b"x"
         next(p for p in pushes if p.path == "/1m.bin").cancel()
         assert conn.request("GET", "/1b").read() == b"x"
+
+
+async def test_pushes_from_hypercorn_push_extension_are_delivered(hypercorn_server) -> None:
+    from asgi_app import pattern_bytes
+
+    with anyio.fail_after(10):
+        async with h2any.Connection(hypercorn_server.url_h2c, enable_push=True) as conn:
+            response = await conn.request("GET", "/push-page")
+            assert await response.read() == b"page"
+            pushes = [p async for p in conn.get_pushes(response.stream_id, capture_all=True)]
+            assert sorted(p.path for p in pushes) == ["/bytes/10", "/bytes/20"]
+            for push in pushes:
+                size = int(push.path.rsplit("/", 1)[1])
+                assert await (await push.get_response()).read() == pattern_bytes(size)
