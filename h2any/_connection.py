@@ -93,6 +93,8 @@ EARLY_STREAM_LIMIT: Final = 100
 CLOSE_TIMEOUT: Final = 5.0
 READ_SIZE: Final = 256 * 1024
 DEFAULT_TIMEOUT: Final = Timeout()
+# At most this much request body goes into h2's outbound buffer per socket write.
+SEND_BATCH: Final = 1024 * 1024
 # A streamed upload hands the connection task at most this much ahead of the wire.
 OUTBOUND_BUFFER: Final = 4 * PIECE_SIZE
 
@@ -1217,8 +1219,18 @@ class Connection:
 
     def _pump_sending(self) -> None:
         """Share the connection window among streams with bodies to send: one frame each
-        in turn, so no upload starves the others."""
-        while self._sending and self._h2.outbound_flow_control_window > 0:
+        in turn, so no upload starves the others.
+
+        At most SEND_BATCH bytes go to h2 per call: however wide the server opens its
+        window, h2's outbound buffer (and the copies made joining frames) stays bounded; the
+        writer comes back for more after each socket write.
+        """
+        h2 = self._h2
+        queued_before = len(h2._data_to_send)
+        while self._sending and h2.outbound_flow_control_window > 0:
+            if len(h2._data_to_send) - queued_before >= SEND_BATCH:
+                self._wake.set()  # more to send once this batch is written
+                return
             progressed = False
             for stream in list(self._sending):
                 if self._send_body(stream, max_frames=1):
@@ -1456,12 +1468,7 @@ class Connection:
                     self._release(stream)
             elif isinstance(event, ev.WindowUpdated):
                 if self._sending:
-                    if event.stream_id:
-                        stream = streams.get(event.stream_id)
-                        if stream is not None and stream in self._sending:
-                            self._send_body(stream)
-                    else:
-                        self._pump_sending()
+                    self._pump_sending()
             elif isinstance(event, ev.RemoteSettingsChanged):
                 if not self._got_settings:
                     self._got_settings = True

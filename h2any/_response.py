@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, final
@@ -87,7 +88,14 @@ class Response:
             return self._cached(decode_content)
         if self._closed:
             raise RuntimeError("the response is closed; its body can no longer be read")
-        chunks = [chunk async for chunk in _BodyIterator(self, decode_content)]
+        # One cancel scope for the whole body, its deadline moved before each wait, rather
+        # than a new timeout scope for every chunk.
+        iterator = _BodyIterator(self, decode_content)
+        with anyio.CancelScope() as scope:
+            iterator._scope = scope
+            chunks = [chunk async for chunk in iterator]
+        if scope.cancelled_caught:
+            raise ReadTimeout(f"stream {self.stream_id}: no data for {self._stream.timeout.read} s")
         self._content = b"".join(chunks)
         self._content_decoded = decode_content
         return self._content
@@ -123,8 +131,12 @@ class Response:
             raise RuntimeError("the response is closed; its body can no longer be read")
         return _BodyIterator(self, decode_content)
 
-    async def _next_chunk(self) -> bytes | None:
-        """The next non-empty chunk of the body, or None at its end."""
+    async def _next_chunk(self, scope: anyio.CancelScope | None = None) -> bytes | None:
+        """The next non-empty chunk of the body, or None at its end.
+
+        ``scope``, when given, is the caller's cancel scope for the read timeout: its
+        deadline is moved before each wait instead of opening a timeout scope here.
+        """
         stream = self._stream
         items = stream.inbox.items
         connection = self._connection
@@ -134,13 +146,17 @@ class Response:
                     if self._complete:
                         return None
                     limit = stream.timeout.read
-                    try:
-                        with anyio.fail_after(limit):
-                            await stream.inbox.wait()
-                    except TimeoutError:
-                        raise ReadTimeout(
-                            f"stream {self.stream_id}: no data for {limit} s"
-                        ) from None
+                    if scope is not None:
+                        scope.deadline = math.inf if limit is None else anyio.current_time() + limit
+                        await stream.inbox.wait()
+                    else:
+                        try:
+                            with anyio.fail_after(limit):
+                                await stream.inbox.wait()
+                        except TimeoutError:
+                            raise ReadTimeout(
+                                f"stream {self.stream_id}: no data for {limit} s"
+                            ) from None
                 item = items.popleft()
                 kind = item[0]
                 if kind == _DATA:
@@ -193,11 +209,12 @@ class _BodyIterator:
     finalised by the garbage collector (a ResourceWarning on trio); this needs no cleanup.
     """
 
-    __slots__ = ("_decoder", "_done", "_replay", "_response")
+    __slots__ = ("_decoder", "_done", "_replay", "_response", "_scope")
 
     def __init__(self, response: Response, decode_content: bool) -> None:
         self._response = response
         self._done = False
+        self._scope: anyio.CancelScope | None = None
         self._decoder: ContentDecoder | None = None
         self._replay: bytes | None = None
         if response._content is not None:  # already read(): replay the body once
@@ -227,7 +244,7 @@ class _BodyIterator:
         response = self._response
         decoder = self._decoder
         while True:
-            chunk = await response._next_chunk()
+            chunk = await response._next_chunk(self._scope)
             if decoder is None:
                 if chunk is None:
                     self._done = True
