@@ -91,10 +91,14 @@ class Response:
         # One cancel scope for the whole body, its deadline moved before each wait, rather
         # than a new timeout scope for every chunk.
         iterator = _BodyIterator(self, decode_content)
-        with anyio.CancelScope() as scope:
-            iterator._scope = scope
+        if self._stream.remote_done:  # all of it is here already: nothing to time out
             chunks = [chunk async for chunk in iterator]
-        if scope.cancelled_caught:
+            scope = None
+        else:
+            with anyio.CancelScope() as scope:
+                iterator._scope = scope
+                chunks = [chunk async for chunk in iterator]
+        if scope is not None and scope.cancelled_caught:
             raise ReadTimeout(f"stream {self.stream_id}: no data for {self._stream.timeout.read} s")
         self._content = b"".join(chunks)
         self._content_decoded = decode_content
