@@ -66,7 +66,9 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against httpx (http2=True) and h2load, on one connection to nghttpd."""
+    """Benchmarks against httpx (http2=True) and h2load, on one connection to nghttpd:
+    bench_core (small requests, download) and bench_scenarios (window managers, uploads,
+    fan-out, parallel bulk, the h2 floor). About 30 minutes on 2 cores."""
     _require_nghttpd(session)
     session.install("-e", ".[bench]")
-    session.run("python", "benchmarks/bench_core.py", *session.posargs)
+    session.run("python", "benchmarks/bench_all.py", *session.posargs)
