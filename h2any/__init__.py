@@ -19,6 +19,7 @@ from ._exceptions import H2anyError as H2anyError
 from ._exceptions import InvalidRequest as InvalidRequest
 from ._exceptions import PoolTimeout as PoolTimeout
 from ._exceptions import ProtocolError as ProtocolError
+from ._exceptions import ProxyError as ProxyError
 from ._exceptions import ReadTimeout as ReadTimeout
 from ._exceptions import StreamReset as StreamReset
 from ._exceptions import TimeoutError as TimeoutError
@@ -48,6 +49,7 @@ __all__ = (
     "InvalidRequest",
     "PoolTimeout",
     "ProtocolError",
+    "ProxyError",
     "PushedStream",
     "ReadTimeout",
     "Response",

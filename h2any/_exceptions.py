@@ -19,6 +19,7 @@ __all__ = (
     "InvalidRequest",
     "PoolTimeout",
     "ProtocolError",
+    "ProxyError",
     "ReadTimeout",
     "StreamReset",
     "TLSError",
@@ -151,3 +152,28 @@ class ConnectionTerminated(ConnectionClosed):
         self.retryable = retryable
         self.additional_data = additional_data
         self.stream_id = stream_id
+
+
+class ProxyError(ConnectError):
+    """The proxy could not be reached, refused the CONNECT request, closed the connection or
+    answered something that is not HTTP.
+
+    ``status`` and ``reason`` are those of the proxy's answer to CONNECT (``None`` and ``""``
+    when there was no valid answer); ``proxy_authenticate`` is the ``Proxy-Authenticate``
+    challenge the answer carried (with a 407: what authentication the proxy asks for; several
+    are joined with ", "), else ``None``.
+    Messages never contain the proxy's credentials.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str = "",
+        proxy_authenticate: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.proxy_authenticate = proxy_authenticate
