@@ -51,7 +51,12 @@ INVALID_REQUESTS = [
         headers={"content-length": "5"},
         body=b"abc",
     ),
-    _case(r"body must be bytes, str, a file-like object, .* not int", "body-int", method="POST", body=5),
+    _case(
+        r"body must be bytes, str, a file-like object, .* not int",
+        "body-int",
+        method="POST",
+        body=5,
+    ),
     _case(r"not a mapping", "body-dict", method="POST", body={"a": 1}),
 ]
 
