@@ -28,8 +28,7 @@ def _examples() -> list[pytest.param]:
 @pytest.mark.parametrize("code", _examples())
 def test_documented_example_runs(code: str, backend: str) -> None:
     prelude = (
-        "import functools, anyio\n"
-        f"anyio.run = functools.partial(anyio.run, backend={backend!r})\n"
+        f"import functools, anyio\nanyio.run = functools.partial(anyio.run, backend={backend!r})\n"
     )
     result = subprocess.run(
         [sys.executable, "-X", "dev", "-W", "error", "-c", prelude + code],
