@@ -14,7 +14,6 @@ import argparse
 import base64
 import builtins
 import http
-import inspect
 import io
 import json
 import os
@@ -33,6 +32,8 @@ from urllib.parse import unquote, urlsplit
 import anyio
 
 import h2any
+from h2any._config import Origin
+from h2any._proxy import environment_proxy
 
 __all__ = ("main",)
 
@@ -42,7 +43,6 @@ EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1  # an unexpected error (a bug): please report it
 EXIT_USAGE: Final = 2  # bad command line
 EXIT_BAD_URL: Final = 3  # the URL, a header or the method could not be used
-EXIT_UNSUPPORTED: Final = 4  # a feature this h2any does not have yet (--proxy)
 EXIT_RESOLVE: Final = 6  # the host name could not be resolved
 EXIT_CONNECT: Final = 7  # no connection: refused, unreachable, or the server is not HTTP/2
 EXIT_PROTOCOL: Final = 16  # HTTP/2 protocol error, GOAWAY, or connection lost mid-exchange
@@ -55,7 +55,6 @@ EXIT_DECODING: Final = 61  # the Content-Encoding could not be decoded
 EXIT_STREAM_RESET: Final = 92  # the server reset the stream (RST_STREAM)
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C
 
-PROXY_ISSUE: Final = "proxies land with issue 11"
 
 _FRAME_TYPES: Final = {
     0x0: "DATA",
@@ -94,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send one HTTP/2 request and write the response body to stdout. "
         "https:// URLs use TLS (ALPN h2); http:// URLs use h2c with prior knowledge. "
         "'h2any demo' runs the multiplexing demo against an embedded server.",
-        epilog="Exit status: 0 success, 2 usage, 3 bad URL/header, 4 unsupported (--proxy), "
+        epilog="Exit status: 0 success, 2 usage, 3 bad URL/header, "
         "6 host not resolved, 7 connect failed, 16 HTTP/2 protocol error, 22 HTTP status "
         ">= 400 with --fail, 23 write error, 26 read error, 28 timeout, 35 TLS error, "
         "61 bad content encoding, 92 stream reset, 130 interrupted. See docs/cli.md.",
@@ -144,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--push-dir", metavar="DIR", help="save pushed resources under DIR (implies --push)"
     )
     request.add_argument(
-        "--proxy", metavar="URL", help=f"send the request through a proxy ({PROXY_ISSUE})"
+        "--proxy",
+        metavar="URL",
+        help="tunnel through this HTTP proxy (CONNECT); default: HTTPS_PROXY etc., as curl",
     )
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--cacert", metavar="PATH", help="CA bundle (PEM file or directory)")
@@ -679,47 +680,19 @@ class _Result:
 RequestFunction = Callable[..., Awaitable[h2any.Response]]
 
 
-def _client_accepts_proxy() -> bool:
-    """Does ``h2any.Client`` take a ``proxy`` keyword? Either named in its signature, or
-    taken by ``Connection`` and passed on through the Client's ``**connection_options``."""
-
-    def parameters(callable_: Any) -> dict[str, inspect.Parameter]:
-        try:
-            return dict(inspect.signature(callable_).parameters)
-        except (TypeError, ValueError):
-            return {}
-
-    def named(parameter: inspect.Parameter | None) -> bool:
-        return parameter is not None and parameter.kind in (
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            inspect.Parameter.KEYWORD_ONLY,
-        )
-
-    client = parameters(h2any.Client)
-    if named(client.get("proxy")):
-        return True
-    forwards = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in client.values())
-    return forwards and named(parameters(h2any.Connection).get("proxy"))
-
-
 @asynccontextmanager
 async def _session(
     options: Options, connection_options: dict[str, Any]
 ) -> AsyncIterator[tuple[RequestFunction, str, h2any.Connection | None]]:
-    """Yield ``(request function, what to request, connection or None)``.
-
-    Without a proxy: one :class:`h2any.Connection` to the URL's origin (its pushes can be
-    claimed). With one: an :class:`h2any.Client` given ``proxy=``.
+    """Yield ``(request function, what to request, connection)``: one
+    :class:`h2any.Connection` to the URL's origin (so its pushes can be claimed), through
+    ``--proxy`` or, like curl, the proxy the environment names (HTTPS_PROXY, NO_PROXY, ...).
     """
-    if options.proxy is None:
-        async with h2any.Connection(options.origin, **connection_options) as connection:
-            yield connection.request, options.target, connection
-    else:
-        client_class: Any = h2any.Client
-        async with client_class(
-            proxy=options.proxy, keepalive_expiry=None, **connection_options
-        ) as client:
-            yield client.request, options.url, None
+    proxy = options.proxy
+    if proxy is None:
+        proxy = environment_proxy(Origin.parse(options.origin))
+    async with h2any.Connection(options.origin, proxy=proxy, **connection_options) as connection:
+        yield connection.request, options.target, connection
 
 
 def _open_body(options: Options, result: _Result, progress: Progress) -> Any:
@@ -1043,8 +1016,6 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_PROTOCOL, message
     if isinstance(exc, h2any.H2anyError):
         return EXIT_PROTOCOL, message
-    if isinstance(exc, NotImplementedError):  # e.g. the proxy tunnel, before issue 11 lands
-        return EXIT_UNSUPPORTED, message
     if isinstance(exc, ssl.SSLError):  # loading --cert/--key
         return EXIT_TLS, f"TLS setup failed: {message}"
     if isinstance(exc, OSError):  # a local file: --cert, --key
@@ -1073,13 +1044,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     try:
         options = parse_options(args)
-        if options.proxy is not None and not _client_accepts_proxy():
-            raise CLIError(
-                EXIT_UNSUPPORTED,
-                f"--proxy is not supported yet: {PROXY_ISSUE} (h2any.Client takes no proxy=)",
-            )
-        if options.proxy is not None and options.push:
-            raise CLIError(EXIT_UNSUPPORTED, "--push cannot be combined with --proxy yet")
         return anyio.run(_main_async, options, backend=options.backend)
     except SystemExit as exc:  # argparse: usage errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE

@@ -454,64 +454,27 @@ def test_client_certificate_errors(
     assert_one_error_line(broken)
 
 
-def test_proxy_refused_or_tried(nghttpd: NghttpdServer, closed_port: int) -> None:
-    """Before issue 11: exit 4 naming the issue. After: the proxy (a closed port) is
-    really used, so the connection fails (7)."""
+def test_an_unreachable_proxy_is_a_connect_error(nghttpd: NghttpdServer, closed_port: int) -> None:
     proxy = f"http://127.0.0.1:{closed_port}"
     result = h2any_cmd("--proxy", proxy, f"{nghttpd.url}/hello.txt")
-    assert result.returncode in (_cli.EXIT_UNSUPPORTED, _cli.EXIT_CONNECT), stderr_of(result)
-    line = assert_one_error_line(result)
-    if result.returncode == _cli.EXIT_UNSUPPORTED:
-        assert "issue 11" in line
+    assert result.returncode == _cli.EXIT_CONNECT, stderr_of(result)
+    assert "proxy" in assert_one_error_line(result)
     assert result.stdout == b""
 
 
-def test_proxy_refused_when_the_client_takes_none(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_the_environment_proxy_is_used_like_curl(
+    nghttpd: NghttpdServer, closed_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class NoProxyClient:
-        def __init__(self, *, timeout: float | None = None) -> None:
-            raise AssertionError("never built")
-
-    monkeypatch.setattr(h2any, "Client", NoProxyClient)
-    assert not _cli._client_accepts_proxy()
-    assert _cli.main(["--proxy", "http://127.0.0.1:3128", "http://127.0.0.1:1/"]) == 4
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("h2any: error: --proxy is not supported yet")
-    assert "issue 11" in lines[0]
-
-
-def test_proxy_with_push_is_unsupported(nghttpd: NghttpdServer) -> None:
-    result = h2any_cmd("--proxy", "http://127.0.0.1:3128", "--push", f"{nghttpd.url}/")
-    assert result.returncode == _cli.EXIT_UNSUPPORTED
-    assert_one_error_line(result)
-
-
-def test_proxy_is_passed_to_a_client_that_takes_one(
-    hypercorn_server: HypercornServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen: list[str] = []
-
-    class ProxyClient(h2any.Client):  # type: ignore[misc]
-        def __init__(self, *, proxy: str | None = None, **options: Any) -> None:
-            seen.append(str(proxy))
-            super().__init__(**options)
-
-    monkeypatch.setattr(h2any, "Client", ProxyClient)
-    target = tmp_path / "out"
-    code = _cli.main(
-        [
-            "--proxy",
-            "http://proxy.invalid:3128",
-            "-o",
-            str(target),
-            f"{hypercorn_server.url_h2c}/bytes/10",
-        ]
-    )
-    assert code == 0
-    assert seen == ["http://proxy.invalid:3128"]
-    assert target.read_bytes() == pattern_bytes(10)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    result = h2any_cmd(f"{nghttpd.url}/hello.txt")
+    assert result.returncode == _cli.EXIT_CONNECT, stderr_of(result)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    result = h2any_cmd(f"{nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == b"hello, world\n"
 
 
 def test_help_and_version() -> None:
