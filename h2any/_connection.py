@@ -179,6 +179,7 @@ class _Stream:
         "declared_length",
         "finished",
         "flush_posted",
+        "grant_posted",
         "headers",
         "inbox",
         "is_push",
@@ -193,9 +194,9 @@ class _Stream:
         "remote_done",
         "returned",
         "scope",
+        "stream_grant",
         "stream_id",
         "timeout",
-        "to_ack",
         "window_manager",
         "writable",
     )
@@ -232,7 +233,8 @@ class _Stream:
         self.abandoned = False
         self.received = 0  # flow-controlled bytes received
         self.returned = 0  # of those, handed back to the connection window
-        self.to_ack = 0  # consumed by the application, not yet processed
+        self.stream_grant = 0  # stream window increment decided, not yet sent
+        self.grant_posted = False
         self.scope: anyio.CancelScope | None = None
         self.window_manager: BaseFlowControlManager | None = None
 
@@ -379,6 +381,7 @@ class Connection:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._last_stream_id = 0
         self._frame_skip = 0
+        self._connection_grant = 0  # connection window increment decided, not yet sent
         self._header_block = 0  # bytes of an unfinished header block (HEADERS + CONTINUATIONs)
         self._settings_received: anyio.Event
         self._frame_header = b""
@@ -812,10 +815,45 @@ class Connection:
             self._post(self._cmd_reset, stream)
 
     def _consumed(self, stream: _Stream, size: int) -> None:
-        """The application consumed ``size`` bytes of ``stream``'s body."""
-        if stream.to_ack == 0:
-            self._post(self._cmd_ack, stream)
-        stream.to_ack += size
+        """The application consumed ``size`` bytes of ``stream``'s body.
+
+        Runs in the reading task. The window managers are plain objects of this event loop
+        thread, so they are consulted here, at once; only an actual increment is posted to
+        the connection task (which alone talks to h2) -- most consumed chunks then cost no
+        wake-up of the connection task at all.
+        """
+        # Bytes already handed back (an unclaimed push's, a released stream's) are not
+        # granted to the connection twice; the stream's own window still reopens.
+        connection_part = min(size, stream.received - stream.returned)
+        connection_increment = 0
+        if connection_part > 0:
+            stream.returned += connection_part
+            manager = self._conn_window_manager
+            try:
+                connection_increment = self._checked_increment(
+                    manager, "increase_window_size", manager.increase_window_size(connection_part)
+                )
+            except FlowControlError as exc:
+                self._shutdown(exc)
+                raise _clone_error(exc) from None
+        stream_increment = 0
+        stream_manager = stream.window_manager
+        if stream_manager is not None and not stream.remote_done and not stream.finished:
+            try:
+                stream_increment = self._checked_increment(
+                    stream_manager,
+                    "increase_window_size",
+                    stream_manager.increase_window_size(size),
+                )
+            except FlowControlError:
+                self._abandon(stream)
+                raise
+        if connection_increment or stream_increment:
+            if not stream.grant_posted:
+                stream.grant_posted = True
+                self._post(self._cmd_grant, stream)
+            stream.stream_grant += stream_increment
+            self._connection_grant += connection_increment
 
     # ------------------------------------------------------------------ the connection task
 
@@ -1238,28 +1276,15 @@ class Connection:
             if not progressed:
                 break
 
-    def _cmd_ack(self, stream: _Stream) -> None:
-        size = stream.to_ack
-        stream.to_ack = 0
-        if not size:
-            return
-        # Bytes already handed back (an unclaimed push's, a released stream's) are not
-        # granted to the connection twice; the stream's own window still reopens.
-        connection_part = min(size, stream.received - stream.returned)
-        if connection_part > 0:
-            stream.returned += connection_part
-            self._grant_connection(connection_part)
-        manager = stream.window_manager
-        if manager is not None and not stream.remote_done and not stream.finished:
-            try:
-                increment = self._checked_increment(
-                    manager, "increase_window_size", manager.increase_window_size(size)
-                )
-            except FlowControlError as exc:
-                self._fail_stream(stream, exc)
-                return
-            if increment:
-                self._open_stream_window(stream, increment)
+    def _cmd_grant(self, stream: _Stream) -> None:
+        """Send the WINDOW_UPDATEs the window managers decided on as data was consumed."""
+        stream.grant_posted = False
+        increment, stream.stream_grant = stream.stream_grant, 0
+        if increment and not stream.remote_done and not stream.finished:
+            self._open_stream_window(stream, increment)
+        increment, self._connection_grant = self._connection_grant, 0
+        if increment:
+            self._h2.increment_flow_control_window(increment)
 
     def _open_stream_window(self, stream: _Stream, increment: int) -> None:
         try:

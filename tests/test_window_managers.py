@@ -184,7 +184,10 @@ async def test_adaptive_manager_does_not_grow_for_a_reader_that_lags() -> None:
         async with (
             scripted_server(handler) as server,
             h2any.Connection(
-                server.url, window_manager=Watched, initial_window_size=WINDOW
+                server.url,
+                window_manager=Watched,
+                initial_window_size=WINDOW,
+                max_frame_size=16_384,  # the window arrives in four frames
             ) as conn,
         ):
             async with conn.stream("GET", "/") as response:
