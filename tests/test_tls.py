@@ -286,3 +286,20 @@ async def test_ipv6_literal_url_over_tls_verifies_the_ip_address(nghttpd_tls, ce
             f"https://[::1]:{nghttpd_tls.port}", verify=certs.ca_path
         ) as conn:
             await _get_hello(conn)
+
+
+async def test_a_self_signed_certificate_is_a_tls_error(certs, tmp_path) -> None:
+    # The CA's own certificate is self-signed: served as the leaf, nothing vouches for it.
+    key = tmp_path / "self-signed.key"
+    cert = tmp_path / "self-signed.pem"
+    key.write_bytes(certs.ca.private_key_pem.bytes())
+    cert.write_bytes(certs.ca.cert_pem.bytes())
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    context.set_alpn_protocols(["h2"])
+    with anyio.fail_after(10):
+        async with _tcp_server(context) as port:
+            with pytest.raises(h2any.TLSError) as info:
+                async with h2any.Connection(f"https://127.0.0.1:{port}"):
+                    pytest.fail("the connection should not have been established")
+    assert "self-signed" in str(info.value).lower() or "verify failed" in str(info.value).lower()
