@@ -31,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     if status == 130:
         return status
     print()
-    return max(status, bench_scenarios.main(shared))
+    status = max(status, bench_scenarios.main(shared))
+    if args.output is not None:
+        import chart
+
+        chart.draw(args.output, args.output.with_suffix(".png"))
+    return status
 
 
 if __name__ == "__main__":
