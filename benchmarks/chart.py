@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 _HEADING = re.compile(r"^###\s+(.*)$")
 _RATIO = re.compile(r"([\d.,]+)x")
