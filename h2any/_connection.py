@@ -92,8 +92,6 @@ DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024
 EARLY_STREAM_LIMIT: Final = 100
 CLOSE_TIMEOUT: Final = 5.0
 READ_SIZE: Final = 256 * 1024
-# How late at most the watchdog notices a passed deadline (pool, write or read timeout).
-WATCHDOG_TICK: Final = 0.05
 DEFAULT_TIMEOUT: Final = Timeout()
 # At most this much request body goes into h2's outbound buffer per socket write.
 SEND_BATCH: Final = 1024 * 1024
@@ -163,14 +161,9 @@ class _Inbox:
         if self._event is not None:
             self._event.set()
 
-    def wake(self) -> None:
-        """Wake the waiter without an item (its deadline passed)."""
-        if self._event is not None:
-            self._event.set()
-
     async def wait(self) -> None:
-        """Wait until an item is available, or :meth:`wake` is called."""
-        if not self.items:
+        """Wait until an item is available (returns at once if one is)."""
+        while not self.items:
             self._event = anyio.Event()
             try:
                 await self._event.wait()
@@ -183,7 +176,6 @@ class _Stream:
 
     __slots__ = (
         "abandoned",
-        "deadline",
         "declared_length",
         "finished",
         "flush_posted",
@@ -204,7 +196,6 @@ class _Stream:
         "scope",
         "stream_grant",
         "stream_id",
-        "timed_out",
         "timeout",
         "window_manager",
         "writable",
@@ -243,8 +234,6 @@ class _Stream:
         self.received = 0  # flow-controlled bytes received
         self.returned = 0  # of those, handed back to the connection window
         self.stream_grant = 0  # stream window increment decided, not yet sent
-        self.deadline = math.inf  # for the waiter of the headers (see Connection._watchdog)
-        self.timed_out = False
         self.grant_posted = False
         self.scope: anyio.CancelScope | None = None
         self.window_manager: BaseFlowControlManager | None = None
@@ -393,8 +382,6 @@ class Connection:
         self._last_stream_id = 0
         self._frame_skip = 0
         self._connection_grant = 0  # connection window increment decided, not yet sent
-        self._watched: dict[_Stream, None] = {}  # streams whose waiter has a deadline
-        self._watchdog_event: anyio.Event | None = None
         self._header_block = 0  # bytes of an unfinished header block (HEADERS + CONTINUATIONs)
         self._settings_received: anyio.Event
         self._frame_header = b""
@@ -721,25 +708,21 @@ class Connection:
         inbox = stream.inbox
         while True:
             if not inbox.items:
-                # No cancel scope per request: the stream carries its deadline, which the
-                # connection task moves as the stream progresses (pool -> write -> read), and
-                # the connection's watchdog wakes the waiter once it has passed.
                 timeout = stream.timeout
-                if stream.opened:
-                    limit = timeout.read if stream.local_done else timeout.write
-                else:
-                    limit = timeout.pool
-                stream.deadline = math.inf if limit is None else anyio.current_time() + limit
-                stream.timed_out = False
-                self._watch(stream)
-                try:
-                    await inbox.wait()
-                finally:
-                    self._watched.pop(stream, None)
-                if not inbox.items:
-                    if stream.timed_out:
-                        raise self._timeout_error(stream)
-                    continue
+                with anyio.CancelScope() as scope:
+                    if stream.opened:
+                        limit = timeout.read if stream.local_done else timeout.write
+                    else:
+                        limit = timeout.pool
+                    if limit is not None:
+                        scope.deadline = anyio.current_time() + limit
+                    stream.scope = scope
+                    try:
+                        await inbox.wait()
+                    finally:
+                        stream.scope = None
+                if scope.cancelled_caught:
+                    raise self._timeout_error(stream)
             item = inbox.items.popleft()
             kind = item[0]
             if kind == _HEADERS:
@@ -942,7 +925,6 @@ class Connection:
                 async with anyio.create_task_group() as task_group:
                     task_group.start_soon(self._read_loop)
                     task_group.start_soon(self._write_then_stop, task_group)
-                    task_group.start_soon(self._watchdog)
                     if self._keepalive_interval is not None:
                         task_group.start_soon(self._keepalive_loop, self._keepalive_interval)
                     failure = await self._wait_for_settings()
@@ -1028,36 +1010,6 @@ class Connection:
         except H2anyError as exc:
             error = exc
         self._shutdown(error)
-
-    def _watch(self, stream: _Stream) -> None:
-        self._watched[stream] = None
-        if self._watchdog_event is not None:
-            self._watchdog_event.set()
-
-    async def _watchdog(self) -> None:
-        """Wake the waiters whose deadline has passed (they raise the timeout themselves).
-
-        One task per connection instead of a cancel scope per request; a deadline is
-        noticed within WATCHDOG_TICK of passing.
-        """
-        watched = self._watched
-        while True:
-            if not watched:
-                self._watchdog_event = anyio.Event()
-                await self._watchdog_event.wait()
-                self._watchdog_event = None
-                continue
-            now = anyio.current_time()
-            earliest = math.inf
-            for stream in list(watched):
-                if stream.deadline <= now:
-                    del watched[stream]
-                    stream.timed_out = True
-                    stream.inbox.wake()
-                elif stream.deadline < earliest:
-                    earliest = stream.deadline
-            if watched:
-                await anyio.sleep(min(earliest - now, WATCHDOG_TICK))
 
     async def _keepalive_loop(self, interval: float) -> None:
         """PING the server after ``interval`` seconds of silence; no answer kills the
@@ -1253,16 +1205,10 @@ class Connection:
             stream.local_done = True
         else:
             self._sending[stream] = None  # sent by _pump_sending, fairly, after this batch
-        self._move_deadline(stream)
-
-    def _move_deadline(self, stream: _Stream) -> None:
-        """The stream made progress: its waiter's deadline restarts (write while the body
-        is being sent, read after)."""
-        limit = stream.timeout.read if stream.local_done else stream.timeout.write
-        deadline = math.inf if limit is None else anyio.current_time() + limit
-        stream.deadline = deadline
-        if stream.scope is not None:
-            stream.scope.deadline = deadline
+        scope = stream.scope
+        if scope is not None:
+            limit = stream.timeout.read if stream.local_done else stream.timeout.write
+            scope.deadline = math.inf if limit is None else anyio.current_time() + limit
 
     def _send_body(self, stream: _Stream, max_frames: int = 1 << 30) -> bool:
         """Send what the windows allow of ``stream``'s queued body (at most ``max_frames``
@@ -1297,8 +1243,9 @@ class Connection:
                 self._finish(stream)
         if stream.writable is not None and stream.out_pending < OUTBOUND_BUFFER:
             stream.writable.set()
-        if sent:
-            self._move_deadline(stream)
+        if sent and stream.scope is not None:
+            limit = stream.timeout.read if stream.local_done else stream.timeout.write
+            stream.scope.deadline = math.inf if limit is None else anyio.current_time() + limit
         return sent
 
     def _cmd_flush(self, stream: _Stream) -> None:

@@ -161,7 +161,6 @@ class Response:
                             raise ReadTimeout(
                                 f"stream {self.stream_id}: no data for {limit} s"
                             ) from None
-                    continue  # an item arrived (or a spurious wake-up): look again
                 item = items.popleft()
                 kind = item[0]
                 if kind == _DATA:
