@@ -501,7 +501,9 @@ async def test_peer_that_stops_reading_socket_fails_upload_with_write_timeout() 
 
     with anyio.fail_after(LIMIT):
         async with scripted_server(handler) as server:
-            async with h2any.Connection(server.url, timeout=h2any.Timeout(5, write=0.5)) as conn:
+            # read=2: the follow-up request fails by the dead connection's write timeout or,
+            # at the latest, by its own read timeout -- well inside LIMIT.
+            async with h2any.Connection(server.url, timeout=h2any.Timeout(2, write=0.5)) as conn:
                 error = await failure_of(lambda: get(conn, method="POST", body=_endless_body()))
                 assert_typed(error)
                 assert isinstance(error, h2any.WriteTimeout), repr(error)
