@@ -18,6 +18,7 @@ Retry rules:
 
 from __future__ import annotations
 
+import inspect
 import json as jsonlib
 import math
 import os
@@ -420,7 +421,7 @@ def _replay_position(body: BodyTypes) -> int | None:
     if body is None or isinstance(body, (bytes, bytearray, memoryview, str)):
         return 0
     seekable = getattr(body, "seekable", None)
-    if callable(seekable) and not _is_coroutine_function(seekable):
+    if callable(seekable) and not inspect.iscoroutinefunction(seekable):
         try:
             if seekable():
                 return int(body.tell())  # type: ignore[union-attr]
@@ -434,12 +435,6 @@ def _rewind(body: BodyTypes, position: int) -> BodyTypes:
     if seek is not None and not isinstance(body, (bytes, bytearray, memoryview, str)):
         seek(position, os.SEEK_SET)
     return body
-
-
-def _is_coroutine_function(function: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(function)
 
 
 async def request(method: str, url: str, **kwargs: Any) -> Response:
