@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, final
@@ -88,18 +87,7 @@ class Response:
             return self._cached(decode_content)
         if self._closed:
             raise RuntimeError("the response is closed; its body can no longer be read")
-        # One cancel scope for the whole body, its deadline moved before each wait, rather
-        # than a new timeout scope for every chunk.
-        iterator = _BodyIterator(self, decode_content)
-        if self._stream.remote_done:  # all of it is here already: nothing to time out
-            chunks = [chunk async for chunk in iterator]
-            scope = None
-        else:
-            with anyio.CancelScope() as scope:
-                iterator._scope = scope
-                chunks = [chunk async for chunk in iterator]
-        if scope is not None and scope.cancelled_caught:
-            raise ReadTimeout(f"stream {self.stream_id}: no data for {self._stream.timeout.read} s")
+        chunks = [chunk async for chunk in _BodyIterator(self, decode_content)]
         self._content = b"".join(chunks)
         self._content_decoded = decode_content
         return self._content
@@ -135,12 +123,9 @@ class Response:
             raise RuntimeError("the response is closed; its body can no longer be read")
         return _BodyIterator(self, decode_content)
 
-    async def _next_chunk(self, scope: anyio.CancelScope | None = None) -> bytes | None:
-        """The next non-empty chunk of the body, or None at its end.
-
-        ``scope``, when given, is the caller's cancel scope for the read timeout: its
-        deadline is moved before each wait instead of opening a timeout scope here.
-        """
+    async def _next_chunk(self) -> bytes | None:
+        """The next non-empty chunk of the body, or None at its end; each wait for data is
+        bounded by the read timeout (kept by the connection's watchdog, see ``_watch``)."""
         stream = self._stream
         items = stream.inbox.items
         connection = self._connection
@@ -150,17 +135,14 @@ class Response:
                     if self._complete:
                         return None
                     limit = stream.timeout.read
-                    if scope is not None:
-                        scope.deadline = math.inf if limit is None else anyio.current_time() + limit
+                    connection._watch(stream, limit)
+                    try:
                         await stream.inbox.wait()
-                    else:
-                        try:
-                            with anyio.fail_after(limit):
-                                await stream.inbox.wait()
-                        except TimeoutError:
-                            raise ReadTimeout(
-                                f"stream {self.stream_id}: no data for {limit} s"
-                            ) from None
+                    finally:
+                        connection._watched.pop(stream, None)
+                    if stream.timed_out and not items:
+                        raise ReadTimeout(f"stream {self.stream_id}: no data for {limit} s")
+                    continue  # an item arrived (or a spurious wake-up): look again
                 item = items.popleft()
                 kind = item[0]
                 if kind == _DATA:
@@ -213,12 +195,11 @@ class _BodyIterator:
     finalised by the garbage collector (a ResourceWarning on trio); this needs no cleanup.
     """
 
-    __slots__ = ("_decoder", "_done", "_replay", "_response", "_scope")
+    __slots__ = ("_decoder", "_done", "_replay", "_response")
 
     def __init__(self, response: Response, decode_content: bool) -> None:
         self._response = response
         self._done = False
-        self._scope: anyio.CancelScope | None = None
         self._decoder: ContentDecoder | None = None
         self._replay: bytes | None = None
         if response._content is not None:  # already read(): replay the body once
@@ -248,7 +229,7 @@ class _BodyIterator:
         response = self._response
         decoder = self._decoder
         while True:
-            chunk = await response._next_chunk(self._scope)
+            chunk = await response._next_chunk()
             if decoder is None:
                 if chunk is None:
                     self._done = True
