@@ -154,6 +154,7 @@ class ForkServer:
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._jobs: dict[int, Future[int | None]] = {}
+        self._gone = False  # the server exited: no job will be answered
         self._reader = threading.Thread(target=self._read_answers, daemon=True)
         self._reader.start()
 
@@ -164,7 +165,8 @@ class ForkServer:
             with self._lock:
                 future = self._jobs.pop(answer["id"])
             future.set_result(answer["returncode"])
-        with self._lock:  # the server is gone: nothing more will be answered
+        with self._lock:
+            self._gone = True
             for future in self._jobs.values():
                 future.set_exception(RuntimeError("the docs fork server exited"))
             self._jobs.clear()
@@ -185,6 +187,8 @@ class ForkServer:
         future: Future[int | None] = Future()
         assert self.process.stdin is not None
         with self._lock:
+            if self._gone:
+                raise RuntimeError("the docs fork server exited")
             job["id"] = next(self._ids)
             self._jobs[job["id"]] = future
             self.process.stdin.write(json.dumps(job).encode() + b"\n")
@@ -244,7 +248,8 @@ def test_example_runs(
 # -- collection ---------------------------------------------------------------------------
 
 _PYTHON_LINE = re.compile(
-    r"^(import \w|from [\w.]+ import |async def |def \w|class \w|async with |with \w)", re.M
+    r"^(>>> |import \w|from [\w.]+ import |async def |def \w|class \w|async with |with \w)",
+    re.M,
 )
 
 
@@ -254,8 +259,12 @@ def test_every_python_block_is_collected() -> None:
     for path in PAGES:
         in_fence, label, start, body = False, "", 0, []
         for number, line in enumerate(path.read_text().splitlines(), 1):
+            fence = line.lstrip().startswith(("```", "~~~"))
+            assert in_fence or not fence or line.startswith("```"), (
+                f"{path.name}:{number}: only unindented ``` fences are collected"
+            )
             if not in_fence and line.startswith("```"):
-                in_fence, label, start, body = True, line[3:].strip(), number, []
+                in_fence, label, start, body = True, (line[3:].split() or [""])[0], number, []
             elif in_fence and line.strip() == "```":
                 in_fence = False
                 block = "\n".join(body)
