@@ -9,7 +9,7 @@ other made-up hosts. The test suite runs them unchanged against local peers inst
 * **the proxy** -- a minimal HTTP CONNECT proxy on another loopback port, standing in for
   ``proxy.corp``; it tunnels to the origin whatever origin name it is asked for.
 
-:mod:`docs_runner` (in the example's process) resolves those names to these ports and
+:mod:`docs_runner` (in the example's process) connects to these ports for those names and
 trusts the throwaway CA in place of certifi's roots, as a hosts file and a corporate CA
 would. It also fills the example's working directory with the files the examples name
 (:data:`WORKDIR_FILES`).
@@ -24,7 +24,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +136,11 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-def _connect_proxy(origin_port: int) -> Callable[..., Awaitable[None]]:
-    """A CONNECT-only proxy: ``CONNECT <origin name>:<port>`` tunnels to the origin."""
+def _connect_proxy(origin_port: int, tunnels: list[str]) -> Callable[..., Awaitable[None]]:
+    """A CONNECT-only proxy: ``CONNECT <origin name>:<port>`` tunnels to the origin.
+
+    Each tunnel's target (``host:port``) is appended to ``tunnels``.
+    """
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -150,6 +153,7 @@ def _connect_proxy(origin_port: int) -> Callable[..., Awaitable[None]]:
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 "127.0.0.1", origin_port
             )
+            tunnels.append(target)
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
         except (OSError, ValueError, asyncio.IncompleteReadError):
@@ -195,6 +199,8 @@ class DocsNetwork:
     proxy_port: int
     ca_path: Path
     workdir: Path
+    tunnels: list[str] = field(default_factory=list)
+    """The targets of the proxy's tunnels so far (``host:port``)."""
 
     def environ(self) -> dict[str, str]:
         """What :mod:`docs_runner` reads: ``H2ANY_DOCS_NETWORK`` (JSON)."""
@@ -242,7 +248,7 @@ def docs_network(directory: Path) -> Any:
         ca_path=ca_path,
         workdir=workdir,
     )
-    thread = _NetworkThread(config, proxy_socket, network.origin_port)
+    thread = _NetworkThread(config, proxy_socket, network)
     thread.start()
     try:
         if not thread.ready.wait(STARTUP_DEADLINE):
@@ -271,11 +277,11 @@ def _ignore_cancellation(loop: asyncio.AbstractEventLoop, context: dict[str, Any
 class _NetworkThread(threading.Thread):
     """hypercorn and the proxy, on one asyncio loop of their own."""
 
-    def __init__(self, config: Config, proxy_socket: socket.socket, origin_port: int) -> None:
+    def __init__(self, config: Config, proxy_socket: socket.socket, network: DocsNetwork) -> None:
         super().__init__(name="docs-network", daemon=True)
         self.config = config
         self.proxy_socket = proxy_socket
-        self.origin_port = origin_port
+        self.network = network
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -295,7 +301,9 @@ class _NetworkThread(threading.Thread):
         self._loop = asyncio.get_running_loop()
         self._loop.set_exception_handler(_ignore_cancellation)
         self._shutdown = asyncio.Event()
-        proxy = await asyncio.start_server(_connect_proxy(self.origin_port), sock=self.proxy_socket)
+        proxy = await asyncio.start_server(
+            _connect_proxy(self.network.origin_port, self.network.tunnels), sock=self.proxy_socket
+        )
         async with proxy:
             self.ready.set()  # both sockets were listening already: connections queue
             await serve(origin_app, self.config, shutdown_trigger=self._shutdown.wait)  # type: ignore[arg-type]

@@ -22,8 +22,12 @@ onto h2any's hyper shim (see ``docs_runner``); any other name fails to resolve. 
 passes when the process exits 0 with nothing on stderr: no traceback, no logged error, no
 uncaught ``ResourceWarning``, no h2any thread left running.
 
-**Markers.** An HTML comment right before a block, ``<!-- docs-test: env NAME=VALUE ... -->``,
-sets environment variables for that example (what the page's shell lines ``export``).
+**Markers.** HTML comments right before a block tell more about it:
+``<!-- docs-test: env NAME=VALUE ... -->`` sets environment variables for the example (what
+the page's shell lines ``export``); ``<!-- docs-test: output TEXT ... -->`` requires each
+``TEXT`` in what it prints, where exit status alone would not show that it did its job
+(that a push arrived, say). :func:`test_proxy_examples_tunnel_through_the_proxy` checks
+the proxy examples from the proxy's side.
 
 The runs start together when the first of them is needed, as many at a time as there are
 CPUs, each bounded by :data:`EXAMPLE_TIMEOUT`.
@@ -67,7 +71,8 @@ _UNSET = (
 )
 
 _FENCE = re.compile(r"^```(?P<label>[\w+-]*)[^\n]*\n(?P<code>.*?)^```[ \t]*$", re.M | re.S)
-_MARKER = re.compile(r"<!--\s*docs-test:(?P<body>.*?)-->\s*\Z", re.S)
+_MARKER = re.compile(r"<!--\s*docs-test:(?P<body>(?:(?!-->).)*)-->", re.S)
+_MARKERS = re.compile(r"(?:<!--\s*docs-test:(?:(?!-->).)*-->\s*)+\Z", re.S)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class Example:
     line: int
     code: str
     env: tuple[tuple[str, str], ...] = ()
+    output: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -96,15 +102,21 @@ def _fences(path: Path) -> Iterator[tuple[int, str, str, str]]:
         yield line, match["label"], match["code"], text[: match.start()]
 
 
-def _marker_env(before: str) -> tuple[tuple[str, str], ...]:
-    marker = _MARKER.search(before)
-    if marker is None:
-        return ()
-    words = shlex.split(marker["body"])
-    assert words[:1] == ["env"], f"unknown docs-test marker: {marker.group(0)!r}"
-    pairs = [word.partition("=") for word in words[1:]]
-    assert all(sep for _, sep, _ in pairs), f"env takes NAME=VALUE: {marker.group(0)!r}"
-    return tuple((name, value) for name, _, value in pairs)
+def _markers(before: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The ``env`` and ``output`` of the docs-test comments right before a fence."""
+    env: list[tuple[str, str]] = []
+    output: list[str] = []
+    run = _MARKERS.search(before)
+    for marker in _MARKER.finditer(run.group(0) if run else ""):
+        directive, *words = shlex.split(marker["body"])
+        if directive == "env":
+            pairs = [word.partition("=") for word in words]
+            assert all(sep for _, sep, _ in pairs), f"env takes NAME=VALUE: {marker[0]!r}"
+            env.extend((name, value) for name, _, value in pairs)
+        else:
+            assert directive == "output", f"unknown docs-test marker: {marker[0]!r}"
+            output.extend(words)
+    return tuple(env), tuple(output)
 
 
 def collect_examples() -> list[Example]:
@@ -112,7 +124,7 @@ def collect_examples() -> list[Example]:
     for path in PAGES:
         for line, label, code, before in _fences(path):
             if label in PYTHON_LABELS:
-                examples.append(Example(path.name, line, code, _marker_env(before)))
+                examples.append(Example(path.name, line, code, *_markers(before)))
     return examples
 
 
@@ -210,10 +222,16 @@ class ForkServer:
             self.process.stdout.close()
 
 
+@dataclass
+class ExampleRuns:
+    network: DocsNetwork
+    futures: dict[tuple[Example, str], Future[Result]]
+
+
 @pytest.fixture(scope="session")
 def example_runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[tuple[Example, str], Future[Result]]]:
+) -> Iterator[ExampleRuns]:
     """Start every example run this session selected, as many at a time as there are CPUs."""
     selected = [
         (item.callspec.params["example"], item.callspec.params["backend"])
@@ -224,7 +242,7 @@ def example_runs(
         server = ForkServer(network)
         pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
         try:
-            yield {key: pool.submit(server.run, *key) for key in selected}
+            yield ExampleRuns(network, {key: pool.submit(server.run, *key) for key in selected})
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             server.close()
@@ -236,13 +254,27 @@ def example_runs(
 def test_example_runs(
     example: Example,
     backend: str,
-    example_runs: dict[tuple[Example, str], Future[Result]],
+    example_runs: ExampleRuns,
 ) -> None:
-    result = example_runs[(example, backend)].result()
-    assert (result.returncode, result.stderr) == (0, ""), (
+    result = example_runs.futures[(example, backend)].result()
+    report = (
         f"{example.id} on {backend}: exit {result.returncode}\n"
         f"--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
     )
+    assert (result.returncode, result.stderr) == (0, ""), report
+    missing = [text for text in example.output if text not in result.stdout]
+    assert not missing, f"output without {missing}: {report}"
+
+
+def test_proxy_examples_tunnel_through_the_proxy(example_runs: ExampleRuns) -> None:
+    """The proxies page's examples reach example.org through proxy.corp, and
+    wiki.corp.example (in NO_PROXY) directly."""
+    runs = [f for (example, _), f in example_runs.futures.items() if example.page == "proxies.md"]
+    if not runs:
+        pytest.skip("no example of proxies.md was selected")
+    for run in runs:
+        run.result()
+    assert set(example_runs.network.tunnels) == {"example.org:443"}
 
 
 # -- collection ---------------------------------------------------------------------------
