@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from ._hpack_cache import caching_coders
+
 __all__ = ("Engine", "get_engine")
 
 _RST_STREAM = 0x3
@@ -93,6 +95,8 @@ def _build(package: str) -> Engine:
         else module("hyperframe.frame")
     )
     hpack = importlib.import_module("hpack") if package == "h2" else module("hpack")
+    # Stock h2's HPACK is pure Python: cache the header blocks that repeat (_hpack_cache).
+    coders = caching_coders(importlib.import_module("hpack")) if package == "h2" else None
     exceptions = module("exceptions")
     ErrorCodes = module("errors").ErrorCodes
     ConnectionState = connection_module.ConnectionState
@@ -145,6 +149,13 @@ def _build(package: str) -> Engine:
 
         def __init__(self, config: Any) -> None:
             super().__init__(config=config)
+            if coders is not None:
+                encoder_class, decoder_class = coders
+                stock: Any = getattr(self, "decoder")  # noqa: B009 (h2's, untyped here)
+                decoder = decoder_class(stock.max_header_list_size)
+                decoder.max_allowed_table_size = stock.max_allowed_table_size
+                self.encoder = encoder_class()
+                self.decoder = decoder
             self.frame_buffer = self.incoming_buffer = _FrameBuffer()
             self.reset_by_us = _RecentSet(10_000)
             self.absorbed = 0

@@ -1,0 +1,104 @@
+"""HPACK coders that remember header blocks they have already produced or read.
+
+A client sends nearly the same request headers again and again, and a server answers with
+nearly the same response headers: once the fields are in the dynamic tables, the header
+blocks repeat byte for byte. Pure-Python HPACK spends a quarter of a small request's time
+re-deriving them. These subclasses of ``hpack``'s ``Encoder`` and ``Decoder`` keep the
+result of a block that left the dynamic table unchanged, valid only while the table stays
+unchanged: every change (an insertion, an eviction, a size update) moves the table's
+``generation`` and empties the cache. A cached result is therefore exactly what the coder
+would compute again -- the same bytes, the same header tuples.
+
+Only stock ``h2`` gets these (``_engine.py``); ``jh2``'s coders are compiled already.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ("caching_coders",)
+
+# Header blocks remembered per table state: a connection's distinct recurring blocks.
+CACHE_SIZE = 64
+
+
+def caching_coders(hpack_module: Any) -> tuple[type[Any], type[Any]]:
+    """The caching ``(Encoder, Decoder)`` classes for ``hpack_module`` (``hpack``)."""
+    HeaderTable = hpack_module.table.HeaderTable
+
+    class _Table(HeaderTable):  # type: ignore[misc,valid-type]
+        """A header table that counts its changes."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.generation = 0
+
+        def add(self, name: bytes, value: bytes) -> None:
+            self.generation += 1
+            super().add(name, value)
+
+        @property
+        def maxsize(self) -> int:
+            return self._maxsize  # type: ignore[no-any-return]
+
+        @maxsize.setter
+        def maxsize(self, newmax: int) -> None:
+            self.generation += 1
+            HeaderTable.maxsize.fset(self, newmax)
+
+    class CachingEncoder(hpack_module.Encoder):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.header_table = _Table()
+            self._cache: dict[Any, bytes] = {}
+            self._cache_generation = 0
+
+        def encode(self, headers: Any, huffman: bool = True) -> bytes:
+            table = self.header_table
+            if table.resized or isinstance(headers, dict):
+                # A pending size update goes first into the next block: not cacheable.
+                return super().encode(headers, huffman)  # type: ignore[no-any-return]
+            fields = headers if isinstance(headers, list) else list(headers)
+            generation = table.generation
+            cache = self._cache
+            if generation != self._cache_generation:
+                cache.clear()
+                self._cache_generation = generation
+            # The field classes matter: a NeverIndexedHeaderTuple equals a plain tuple.
+            key = (huffman, tuple(fields), tuple(map(type, fields)))
+            block = cache.get(key)
+            if block is None:
+                block = super().encode(fields, huffman)
+                if table.generation == generation and len(cache) < CACHE_SIZE:
+                    cache[key] = block
+            return block
+
+    class CachingDecoder(hpack_module.Decoder):  # type: ignore[misc]
+        def __init__(self, max_header_list_size: int | None = None) -> None:
+            if max_header_list_size is None:
+                super().__init__()
+            else:
+                super().__init__(max_header_list_size)
+            self.header_table = _Table()
+            self.max_allowed_table_size = self.header_table.maxsize
+            self._cache: dict[bytes, tuple[Any, ...]] = {}
+            self._cache_state: tuple[int, bool, int, int] = (-1, False, 0, 0)
+
+        def decode(self, data: bytes, raw: bool = False) -> Any:
+            table = self.header_table
+            # The limits are part of the state: a block may pass under one and fail another.
+            state = (table.generation, raw, self.max_header_list_size, self.max_allowed_table_size)
+            cache = self._cache
+            if state != self._cache_state:
+                cache.clear()
+                self._cache_state = state
+            key = bytes(data)
+            cached = cache.get(key)
+            if cached is not None:
+                return list(cached)
+            headers = super().decode(data, raw)
+            if table.generation == state[0] and len(cache) < CACHE_SIZE:
+                cache[key] = tuple(headers)
+            return headers
+
+    return CachingEncoder, CachingDecoder
