@@ -137,9 +137,28 @@ _GOOD_NAMES: set[bytes] = set()
 _WHITESPACE = (0x20, 0x09)
 
 
+# Header blocks (as field tuples) already found well-formed, per kind (trailers or not):
+# servers repeat the same blocks, and with HPACK's cache they arrive as the same objects.
+_GOOD_BLOCKS: tuple[set[tuple[tuple[bytes, bytes], ...]], ...] = (set(), set())
+_GOOD_BLOCKS_MAX = 256
+
+
 def malformed_response_fields(fields: list[tuple[bytes, bytes]], *, trailers: bool) -> str | None:
     """Why a response's (or its trailers') header block is malformed (RFC 9113 section
     8.1.1), or None when it is fine."""
+    key = tuple(fields)
+    good_blocks = _GOOD_BLOCKS[trailers]
+    if key in good_blocks:
+        return None
+    problem = _malformed(fields, trailers)
+    if problem is None:
+        if len(good_blocks) >= _GOOD_BLOCKS_MAX:
+            good_blocks.clear()
+        good_blocks.add(key)
+    return problem
+
+
+def _malformed(fields: list[tuple[bytes, bytes]], trailers: bool) -> str | None:
     status_seen = False
     regular_seen = False
     good_names = _GOOD_NAMES
