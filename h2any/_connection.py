@@ -371,6 +371,8 @@ class Connection:
         self._max_frame_size = max_frame_size
         self._own_stream_limit = max_concurrent_streams or 2**31
         self._default_headers = self._check_headers(Headers(headers or ()))
+        self._scheme_field = (b":scheme", self.origin.scheme.encode("ascii"))
+        self._authority_field = (b":authority", self.origin.authority.encode("ascii"))
         if max_decompressed_size is not None and max_decompressed_size < 0:
             raise ValueError("max_decompressed_size must be None or at least 0")
         self._max_decompressed_size = max_decompressed_size
@@ -643,11 +645,10 @@ class Connection:
         payload = body.payload
         streaming = body.source is not None
         declared: int | None = None
-        authority = self.origin.authority.encode("ascii")
         fields = [
             (b":method", method_bytes),
-            (b":scheme", self.origin.scheme.encode("ascii")),
-            (b":authority", authority),
+            self._scheme_field,
+            self._authority_field,
             (b":path", path),
         ]
         user = self._check_headers(Headers(headers)) if headers else []
