@@ -64,6 +64,10 @@ class Response:
 
         Honours the read timeout between chunks; same errors as :meth:`h2any.Response.read`.
         """
+        if self._response._content is not None:
+            # Already read (a small body comes back with the headers, see
+            # _with_complete_body): what read() would return is kept, no trip to the loop.
+            return self._response._cached(decode_content)
         check_not_in_event_loop("Response.read()")
         return self._loop.call(
             functools.partial(self._response.read, decode_content=decode_content)
