@@ -37,17 +37,19 @@ touches either. Invariants it keeps:
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import math
 import os
 import re
 import ssl
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import anyio
 import anyio.abc
@@ -125,6 +127,30 @@ _USER_AGENT = f"h2any/{__version__}".encode()
 _ACCEPT_ENCODING = accept_encoding()
 
 
+class _EventLike(Protocol):
+    def set(self) -> None: ...
+
+    async def wait(self) -> Any: ...
+
+
+def _native_primitives() -> tuple[Callable[[], _EventLike], Callable[[], float]]:
+    """The running event loop's own Event class and clock.
+
+    anyio's wrappers of both cost a backend lookup per call (about 3 us per wait on asyncio),
+    which is paid several times per request on the hot path. Same clock as
+    ``anyio.current_time()``, so deadlines mix with anyio's cancel scopes.
+    """
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            pass  # trio is imported, but this is not a trio run
+        else:
+            return trio.Event, trio.current_time
+    return asyncio.Event, asyncio.get_running_loop().time
+
+
 class _Signal:
     """A wake-up flag with at most one waiter (the writer loop)."""
 
@@ -156,11 +182,12 @@ class _Inbox:
     ``put`` never blocks (the connection task must not); the size is bounded by flow control.
     """
 
-    __slots__ = ("_event", "items")
+    __slots__ = ("_event", "_new_event", "items")
 
-    def __init__(self) -> None:
+    def __init__(self, new_event: Callable[[], _EventLike]) -> None:
         self.items: deque[tuple[Any, ...]] = deque()
-        self._event: anyio.Event | None = None
+        self._event: _EventLike | None = None
+        self._new_event = new_event
 
     def put(self, item: tuple[Any, ...]) -> None:
         self.items.append(item)
@@ -176,9 +203,9 @@ class _Inbox:
     async def wait(self) -> None:
         """Wait until an item is available, or :meth:`wake` is called."""
         if not self.items:
-            self._event = anyio.Event()
+            self._event = event = self._new_event()
             try:
-                await self._event.wait()
+                await event.wait()
             finally:
                 self._event = None
 
@@ -220,6 +247,7 @@ class _Stream:
         payload: bytes | None,
         streaming: bool,
         timeout: Timeout,
+        new_event: Callable[[], _EventLike],
     ) -> None:
         self.headers = headers
         # The request body still to send: pieces (the first possibly partly sent already),
@@ -237,7 +265,7 @@ class _Stream:
         self.on_open: Callable[[], None] | None = None
         self.precredit = False  # an unclaimed push: its bytes go back to the connection at once
         self.timeout = timeout
-        self.inbox = _Inbox()
+        self.inbox = _Inbox(new_event)
         self.stream_id = 0
         self.opened = False
         self.local_done = False
@@ -409,6 +437,9 @@ class Connection:
         self._watchdog_due = math.inf  # when the watchdog wakes by itself
         self._header_block = 0  # bytes of an unfinished header block (HEADERS + CONTINUATIONs)
         self._settings_received: anyio.Event
+        # The running loop's own Event class and clock, once the connection task starts.
+        self._new_event: Callable[[], _EventLike] = anyio.Event
+        self._clock: Callable[[], float] = anyio.current_time
         self._frame_header = b""
 
     # ------------------------------------------------------------------ lifecycle
@@ -681,7 +712,7 @@ class Connection:
         if b"accept-encoding" not in seen:
             fields.append((b"accept-encoding", _ACCEPT_ENCODING))
         stream_timeout = self.timeout if timeout is None else as_timeout(timeout)
-        stream = _Stream(fields, payload, streaming, stream_timeout)
+        stream = _Stream(fields, payload, streaming, stream_timeout, self._new_event)
         stream.declared_length = declared
         return stream
 
@@ -920,6 +951,7 @@ class Connection:
         """The connection task: connect, then read and write until the connection ends."""
         self._done = anyio.Event()
         self._settings_received = anyio.Event()
+        self._new_event, self._clock = _native_primitives()
         self._socket = await self._open_socket()
         h2 = self._h2
         SettingCodes = self._engine.SettingCodes
@@ -1042,7 +1074,7 @@ class Connection:
         if limit is None:
             stream.deadline = math.inf
         else:
-            self._set_deadline(stream, anyio.current_time() + limit)
+            self._set_deadline(stream, self._clock() + limit)
 
     def _set_deadline(self, stream: _Stream, deadline: float) -> None:
         stream.deadline = deadline
@@ -1058,7 +1090,7 @@ class Connection:
         """
         watched = self._watched
         while True:
-            soon = anyio.current_time() + DEADLINE_SLACK
+            soon = self._clock() + DEADLINE_SLACK
             due = math.inf
             for stream in list(watched):
                 deadline = stream.deadline
@@ -1276,7 +1308,7 @@ class Connection:
         if limit is None:
             stream.deadline = math.inf
         else:
-            self._set_deadline(stream, anyio.current_time() + limit)
+            self._set_deadline(stream, self._clock() + limit)
 
     def _send_body(self, stream: _Stream, max_frames: int = 1 << 30) -> bool:
         """Send what the windows allow of ``stream``'s queued body (at most ``max_frames``
@@ -1587,7 +1619,7 @@ class Connection:
 
     def _on_push_promise(self, event: ev.PushedStreamReceived) -> None:
         pushed_id = event.pushed_stream_id or 0
-        stream = _Stream([], None, False, self.timeout)
+        stream = _Stream([], None, False, self.timeout, self._new_event)
         stream.stream_id = pushed_id
         stream.opened = stream.local_done = stream.is_push = stream.precredit = True
         stream.window_manager = self._window_manager(self._initial_window_size)
