@@ -25,6 +25,14 @@ _ERROR = 4
 
 
 @final
+class _Empty:
+    """The type of ``EMPTY``: nothing has arrived yet."""
+
+
+EMPTY = _Empty()
+
+
+@final
 class Response:
     """An HTTP/2 response, returned by :meth:`Connection.request` when its headers arrive.
 
@@ -87,7 +95,12 @@ class Response:
             return self._cached(decode_content)
         if self._closed:
             raise RuntimeError("the response is closed; its body can no longer be read")
-        chunks = [chunk async for chunk in _BodyIterator(self, decode_content)]
+        iterator = _BodyIterator(self, decode_content)
+        # What has arrived is taken without a coroutine step per chunk -- for a small
+        # response, usually all of it (the stream had ended before its headers were read).
+        chunks = iterator.take_ready()
+        if not iterator.done:
+            chunks += [chunk async for chunk in iterator]
         self._content = b"".join(chunks)
         self._content_decoded = decode_content
         return self._content
@@ -123,30 +136,17 @@ class Response:
             raise RuntimeError("the response is closed; its body can no longer be read")
         return _BodyIterator(self, decode_content)
 
-    async def _next_chunk(self) -> bytes | None:
-        """The next non-empty chunk of the body, or None at its end; each wait for data is
-        bounded by the read timeout (kept by the connection's watchdog, see ``_watch``)."""
+    def _take(self) -> bytes | _Empty | None:
+        """The next non-empty chunk already received, None at the end of the body, or
+        ``EMPTY`` if nothing is there yet."""
         stream = self._stream
         items = stream.inbox.items
-        connection = self._connection
         try:
-            while True:
-                if not items:
-                    if self._complete:
-                        return None
-                    limit = stream.timeout.read
-                    connection._watch(stream, limit)
-                    try:
-                        await stream.inbox.wait()
-                    finally:
-                        connection._watched.pop(stream, None)
-                    if stream.timed_out and not items:
-                        raise ReadTimeout(f"stream {self.stream_id}: no data for {limit} s")
-                    continue  # an item arrived (or a spurious wake-up): look again
+            while items:
                 item = items.popleft()
                 kind = item[0]
                 if kind == _DATA:
-                    connection._consumed(stream, item[2])
+                    self._connection._consumed(stream, item[2])
                     if item[1]:
                         return item[1]  # type: ignore[no-any-return]
                 elif kind == _END:
@@ -160,9 +160,36 @@ class Response:
                 else:
                     raise ProtocolError(f"stream {self.stream_id}: unexpected second HEADERS")
         except BaseException:
-            connection._abandon(stream)
-            self._closed = True
+            self._give_up()
             raise
+        return None if self._complete else EMPTY
+
+    async def _next_chunk(self) -> bytes | None:
+        """The next non-empty chunk of the body, or None at its end; each wait for data is
+        bounded by the read timeout (kept by the connection's watchdog, see ``_watch``)."""
+        stream = self._stream
+        connection = self._connection
+        while True:
+            chunk = self._take()
+            if chunk is not EMPTY:
+                return chunk  # type: ignore[return-value]
+            limit = stream.timeout.read
+            connection._watch(stream, limit)
+            try:
+                await stream.inbox.wait()
+            except BaseException:
+                self._give_up()
+                raise
+            finally:
+                connection._watched.pop(stream, None)
+            if stream.timed_out and not stream.inbox.items:
+                self._give_up()
+                raise ReadTimeout(f"stream {self.stream_id}: no data for {limit} s")
+
+    def _give_up(self) -> None:
+        """Reading failed or was cancelled: reset the stream, release its unread data."""
+        self._connection._abandon(self._stream)
+        self._closed = True
 
     async def aclose(self) -> None:
         """Close the response; if the body was not read to its end, reset the stream.
@@ -195,11 +222,11 @@ class _BodyIterator:
     finalised by the garbage collector (a ResourceWarning on trio); this needs no cleanup.
     """
 
-    __slots__ = ("_decoder", "_done", "_replay", "_response")
+    __slots__ = ("_decoder", "_replay", "_response", "done")
 
     def __init__(self, response: Response, decode_content: bool) -> None:
         self._response = response
-        self._done = False
+        self.done = False
         self._decoder: ContentDecoder | None = None
         self._replay: bytes | None = None
         if response._content is not None:  # already read(): replay the body once
@@ -218,33 +245,49 @@ class _BodyIterator:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._done:
+        if self.done:
             raise StopAsyncIteration
         replay = self._replay
         if replay is not None:
-            self._done = True
+            self.done = True
             if replay:
                 return replay
             raise StopAsyncIteration
         response = self._response
-        decoder = self._decoder
         while True:
-            chunk = await response._next_chunk()
-            if decoder is None:
-                if chunk is None:
-                    self._done = True
-                    raise StopAsyncIteration
-                return chunk
-            try:
-                output = decoder.flush() if chunk is None else decoder.decode(chunk)
-            except BaseException:
-                response._connection._abandon(response._stream)
-                response._closed = True
-                raise
-            if chunk is None:
-                self._done = True
-                if output:
-                    return output
+            output = self._emit(await response._next_chunk())
+            if output is None:
                 raise StopAsyncIteration
             if output:
                 return output
+
+    def take_ready(self) -> list[bytes]:
+        """The (decoded) chunks of what has already arrived, without waiting."""
+        chunks = []
+        response = self._response
+        while not self.done:
+            chunk = response._take()
+            if chunk is EMPTY:
+                break
+            output = self._emit(chunk)  # type: ignore[arg-type]
+            if output:
+                chunks.append(output)
+        return chunks
+
+    def _emit(self, chunk: bytes | None) -> bytes | None:
+        """What to hand out for ``chunk`` (None: the body's end): the (decoded) bytes, b""
+        if the decoder kept them all for now, or None once the body is over."""
+        decoder = self._decoder
+        if decoder is None:
+            if chunk is None:
+                self.done = True
+            return chunk
+        try:
+            output = decoder.flush() if chunk is None else decoder.decode(chunk)
+        except BaseException:
+            self._response._give_up()
+            raise
+        if chunk is None:
+            self.done = True
+            return output or None
+        return output
