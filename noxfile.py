@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import nox
@@ -11,8 +12,18 @@ nox.options.reuse_existing_virtualenvs = True
 
 
 def _require_nghttpd(session: nox.Session) -> None:
-    if shutil.which("nghttpd") is None:
-        session.error("nghttpd is missing: apt-get install nghttp2-server nghttp2-client")
+    """nghttpd (the test and benchmark server) and h2load (the C ceiling): installed from
+    Debian's nghttp2-server and nghttp2-client when missing and apt-get is there."""
+    if shutil.which("nghttpd") and shutil.which("h2load"):
+        return
+    if shutil.which("apt-get") is None:
+        session.error("nghttpd/h2load are missing: install nghttp2 (nghttpd and h2load)")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run(*sudo, "apt-get", "update", "-qq", external=True, env=env)
+    packages = ["nghttp2-server", "nghttp2-client", "tinyproxy-bin"]
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
+    session.run(*sudo, *install, external=True, env=env)
 
 
 @nox.session
