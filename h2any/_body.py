@@ -37,7 +37,7 @@ BodyTypes = Union[
 PIECE_SIZE = 256 * 1024
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class PreparedBody:
     """A request body ready to send: whole ``payload``, or a ``source`` of pieces."""
 
@@ -46,10 +46,13 @@ class PreparedBody:
     length: int | None  # known size, for Content-Length
 
 
+_NO_BODY = PreparedBody(None, None, None)
+
+
 def prepare_body(body: BodyTypes) -> PreparedBody:
     """Classify ``body``; raise :class:`InvalidRequest` for what cannot be sent."""
     if body is None:
-        return PreparedBody(None, None, None)
+        return _NO_BODY
     if isinstance(body, bytes):
         return PreparedBody(body, None, len(body))
     if isinstance(body, str):

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import math
 import os
 import re
@@ -46,7 +47,7 @@ import ssl
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
@@ -130,7 +131,25 @@ _ACCEPT_ENCODING = accept_encoding()
 class _EventLike(Protocol):
     def set(self) -> None: ...
 
-    async def wait(self) -> Any: ...
+    def wait(self) -> Awaitable[Any]: ...
+
+
+@final
+class _FutureEvent:
+    """A one-shot asyncio event: a bare future. ``asyncio.Event`` takes a global lock to
+    bind itself to the loop, once per event -- once per request here."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._future: asyncio.Future[None] = loop.create_future()
+
+    def set(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def wait(self) -> asyncio.Future[None]:
+        return self._future
 
 
 def _native_primitives() -> tuple[Callable[[], _EventLike], Callable[[], float]]:
@@ -148,7 +167,8 @@ def _native_primitives() -> tuple[Callable[[], _EventLike], Callable[[], float]]
             pass  # trio is imported, but this is not a trio run
         else:
             return trio.Event, trio.current_time
-    return asyncio.Event, asyncio.get_running_loop().time
+    loop = asyncio.get_running_loop()
+    return functools.partial(_FutureEvent, loop), loop.time
 
 
 class _Signal:
