@@ -56,34 +56,54 @@ def check_not_in_event_loop(what: str) -> None:
 class _Call:
     """One call from a thread into the loop: the result, and a lock released when done."""
 
-    __slots__ = ("args", "done", "error", "function", "result", "scope")
+    __slots__ = ("args", "done", "error", "function", "interrupted", "result", "task")
 
     def __init__(self, function: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         self.function = function
         self.args = args
         self.result: Any = None
         self.error: BaseException | None = None
-        self.scope: anyio.CancelScope | None = None
+        self.interrupted = False  # the calling thread gave up (KeyboardInterrupt)
+        self.task: Any = None  # asyncio: the task running the call
         # A plain lock, held until the loop releases it: the cheapest cross-thread wake-up.
         self.done = threading.Lock()
         self.done.acquire()
 
-    def cancel(self) -> None:  # runs in the loop thread
-        if self.scope is not None:
-            self.scope.cancel()
-
 
 _STOP = object()
+
+# Theory of operation
+# ===================
+#
+# Under load every request of every calling thread is one trip through here, and the loop
+# thread -- which also runs the connection task -- is the bottleneck: everything it spends
+# on hosting a call is taken from HTTP/2 work, GIL held. So a call costs the loop as little
+# as we can make it:
+#
+# * The calling thread appends the call to a deque and, unless a wake-up is already on its
+#   way, wakes the loop (``call_soon_threadsafe`` / trio's ``run_sync_soon``): one wake-up
+#   per batch, however many threads queue calls meanwhile.
+# * That wake-up *is* the dispatch: the callback, in the loop thread, takes the whole batch
+#   and spawns one task per call -- a bare asyncio task (``loop.create_task``), or a trio
+#   task in a nursery of our own -- with no dispatcher task to wake in between. anyio's
+#   ``start_soon`` plus a ``CancelScope`` per call cost four times a bare task.
+# * The calling thread blocks on a plain lock that the task releases when the call is done:
+#   the cheapest wait and wake-up there is (no Event/Condition, which are Python code).
+#
+# Cancellation: if the calling thread is interrupted while it waits, it asks the loop to
+# cancel that call's task (asyncio ``Task.cancel``; trio: the call's own cancel scope). The
+# awaited coroutine sees an ordinary cancellation, so the core resets the stream. ``stop``
+# cancels every call still running, and fails those never started, before it ends the task
+# group of long-lived tasks (``start``): no task, and no waiting thread, outlives the loop.
 
 
 class LoopThread:
     """One daemon thread running an event loop, and a light way for threads to call into it.
 
-    Calls are queued (a deque under a lock), the loop is woken at most once per batch
-    (``call_soon_threadsafe`` / trio's ``run_sync_soon``), and a dispatcher task starts one
-    task per call in its task group; the calling thread blocks on a lock the task releases.
-    This costs a fraction of a BlockingPortal round trip, which matters when many threads
-    make many small requests.
+    Calls are queued, the loop is woken at most once per batch, and each call runs as a
+    task of its own; the calling thread blocks on a lock the task releases. This costs a
+    fraction of a BlockingPortal round trip, which matters when many threads make many
+    small requests (see the theory of operation above).
     """
 
     def __init__(self, backend: str = "asyncio", backend_options: dict[str, Any] | None = None):
@@ -96,8 +116,10 @@ class LoopThread:
         self._queue: deque[_Call | object] = deque()
         self._wake_pending = False
         self._running = False
-        self._call_soon: Callable[[Callable[[], None]], None] | None = None
-        self._wakeup: anyio.Event | None = None
+        self._call_soon: Callable[..., object] | None = None
+        self._spawn: Callable[[_Call], None] | None = None
+        self._running_calls: dict[_Call, None] = {}  # asyncio: calls whose task may run
+        self._stopping: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._thread = threading.Thread(
             target=self._main,
@@ -118,45 +140,99 @@ class LoopThread:
             self._error = exc
             self._ready.set()
 
+    # ------------------------------------------------------------------ in the loop thread
+
     async def _serve(self) -> None:
-        call_soon: Any
-        if self.backend == "trio":
-            import trio
-
-            call_soon = trio.lowlevel.current_trio_token().run_sync_soon
-        else:
-            call_soon = asyncio.get_running_loop().call_soon_threadsafe
-        self._call_soon = call_soon
-        async with anyio.create_task_group() as task_group:
-            self._task_group = task_group
-            self._wakeup = anyio.Event()
-            self._running = True
-            self._ready.set()
-            while True:
-                await self._wakeup.wait()
-                self._wakeup = anyio.Event()
-                with self._lock:
-                    calls = list(self._queue)
-                    self._queue.clear()
-                    self._wake_pending = False
-                for index, call in enumerate(calls):
-                    if call is _STOP:
-                        for late in calls[index + 1 :]:
-                            if isinstance(late, _Call):
-                                late.error = RuntimeError("this h2any.sync object is closed")
-                                late.done.release()
-                        task_group.cancel_scope.cancel()
-                        return
-                    assert isinstance(call, _Call)
-                    task_group.start_soon(self._run_call, call)
-
-    async def _run_call(self, call: _Call) -> None:
         try:
-            with anyio.CancelScope() as call.scope:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                self._stopping = anyio.Event()
+                if self.backend == "trio":
+                    await self._serve_trio()
+                else:
+                    await self._serve_asyncio()
+                task_group.cancel_scope.cancel()
+        finally:
+            with self._lock:
+                self._running = False
+                late = list(self._queue)
+                self._queue.clear()
+            for call in late:
+                if isinstance(call, _Call):
+                    self._fail(call, RuntimeError("this h2any.sync object is closed"))
+
+    async def _serve_asyncio(self) -> None:
+        loop = asyncio.get_running_loop()
+        create_task = loop.create_task
+        run_call = self._run_asyncio_call
+        running = self._running_calls
+
+        def spawn(call: _Call) -> None:
+            running[call] = None
+            call.task = create_task(run_call(call))
+
+        self._spawn = spawn
+        self._call_soon = loop.call_soon_threadsafe
+        self._started()
+        assert self._stopping is not None
+        try:
+            await self._stopping.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                tasks = [call.task for call in running]
+                for task in tasks:
+                    task.cancel()
+                if tasks:
+                    await asyncio.wait(tasks)
+            # A task cancelled before its first step never ran its ``finally``.
+            for call in list(running):
+                self._fail(call, RuntimeError("the h2any.sync object was closed during the call"))
+            running.clear()
+
+    async def _run_asyncio_call(self, call: _Call) -> None:
+        try:
+            call.result = await call.function(*call.args)
+        except asyncio.CancelledError:
+            call.error = (
+                KeyboardInterrupt()
+                if call.interrupted
+                else RuntimeError("the h2any.sync object was closed during the call")
+            )
+        except BaseException as exc:
+            call.error = exc
+        finally:
+            del self._running_calls[call]
+            call.done.release()
+
+    async def _serve_trio(self) -> None:
+        import trio
+
+        async with trio.open_nursery() as nursery:
+            start_soon = nursery.start_soon
+            run_call = self._run_trio_call
+
+            def spawn(call: _Call) -> None:
+                start_soon(run_call, call)
+
+            self._spawn = spawn
+            self._call_soon = trio.lowlevel.current_trio_token().run_sync_soon
+            self._started()
+            assert self._stopping is not None
+            await self._stopping.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _run_trio_call(self, call: _Call) -> None:
+        import trio
+
+        try:
+            with trio.CancelScope() as scope:
+                call.task = scope
+                if call.interrupted:  # before this task's first step
+                    scope.cancel()
                 call.result = await call.function(*call.args)
-            if call.scope.cancelled_caught:
+            if scope.cancelled_caught:
                 call.error = KeyboardInterrupt()
-        except anyio.get_cancelled_exc_class():
+        except trio.Cancelled:
             call.error = RuntimeError("the h2any.sync object was closed during the call")
             raise
         except BaseException as exc:
@@ -164,9 +240,47 @@ class LoopThread:
         finally:
             call.done.release()
 
-    def _wake(self) -> None:  # runs in the loop thread
-        if self._wakeup is not None:
-            self._wakeup.set()
+    def _started(self) -> None:
+        with self._lock:
+            self._running = True
+        self._ready.set()
+
+    @staticmethod
+    def _fail(call: _Call, error: BaseException) -> None:
+        call.error = error
+        call.done.release()
+
+    def _dispatch(self) -> None:
+        """Start a task for every queued call (the wake-up callback)."""
+        with self._lock:
+            calls = list(self._queue)
+            self._queue.clear()
+            self._wake_pending = False
+        spawn = self._spawn
+        assert spawn is not None
+        for index, call in enumerate(calls):
+            if call is _STOP:
+                for late in calls[index + 1 :]:
+                    if isinstance(late, _Call):  # pragma: no cover - refused once stopping
+                        self._fail(late, RuntimeError("this h2any.sync object is closed"))
+                assert self._stopping is not None
+                self._stopping.set()
+                return
+            assert isinstance(call, _Call)
+            spawn(call)
+
+    def _interrupt(self, call: _Call) -> None:
+        """Cancel the task running ``call``: its calling thread was interrupted."""
+        call.interrupted = True
+        task = call.task
+        if task is None:
+            return  # not started yet, or already done
+        task.cancel()
+        if self.backend == "asyncio":
+            # Cancelled before its first step, the task skips its ``finally``.
+            task.add_done_callback(lambda _: self._running_calls.pop(call, None))
+
+    # ------------------------------------------------------------------ from any thread
 
     def _schedule(self, item: _Call | object) -> None:
         with self._lock:
@@ -179,7 +293,7 @@ class LoopThread:
                 return
             self._wake_pending = True
         assert self._call_soon is not None
-        self._call_soon(self._wake)
+        self._call_soon(self._dispatch)
 
     @property
     def in_loop_thread(self) -> bool:
@@ -196,9 +310,10 @@ class LoopThread:
         try:
             call.done.acquire()
         except BaseException:
-            if self._call_soon is not None:
+            call_soon = self._call_soon
+            if call_soon is not None:
                 try:
-                    self._call_soon(call.cancel)
+                    call_soon(self._interrupt, call)
                 except RuntimeError:  # the loop has already stopped
                     pass
             raise
