@@ -102,3 +102,64 @@ def test_timeout_accepts_one_value_for_all_and_overrides() -> None:
     timeout = h2any.Timeout(7, pool=None, read=1.5)
     assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (7, 1.5, 7, None)
     assert h2any.Timeout(None).read is None
+
+
+async def test_a_shorter_timeout_registered_later_fires_first() -> None:
+    # The watchdog sleeps until the earliest deadline it knows; a request that arrives later
+    # with an earlier deadline must re-arm it, not wait behind the first one's.
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        await peer.expect_request()
+        await peer.expect_request()
+        await peer.wait_closed()  # never answers
+
+    failures: list[str] = []
+    short_failed = anyio.Event()
+
+    async def request(conn: h2any.Connection, name: str, read: float) -> None:
+        with pytest.raises(h2any.ReadTimeout):
+            await conn.request("GET", f"/{name}", timeout=h2any.Timeout(10, read=read))
+        failures.append(name)
+        if name == "short":
+            short_failed.set()
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, h2any.Connection(server.url) as conn:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(request, conn, "long", 3.0)
+                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(request, conn, "short", 0.2)
+                with anyio.move_on_after(2.0):  # well before the long one's 3 s
+                    await short_failed.wait()
+                assert failures == ["short"]
+    assert failures == ["short", "long"]
+
+
+async def test_each_wait_for_body_data_gets_a_fresh_read_timeout() -> None:
+    # Data arriving every 0.1 s keeps a 0.3 s read timeout from firing, however long the
+    # whole body takes; the first gap longer than the timeout fires it.
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        request = await peer.expect_request()
+        await peer.respond(request.stream_id, body=b"", end=False)
+        for _ in range(8):
+            await anyio.sleep(0.1)  # the peer's pacing, not synchronisation
+            await peer.send_data(request.stream_id, b"x")
+        await peer.wait_closed()
+
+    with anyio.fail_after(10):
+        async with (
+            scripted_server(handler) as server,
+            h2any.Connection(server.url, timeout=h2any.Timeout(5, read=0.3)) as conn,
+        ):
+            response = await conn.request("GET", "/")
+            received = b""
+
+            async def read_all() -> None:
+                nonlocal received
+                async for chunk in response.aiter_bytes():
+                    received += chunk
+
+            with pytest.raises(h2any.ReadTimeout):
+                await read_all()
+            assert received == b"x" * 8
