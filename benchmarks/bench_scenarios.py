@@ -7,7 +7,9 @@ Usage::
         [--backend asyncio|trio|uvloop ...] [--repeat N] [--output docs/benchmarks.md]
 
 Reuses ``bench_core``'s nghttpd, validation and report helpers. Scenarios (ONE connection
-each, h2any against httpx ``http2=True`` measured in the same run, h2load as the C ceiling):
+each, h2any against httpx ``http2=True`` measured in the same run, h2load as the C ceiling;
+the bulk scenarios -- ``windows``, ``upload``, ``parallel`` -- also against niquests, issue
+9's reference for bulk transfers, over h2c with prior knowledge like the others):
 
 * ``windows`` (issue 5): one 256 MiB download with each window manager -- the default
   ``FlowControlManager`` (2 MiB stream / 16 MiB connection windows), the
@@ -29,6 +31,9 @@ each, h2any against httpx ``http2=True`` measured in the same run, h2load as the
 Transfers whose memory is reported run in a fresh Python process each (``--child``): the
 child resets its peak RSS (``/proc/self/clear_refs``; a 2 ms VmRSS sampler elsewhere), does
 the timed transfer, then repeats it untimed to check the SHA-256 of what it received.
+niquests (asyncio only) runs as ``AsyncSession(disable_http1=True, disable_http3=True)``,
+which speaks h2c with prior knowledge to an ``http://`` URL; its pool is held to one
+connection and an audit hook on ``socket.connect`` proves it opened only one.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ import argparse
 import contextlib
 import gc
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -69,6 +76,14 @@ CHILD_TIMEOUT = 300.0  # the 5-minute cap on any one transfer (httpx's quadratic
 UPLOAD_SERVER_ARGS = ("-w", "24", "-W", "24")  # 16 MiB receive windows: the client is the limit
 MARK_START = "<!-- bench_scenarios:start -->"
 MARK_END = "<!-- bench_scenarios:end -->"
+#: niquests' ways of streaming a download: label -> ``iter_content`` chunk size. Its default
+#: (-1) yields each DATA frame as received (16 KiB from nghttpd), like h2any's and httpx's
+#: iterators; larger reads are faster for niquests, so the ratio to niquests uses its best.
+NIQUESTS_CHUNKS: dict[str, int] = {
+    "iter_content() (its default: chunks as received)": -1,
+    "iter_content(1 MiB)": MIB,
+}
+BULK_TARGET = 1.2  # issue 9: h2any >= 1.2x niquests MB/s for bulk downloads and uploads
 
 
 @dataclass
@@ -205,6 +220,73 @@ async def _httpx_get(client: httpx.AsyncClient, url: str, digest: Any | None) ->
     return received
 
 
+def niquests_available() -> bool:
+    return importlib.util.find_spec("niquests") is not None
+
+
+#: TCP connections opened by this process, by address (``count_connections``).
+CONNECTS: Counter[str] = Counter()
+
+
+def _count_connect(event: str, args: tuple[Any, ...]) -> None:
+    if event == "socket.connect":
+        CONNECTS[str(args[1])] += 1
+
+
+def count_connections() -> None:
+    """From now on count every ``socket.connect`` of this process (an audit hook: it sees
+    the connections any client opens, pooled or not, and cannot be removed)."""
+    sys.addaudithook(_count_connect)
+
+
+def _server_address(origin: str) -> str:
+    host, port = origin.removeprefix("http://").rsplit(":", 1)
+    return str((host, int(port)))
+
+
+@contextlib.asynccontextmanager
+async def _niquests_session(origin: str) -> AsyncIterator[Any]:
+    """An ``AsyncSession`` held to one h2c connection (prior knowledge: HTTP/1 and HTTP/3
+    off), no retries; on leaving, checks that exactly one TCP connection was opened."""
+    import niquests
+
+    address = _server_address(origin)
+    before = CONNECTS[address]
+    async with niquests.AsyncSession(
+        disable_http1=True,
+        disable_http3=True,
+        pool_connections=1,
+        pool_maxsize=1,
+        retries=0,
+        timeout=60.0,
+    ) as session:
+        first = await session.get(origin + "/" + core.SMALL_FILE)  # connect, untimed
+        _niquests_check(first, core.SMALL_BODY)
+        yield session
+    opened = CONNECTS[address] - before
+    if opened != 1:
+        raise core.BenchmarkError(f"niquests: opened {opened} connections, expected 1")
+
+
+def _niquests_check(resp: Any, body: bytes | None = None) -> None:
+    """HTTP/2 (``http_version`` 20), status 200 and, if given, the body."""
+    if resp.status_code != 200 or resp.http_version != 20:
+        raise core.BenchmarkError(f"niquests: {resp.status_code} over {resp.http_version}")
+    if body is not None and resp.content != body:
+        raise core.BenchmarkError(f"niquests: body {resp.content[:50]!r}")
+
+
+async def _niquests_get(session: Any, url: str, chunk: int, digest: Any | None) -> int:
+    received = 0
+    resp = await session.get(url, stream=True)
+    _niquests_check(resp)
+    async for piece in await resp.iter_content(chunk):
+        received += len(piece)
+        if digest is not None:
+            digest.update(piece)
+    return received
+
+
 async def downloads(spec: dict[str, Any], check: bool) -> tuple[float, list[str]]:
     """``streams`` parallel GETs of ``path`` on one connection: (seconds, SHA-256s if
     ``check``). The connection is opened before the clock starts."""
@@ -224,6 +306,17 @@ async def downloads(spec: dict[str, Any], check: bool) -> tuple[float, list[str]
             elapsed = time.perf_counter() - started
             if conn.is_closed:
                 raise core.BenchmarkError("h2any: the connection closed during the run")
+    elif spec["client"] == "niquests":
+        async with _niquests_session(origin) as session:
+
+            async def one_niquests(i: int) -> None:
+                sizes[i] = await _niquests_get(session, origin + path, spec["chunk"], digests[i])
+
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for i in range(streams):
+                    tg.start_soon(one_niquests, i)
+            elapsed = time.perf_counter() - started
     else:
         async with core._httpx_client() as client:
             first = await client.get(origin + "/" + core.SMALL_FILE)  # connect, untimed
@@ -269,6 +362,17 @@ async def upload(spec: dict[str, Any], payload: bytes | None) -> float:
                     body = await resp.read()
             elapsed = time.perf_counter() - started
             status = resp.status
+    elif spec["client"] == "niquests":
+        async with _niquests_session(origin) as session:
+            started = time.perf_counter()
+            if payload is not None:
+                resp_n = await session.post(origin + url_path, data=payload)
+            else:
+                with open(path, "rb") as file:  # noqa: ASYNC230 (niquests takes sync files)
+                    resp_n = await session.post(origin + url_path, data=file)
+            elapsed = time.perf_counter() - started
+            _niquests_check(resp_n)
+            status, body = resp_n.status_code, resp_n.content
     else:
         async with core._httpx_client() as client:
             first = await client.get(origin + url_path)  # connect, untimed
@@ -292,6 +396,10 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     """One measured transfer in this (fresh) process; a JSON-able result."""
     memory = PeakRSS()
     run = partial(core._run_async, spec.get("backend", "asyncio"))
+    if spec["client"] == "niquests":
+        import niquests  # noqa: F401 (imported before the measurement, like the others)
+
+        count_connections()
     if spec["task"] == "download":
         with memory.measure():
             elapsed, _ = asyncio_result(run, partial(downloads, spec, False))
@@ -358,7 +466,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 def repeat_row(row: Row, times: int, once: Callable[[], dict[str, Any]]) -> Row:
     """Run ``once`` ``times`` times into ``row``, printing progress; failures end the row."""
-    print(f"  {row.scenario:8} {row.client:6} {row.setup[:60]:60} ...", end="", flush=True)
+    print(f"  {row.scenario:8} {row.client:8} {row.setup[:60]:60} ...", end="", flush=True)
     try:
         for _ in range(times):
             result = once()
@@ -435,6 +543,10 @@ def table(rows: list[Row], with_memory: bool, with_errors: bool = False) -> str:
         align += "r"
     header.append("ratio to httpx")
     align += "r"
+    with_niquests = any(r.client == "niquests" for r in rows)
+    if with_niquests:
+        header.append("ratio to niquests (best)")
+        align += "r"
     body: list[list[str]] = []
     for r in rows:
         median = r.median
@@ -453,8 +565,64 @@ def table(rows: list[Row], with_memory: bool, with_errors: bool = False) -> str:
             errors = f"{sum(r.errors):,}" if r.errors else "n/a"
             line.append(f"{errors} ({kinds})" if kinds else errors)
         line.append(f"{median / reference:.2f}x" if reference else "n/a")
+        if with_niquests:
+            best = best_niquests(rows, r.group)
+            line.append(f"{median / best:.2f}x" if best else "n/a")
         body.append(line)
     return core.markdown_table(header, body, align)
+
+
+def best_niquests(rows: list[Row], group: str) -> float | None:
+    """The fastest niquests median of ``group`` (the reference of issue 9's bulk targets)."""
+    medians = [r.median for r in rows if r.client == "niquests" and r.group == group]
+    return max((m for m in medians if m is not None), default=None)
+
+
+def h2any_median(rows: list[Row], group: str) -> float | None:
+    """The first h2any row of ``group`` (in ``windows``: the default window manager)."""
+    return next((r.median for r in rows if r.client == "h2any" and r.group == group), None)
+
+
+def _versus(h2any_mbps: float | None, reference: float | None, target: float) -> str:
+    if h2any_mbps is None or reference is None:
+        return "n/a (a row failed or niquests is missing)"
+    ratio = h2any_mbps / reference
+    verdict = "met" if ratio >= target else "NOT met"
+    return f"**{ratio:.2f}x** (target >= {target:.1f}x: {verdict})"
+
+
+def targets_note(rows: list[Row], scenario: str) -> str:
+    """Issue 9's bulk targets for one scenario's rows, as a line under its table."""
+    if not any(r.client == "niquests" for r in rows):
+        return "niquests is not installed: no comparison with issue 9's reference."
+    if scenario == "windows":
+        return (
+            "Issue 9 target, h2any (default window manager) against niquests' best row: "
+            + _versus(h2any_median(rows, ""), best_niquests(rows, ""), BULK_TARGET)
+            + "."
+        )
+    if scenario == "upload":
+        others = []
+        for group, what in (("small-window", "64 KiB windows"), ("bytes", "`bytes` body")):
+            h2any_mbps, reference = h2any_median(rows, group), best_niquests(rows, group)
+            if h2any_mbps is not None and reference is not None:
+                others.append(f"{what} {h2any_mbps / reference:.2f}x")
+        return (
+            "Issue 9 target (upload), h2any's file upload to the 16 MiB-window server against "
+            "niquests': "
+            + _versus(h2any_median(rows, "file"), best_niquests(rows, "file"), BULK_TARGET)
+            + (f"; the other rows, h2any against niquests: {', '.join(others)}" if others else "")
+            + "."
+        )
+    groups = sorted({r.group for r in rows}, key=int)
+    one, many = groups[0], groups[-1]
+    return (
+        f"Issue 9 targets (bulk): h2any on {one} stream against niquests' best row: "
+        + _versus(h2any_median(rows, one), best_niquests(rows, one), BULK_TARGET)
+        + f"; h2any's {many} streams against its {one}: "
+        + _versus(h2any_median(rows, many), h2any_median(rows, one), 1.0)
+        + "."
+    )
 
 
 # ---------------------------------------------------------------------------- scenarios
@@ -485,11 +653,28 @@ def scenario_windows(server: core.Server, plan: Plan) -> list[Row]:
         rows.append(child_row(row, plan.repeat, {**base, "client": "h2any", "options": options}))
     row = Row("windows", "httpx", "httpx defaults (opens its windows wide)", "MB/s")
     rows.append(child_row(row, plan.repeat, {**base, "client": "httpx"}))
+    rows += niquests_download_rows(Row("windows", "niquests", "", "MB/s"), plan, base)
     command = ["h2load", "-n", "1", "-c", "1", "-m", "1", server.origin + path]
     rows.append(
         h2load_row(Row("windows", "h2load", "", "MB/s"), plan.repeat, command, 1, size / 1e6)
     )
     return rows
+
+
+def niquests_download_rows(template: Row, plan: Plan, spec: dict[str, Any]) -> list[Row]:
+    """One row per ``NIQUESTS_CHUNKS`` entry (none if niquests is missing)."""
+    if not niquests_available():
+        return []
+    rows = []
+    for how, chunk in NIQUESTS_CHUNKS.items():
+        setup = f"{template.setup}, {how}" if template.setup else how
+        row = Row(template.scenario, "niquests", setup, template.unit, group=template.group)
+        rows.append(child_row(row, plan.repeat, {**spec, "client": "niquests", "chunk": chunk}))
+    return rows
+
+
+def upload_clients() -> tuple[str, ...]:
+    return ("h2any", "httpx", "niquests") if niquests_available() else ("h2any", "httpx")
 
 
 def scenario_parallel(server: core.Server, plan: Plan) -> list[Row]:
@@ -509,6 +694,8 @@ def scenario_parallel(server: core.Server, plan: Plan) -> list[Row]:
         for client in ("h2any", "httpx"):
             row = Row("parallel", client, setup, "MB/s", group=str(streams))
             rows.append(child_row(row, plan.repeat, {**spec, "client": client}))
+        row = Row("parallel", "niquests", setup, "MB/s", group=str(streams))
+        rows += niquests_download_rows(row, plan, spec)
         command = [
             "h2load",
             "-n",
@@ -534,8 +721,12 @@ def scenario_upload(
         with path.open("wb") as file:  # sparse: no disk space, reads return zeros
             file.truncate(sizes.upload_file)
         windows = "nghttpd -w 24 -W 24 (16 MiB windows)"
-        for client in ("h2any", "httpx"):
-            how = "open(path, 'rb')" if client == "h2any" else "64 KiB reads (async iterator)"
+        for client in upload_clients():
+            how = {
+                "h2any": "open(path, 'rb')",
+                "httpx": "64 KiB reads (async iterator)",
+                "niquests": "data=open(path, 'rb')",
+            }[client]
             row = Row(
                 "upload",
                 client,
@@ -573,7 +764,7 @@ def scenario_upload(
         rows.append(h2load_row(row, plan.repeat, command, 1, sizes.upload_file / 1e6))
         with path.open("r+b") as file:
             file.truncate(sizes.upload_small_window)
-        for client in ("h2any", "httpx"):
+        for client in upload_clients():
             row = Row(
                 "upload",
                 client,
@@ -589,7 +780,7 @@ def scenario_upload(
                 "size": sizes.upload_small_window,
             }
             rows.append(child_row(row, plan.repeat, spec))
-    for client in ("h2any", "httpx"):
+    for client in upload_clients():
         row = Row(
             "upload",
             client,
@@ -855,6 +1046,14 @@ def floor_table(rows: list[Row]) -> str:
 # ---------------------------------------------------------------------------- report
 
 
+def niquests_note() -> str:
+    """niquests' HTTP/2 stack, for the environment list."""
+    if not niquests_available():
+        return "- niquests: not installed (`pip install niquests`): its rows are skipped"
+    versions = ", ".join(f"{p} {core._version(p)}" for p in ("niquests", "urllib3-future", "jh2"))
+    return f"- niquests' stack: {versions}"
+
+
 def report(
     rows: list[Row],
     env: list[str],
@@ -869,6 +1068,7 @@ def report(
         "## More scenarios: window managers, upload, fan-out, parallel bulk, the h2 floor",
         "",
         *env,
+        niquests_note(),
         f"- upload server: the same nghttpd with `{' '.join(UPLOAD_SERVER_ARGS)}` (16 MiB "
         "stream and connection receive windows), except the rows marked *nghttpd defaults*",
         f"- load average (1/5/15 min) at the end: {load_end}",
@@ -890,26 +1090,45 @@ def report(
         "same process. MB/s = 10^6 bytes/s.",
         "",
     ]
+    if niquests_available() and (by["windows"] or by["upload"] or by["parallel"]):
+        parts += [
+            "niquests, issue 9's reference for bulk transfers, joins the `windows`, `upload` and "
+            "`parallel` scenarios: `AsyncSession(disable_http1=True, disable_http3=True, "
+            "pool_connections=1, pool_maxsize=1, retries=0)` on asyncio, h2c with prior "
+            "knowledge to the same nghttpd, one untimed GET to connect first (as for httpx). "
+            "Each response is checked for status 200 and `http_version` 20 (HTTP/2), and an "
+            "audit hook on `socket.connect` proves the session opened exactly one TCP "
+            "connection. Downloads stream with `stream=True` and `iter_content(n)`, once with "
+            "its default `n` = -1 (each DATA frame as received, like the other clients' "
+            "iterators) and once with 1 MiB reads (faster for niquests); the *ratio to "
+            "niquests* column divides by the faster of its rows of the same kind.",
+            "",
+        ]
     if by["windows"]:
         parts += [
             f"### windows: one {_mib(sizes.window_download)} download per window manager (issue 5)",
             "",
             table(by["windows"], with_memory=True),
             "",
+            targets_note(by["windows"], "windows"),
+            "",
         ]
     if by["upload"]:
         parts += [
             "### upload: POST a file, drained by nghttpd (issue 4)",
             "",
-            "The file is sparse (reads cost no disk I/O). h2any gets `body=open(path, 'rb')`; "
-            "httpx's `AsyncClient` refuses sync files, so it gets an async generator of "
-            "64 KiB reads of the same file (httpx's own piece size for files). Both send "
-            "`content-length`. The `bytes` rows allocate the body before the measurement "
+            "The file is sparse (reads cost no disk I/O). h2any gets `body=open(path, 'rb')` "
+            "and niquests `data=open(path, 'rb')`; httpx's `AsyncClient` refuses sync files, "
+            "so it gets an async generator of 64 KiB reads of the same file (httpx's own "
+            "piece size for files). All send `content-length`. The `bytes` rows allocate the "
+            "body before the measurement "
             f"starts, so the growth excludes the {_mib(sizes.upload_bytes)} payload itself; "
             "httpx's `bytes` row is one run (it is quadratic). Ratios compare rows of the "
             "same kind.",
             "",
             table(by["upload"], with_memory=True),
+            "",
+            targets_note(by["upload"], "upload"),
             "",
         ]
     if by["fanout"]:
@@ -933,6 +1152,8 @@ def report(
             "Aggregate MB/s over one connection, default windows for every client.",
             "",
             table(by["parallel"], with_memory=True),
+            "",
+            targets_note(by["parallel"], "parallel"),
             "",
         ]
     if by["floor"]:
@@ -988,7 +1209,7 @@ def main(argv: list[str] | None = None) -> int:
         with core.nghttpd(files=files) as server, core.nghttpd(UPLOAD_SERVER_ARGS, {}) as big:
             print(f"{server.version} on {server.origin}, and {big.origin} for uploads")
             env = core.environment(server)
-            for line in env:
+            for line in [*env, niquests_note()]:
                 print(line)
             for scenario in plan.scenarios:
                 if scenario == "windows":
