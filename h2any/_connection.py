@@ -80,11 +80,10 @@ from ._flow import MAX_WINDOW_SIZE, BaseFlowControlManager, FlowControlManager
 from ._headers import Headers, HeaderTypes, malformed_response_fields
 from ._proxy import ProxyConfig, open_tunnel
 from ._push import PushedStream, PushIterator, PushPolicy
+from ._response import Response
 
 if TYPE_CHECKING:
     from h2 import events as ev
-
-    from ._response import Response
 
 __all__ = ("Connection", "connect")
 
@@ -123,6 +122,8 @@ _BAD_PATH = re.compile(rb"[\x00-\x20\x7f]")
 _CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
+# Methods already checked, as sent (a bounded cache: the same few recur).
+_GOOD_METHODS: dict[str, bytes] = {}
 _SENSITIVE = frozenset({b"authorization", b"proxy-authorization"})
 _USER_AGENT = f"h2any/{__version__}".encode()
 _ACCEPT_ENCODING = accept_encoding()
@@ -572,8 +573,6 @@ class Connection:
         except BaseException:
             self._abandon(stream)
             raise
-        from ._response import Response
-
         return Response(self, stream, status, response_headers)
 
     @asynccontextmanager
@@ -689,9 +688,13 @@ class Connection:
         body: PreparedBody,
         timeout: TimeoutTypes | None,
     ) -> _Stream:
-        method_bytes = method.encode("ascii", "replace")
-        if not _TOKEN.match(method_bytes.lower()):
-            raise InvalidRequest(f"invalid method {method!r}")
+        method_bytes = _GOOD_METHODS.get(method)
+        if method_bytes is None:
+            method_bytes = method.encode("ascii", "replace")
+            if not _TOKEN.match(method_bytes.lower()):
+                raise InvalidRequest(f"invalid method {method!r}")
+            if len(_GOOD_METHODS) < 64:
+                _GOOD_METHODS[method] = method_bytes
         path = self._path_of(url)
         payload = body.payload
         streaming = body.source is not None
