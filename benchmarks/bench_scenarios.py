@@ -532,6 +532,10 @@ def _num(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
 
 
+def _ratio(value: float) -> str:
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.2g}x"
+
+
 def table(rows: list[Row], with_memory: bool, with_errors: bool = False) -> str:
     header = ["client", "setup", f"{rows[0].unit} (median)", "min - max"]
     align = "llrr"
@@ -564,10 +568,10 @@ def table(rows: list[Row], with_memory: bool, with_errors: bool = False) -> str:
             kinds = ", ".join(f"{n:,} {kind}" for kind, n in r.error_kinds.most_common())
             errors = f"{sum(r.errors):,}" if r.errors else "n/a"
             line.append(f"{errors} ({kinds})" if kinds else errors)
-        line.append(f"{median / reference:.2f}x" if reference else "n/a")
+        line.append(_ratio(median / reference) if reference else "n/a")
         if with_niquests:
             best = best_niquests(rows, r.group)
-            line.append(f"{median / best:.2f}x" if best else "n/a")
+            line.append(_ratio(median / best) if best else "n/a")
         body.append(line)
     return core.markdown_table(header, body, align)
 
