@@ -23,8 +23,9 @@ class Client(LoopHosted):
     """A thread-safe, blocking client for many origins: :class:`h2any.Client` in a loop thread.
 
     Takes the same arguments as :class:`h2any.Client`, plus ``backend`` (``"asyncio"`` or
-    ``"trio"``) and ``backend_options``. Any number of threads may share it; requests to one
-    origin share one HTTP/2 connection. Close it (or use ``with``); an unclosed client warns.
+    ``"trio"``) and ``backend_options`` (as :class:`h2any.sync.Connection`). Any number of
+    threads may share it; requests to one origin share one HTTP/2 connection. Close it (or
+    use ``with``); an unclosed client warns.
     """
 
     def __init__(

@@ -149,9 +149,10 @@ class Connection(LoopHosted):
     """A thread-safe, blocking HTTP/2 connection: the async core, run in its own loop thread.
 
     Takes the same arguments as :class:`h2any.Connection`, plus ``backend``
-    (``"asyncio"`` or ``"trio"``) and ``backend_options`` for the loop thread. Use it as a
-    context manager, or call :meth:`close`; a facade that is never closed warns
-    (``ResourceWarning``).
+    (``"asyncio"`` or ``"trio"``) and ``backend_options`` for the loop thread (passed to
+    ``anyio.run``; by default asyncio runs on uvloop when it is installed, ``{}`` turns
+    that off). Use it as a context manager, or call :meth:`close`; a facade that is never
+    closed warns (``ResourceWarning``).
 
     Raises the same errors as the async API. Calling it from inside a running event loop
     raises ``RuntimeError`` instead of freezing that loop.

@@ -8,6 +8,7 @@ to the loop and wait for the result; nothing here knows HTTP/2.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 import threading
 import warnings
@@ -21,6 +22,15 @@ import anyio.abc
 __all__ = ("LoopHosted", "LoopThread", "check_not_in_event_loop")
 
 T = TypeVar("T")
+
+
+def default_backend_options(backend: str) -> dict[str, Any]:
+    """What the loop thread runs on when ``backend_options`` is not given: uvloop, when it
+    is installed and the backend is asyncio (the loop thread is the facade's bottleneck, and
+    uvloop's loop is cheaper to run and to wake); else the backend's own loop."""
+    if backend == "asyncio" and importlib.util.find_spec("uvloop") is not None:
+        return {"use_uvloop": True}
+    return {}
 
 
 def _running_event_loop() -> str | None:
@@ -123,7 +133,10 @@ class LoopThread:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._thread = threading.Thread(
             target=self._main,
-            args=(backend, backend_options or {}),
+            args=(
+                backend,
+                default_backend_options(backend) if backend_options is None else backend_options,
+            ),
             name=f"h2any-{backend}-loop",
             # A facade that is never closed must not keep the interpreter from exiting.
             daemon=True,
