@@ -3,106 +3,62 @@
 Usage::
 
     python benchmarks/bench_threads.py [--quick] [--requests N] [--threads N] [--repeat N]
-        [--backend asyncio|trio] [--client h2any|hyper-shim|httpx ...]
+        [--backend asyncio|uvloop|trio] [--client h2any|hyper-shim|httpx ...]
 
-Starts its own nghttpd (h2c, default settings) on a free loopback port and stops it at the
-end. ``--threads`` (8) threads share ONE client and together make ``--requests`` (20,000)
-GETs of a 1-byte file, each thread one request at a time. Clients:
+Starts its own nghttpd (h2c, default settings; ``bench_core.nghttpd``) on a free loopback
+port and stops it at the end. ``--threads`` (8) threads share ONE client and together make
+``--requests`` (20,000) GETs of a 1-byte file, each thread one request at a time. Clients:
 
 * ``h2any``: one ``h2any.sync.Connection`` (``conn.request(...).read()``);
 * ``hyper-shim``: one ``h2any.sync.HTTP20Connection`` (``request`` -> ``getresponse`` ->
   ``read``), the same connection under hyper's API;
 * ``httpx``: one ``httpx.Client(http1=False, http2=True)`` limited to one connection.
 
-Each repetition uses a fresh client whose connection is opened outside the timed part;
-the median of ``--repeat`` (3) timed repetitions is reported, after one untimed warm-up.
+h2any's loop thread runs the facade's default unless ``--backend`` says otherwise: asyncio
+on uvloop when uvloop is installed (``--backend asyncio`` forces plain asyncio).
+
+The repetitions are interleaved -- repetition 1 of every client, then repetition 2, ... --
+so that a noisy machine hits all clients alike; each ratio to httpx is taken between runs
+of the same repetition, and the median of those ratios is reported, with the median rate
+and process CPU time per request of each client. Each repetition uses a fresh client whose
+connection is opened outside the timed part, after one untimed warm-up per client.
+
 Every response is checked (status, body, HTTP/2; for httpx also that the pool held one
-connection), so a broken client cannot look fast.
+connection), so a broken client cannot look fast. A repetition that fails (httpx's
+thread-shared HTTP/2 connection sometimes stalls until its timeout, or raises
+``StreamIDTooLowError``) is reported, not timed, and run again, up to ``--retries`` times.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
-import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
+import bench_core
 import httpx
 
 import h2any
 import h2any.sync
+from h2any.sync._portal import default_backend_options
 
-SMALL_FILE = "1b"
-SMALL_BODY = b"a"
+SMALL_FILE = bench_core.SMALL_FILE
+SMALL_BODY = bench_core.SMALL_BODY
 CLIENTS = ("h2any", "hyper-shim", "httpx")
+# Per-step timeout of every client: a stalled run fails fast instead of hanging.
+TIMEOUT = 10.0
 
 
 class BenchmarkError(Exception):
     """A response failed validation: the result must not be reported."""
-
-
-# ---------------------------------------------------------------------------- the server
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-@contextlib.contextmanager
-def nghttpd() -> Iterator[int]:
-    """Run nghttpd (h2c, defaults) on a free loopback port; yield the port."""
-    binary = shutil.which("nghttpd")
-    if binary is None:
-        raise SystemExit("nghttpd is missing: apt-get install nghttp2-server")
-    with tempfile.TemporaryDirectory(prefix="h2any-bench-threads-") as tmp:
-        (Path(tmp) / SMALL_FILE).write_bytes(SMALL_BODY)
-        for _attempt in range(5):
-            port = _free_port()
-            proc = subprocess.Popen(
-                [binary, "--no-tls", "-a", "127.0.0.1", "-d", tmp, str(port)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                if _listening(proc, port):
-                    yield port
-                    return
-            finally:
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=5)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-        raise SystemExit("could not start nghttpd on a free port")
 
 
 # ---------------------------------------------------------------------------- clients
@@ -135,8 +91,27 @@ def _run_threads(threads: int, count: int, one: Callable[[], None]) -> float:
     return elapsed
 
 
-def h2any_run(origin: str, threads: int, count: int, backend: str) -> float:
-    with h2any.sync.Connection(origin, backend=backend, timeout=60) as conn:
+def loop_options(backend: str | None) -> tuple[str, dict[str, Any] | None]:
+    """(``backend``, ``backend_options``) for h2any.sync, from ``--backend``."""
+    if backend is None:
+        return "asyncio", None  # the facade's default
+    if backend == "uvloop":
+        return "asyncio", {"use_uvloop": True}
+    return backend, {}
+
+
+def loop_description(backend: str | None) -> str:
+    name, options = loop_options(backend)
+    if options is None:
+        options = default_backend_options(name)
+    return "asyncio on uvloop" if options.get("use_uvloop") else name
+
+
+def h2any_run(origin: str, threads: int, count: int, backend: str | None) -> float:
+    name, options = loop_options(backend)
+    with h2any.sync.Connection(
+        origin, backend=name, backend_options=options, timeout=TIMEOUT
+    ) as conn:
         conn.request("GET", "/" + SMALL_FILE).read()  # connected, outside the timed part
 
         def one() -> None:
@@ -145,12 +120,15 @@ def h2any_run(origin: str, threads: int, count: int, backend: str) -> float:
             if response.status != 200 or body != SMALL_BODY:
                 raise BenchmarkError(f"h2any: status {response.status}, body {body!r}")
 
-        return count / _run_threads(threads, count, one)
+        return _run_threads(threads, count, one)
 
 
-def shim_run(origin: str, threads: int, count: int, backend: str) -> float:
+def shim_run(origin: str, threads: int, count: int, backend: str | None) -> float:
+    name, options = loop_options(backend)
     host = origin.split("://", 1)[1]
-    with h2any.sync.HTTP20Connection(host, secure=False, backend=backend, timeout=60) as conn:
+    with h2any.sync.HTTP20Connection(
+        host, secure=False, backend=name, backend_options=options, timeout=TIMEOUT
+    ) as conn:
         conn.getresponse(conn.request("GET", "/" + SMALL_FILE)).read()
 
         def one() -> None:
@@ -159,16 +137,16 @@ def shim_run(origin: str, threads: int, count: int, backend: str) -> float:
             if response.status != 200 or body != SMALL_BODY:
                 raise BenchmarkError(f"hyper-shim: status {response.status}, body {body!r}")
 
-        return count / _run_threads(threads, count, one)
+        return _run_threads(threads, count, one)
 
 
-def httpx_run(origin: str, threads: int, count: int, backend: str) -> float:
+def httpx_run(origin: str, threads: int, count: int, backend: str | None) -> float:
     url = origin + "/" + SMALL_FILE
     with httpx.Client(
         http1=False,
         http2=True,
         limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        timeout=httpx.Timeout(60.0),
+        timeout=httpx.Timeout(TIMEOUT),
     ) as client:
         first = client.get(url)
         if first.status_code != 200 or first.http_version != "HTTP/2":
@@ -186,16 +164,16 @@ def httpx_run(origin: str, threads: int, count: int, backend: str) -> float:
                     f"body {response.content!r}"
                 )
 
-        rate = count / _run_threads(threads, count, one)
+        elapsed = _run_threads(threads, count, one)
         # httpx exposes no connection count: look at httpcore's pool (read-only).
         pool = getattr(client._transport, "_pool", None)
         infos = [c.info() for c in getattr(pool, "connections", [])]
         if len(infos) != 1 or "HTTP/2" not in infos[0]:
             raise BenchmarkError(f"httpx: expected one HTTP/2 connection, got {infos}")
-        return rate
+        return elapsed
 
 
-RUNNERS: dict[str, Callable[[str, int, int, str], float]] = {
+RUNNERS: dict[str, Callable[[str, int, int, str | None], float]] = {
     "h2any": h2any_run,
     "hyper-shim": shim_run,
     "httpx": httpx_run,
@@ -211,7 +189,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=None, help="total GETs (20,000)")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument("--retries", type=int, default=3, help="reruns of a failed repetition")
+    parser.add_argument(
+        "--backend",
+        choices=("asyncio", "uvloop", "trio"),
+        default=None,
+        help="h2any's loop thread (default: the facade's, uvloop when installed)",
+    )
     parser.add_argument("--client", action="append", choices=CLIENTS, dest="clients")
     args = parser.parse_args(argv)
     if args.requests is None:
@@ -220,38 +204,95 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+class Runs:
+    """The timed repetitions of one client: rate and process CPU per request of each."""
+
+    def __init__(self) -> None:
+        self.rates: list[float | None] = []
+        self.cpu: list[float] = []
+        self.failures: list[str] = []
+
+    def measure(self, run: Callable[[], float], count: int, retries: int) -> None:
+        for _attempt in range(retries + 1):
+            cpu_before = time.process_time()
+            try:
+                elapsed = run()
+            except Exception as exc:  # reported, not timed; the repetition runs again
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            self.cpu.append((time.process_time() - cpu_before) / count)
+            self.rates.append(count / elapsed)
+            return
+        self.rates.append(None)
+
+    @property
+    def timed(self) -> list[float]:
+        return [rate for rate in self.rates if rate is not None]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(
         f"{args.threads} threads sharing one client, {args.requests:,} GETs of 1 byte, "
-        f"nghttpd h2c; median of {args.repeat}; h2any loop thread: {args.backend}"
+        f"nghttpd h2c; {args.repeat} interleaved repetitions; "
+        f"h2any loop thread: {loop_description(args.backend)}"
     )
     print(
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, h2any {h2any.__version__}, "
-        f"httpx {httpx.__version__}"
+        f"httpx {httpx.__version__}; load average at the start: {bench_core.load_average()}"
     )
-    medians: dict[str, float] = {}
-    with nghttpd() as port:
-        origin = f"http://127.0.0.1:{port}"
+    runs = {client: Runs() for client in args.clients}
+    with bench_core.nghttpd(files={}) as server:
+        origin = server.origin
+        warm = min(args.requests, 1_000)
+        timed = []
         for client in args.clients:
-            run = RUNNERS[client]
-            try:
-                run(origin, args.threads, min(args.requests, 1_000), args.backend)  # warm-up
-                rates = [
-                    run(origin, args.threads, args.requests, args.backend)
-                    for _ in range(args.repeat)
-                ]
-            except Exception as exc:  # a failed client is reported, not timed
-                print(f"  {client:<11} FAILED: {type(exc).__name__}: {exc}")
+            warm_up = Runs()
+            warm_up.measure(
+                partial(RUNNERS[client], origin, args.threads, warm, args.backend),
+                warm,
+                args.retries,
+            )
+            runs[client].failures += warm_up.failures
+            if warm_up.timed:
+                timed.append(client)
+        for repetition in range(args.repeat):
+            # Rotate the order too, so that no client always runs first (or last).
+            shift = repetition % max(len(timed), 1)
+            for client in timed[shift:] + timed[:shift]:
+                runs[client].measure(
+                    partial(RUNNERS[client], origin, args.threads, args.requests, args.backend),
+                    args.requests,
+                    args.retries,
+                )
+    for client, result in runs.items():
+        for failure in dict.fromkeys(result.failures):
+            print(f"  {client:<11} a run FAILED ({result.failures.count(failure)}x): {failure}")
+        if not result.timed:
+            print(f"  {client:<11} FAILED: no timed run")
+            continue
+        shown = ", ".join("failed" if rate is None else f"{rate:,.0f}" for rate in result.rates)
+        print(
+            f"  {client:<11} {statistics.median(result.timed):>9,.0f} req/s   "
+            f"{statistics.median(result.cpu) * 1e6:>5,.0f} us CPU/req   (runs: {shown})"
+        )
+    reference = runs.get("httpx")
+    if reference is not None and reference.timed:
+        for client, result in runs.items():
+            if client == "httpx" or not result.timed:
                 continue
-            medians[client] = statistics.median(rates)
-            shown = ", ".join(f"{rate:,.0f}" for rate in rates)
-            print(f"  {client:<11} {medians[client]:>9,.0f} req/s   (runs: {shown})")
-    if "httpx" in medians:
-        for client in medians:
-            if client != "httpx":
-                print(f"  {client} / httpx: {medians[client] / medians['httpx']:.2f}x")
+            ratios = [
+                mine / theirs
+                for mine, theirs in zip(result.rates, reference.rates, strict=True)
+                if mine is not None and theirs is not None
+            ]
+            if ratios:
+                shown = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+                print(
+                    f"  {client} / httpx: {statistics.median(ratios):.2f}x "
+                    f"(median of same-repetition ratios: {shown})"
+                )
     return 0
 
 
