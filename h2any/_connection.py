@@ -1101,8 +1101,11 @@ class Connection:
 
     def _set_deadline(self, stream: _Stream, deadline: float) -> None:
         stream.deadline = deadline
-        if deadline < self._watchdog_due and self._watchdog_event is not None:
-            self._watchdog_event.set()  # earlier than the watchdog's alarm: re-arm it
+        if deadline < self._watchdog_due:
+            # Earlier than the watchdog's alarm: re-arm it (once; later ones need not).
+            self._watchdog_due = deadline
+            if self._watchdog_event is not None:
+                self._watchdog_event.set()
 
     async def _watchdog(self) -> None:
         """Wake the waiters whose deadline has passed; they raise their timeout themselves.
@@ -1123,6 +1126,11 @@ class Connection:
                     stream.wake()
                 elif deadline < due:
                     due = deadline
+            if soon < self._watchdog_due < due:
+                # Keep an alarm already asked for, even if its waiter has left: waits come
+                # and go (one per request, one per piece of an upload), and each new one
+                # that ends after the alarm then needs no wake-up of the watchdog.
+                due = self._watchdog_due
             self._watchdog_due = due
             self._watchdog_event = event = anyio.Event()
             with anyio.CancelScope(deadline=due):
