@@ -34,20 +34,14 @@ def default_backend_options(backend: str) -> dict[str, Any]:
 
 
 def _running_event_loop() -> str | None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
+    # Runs before every blocking call: no exceptions raised and caught on the way.
+    if asyncio._get_running_loop() is not None:
         return "asyncio"
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            pass
-        else:
-            return "trio"
+    # A thread running trio has imported it completely; another thread may be importing
+    # it right now (starting a trio loop thread), with ``trio.lowlevel`` not there yet.
+    lowlevel = getattr(sys.modules.get("trio"), "lowlevel", None)
+    if lowlevel is not None and lowlevel.in_trio_run():
+        return "trio"
     return None
 
 
@@ -320,6 +314,19 @@ class LoopThread:
         """
         call = _Call(function, args)
         self._schedule(call)
+        return self.wait(call)  # type: ignore[no-any-return]
+
+    def submit(self, function: Callable[..., Awaitable[Any]], *args: Any) -> _Call:
+        """Queue ``await function(*args)`` for the loop and return at once; :meth:`wait`
+        gives the result. Calls start in the order they were submitted (on asyncio their
+        first steps also run in that order; trio shuffles the tasks it runs)."""
+        call = _Call(function, args)
+        self._schedule(call)
+        return call
+
+    def wait(self, call: _Call) -> Any:
+        """The result of a :meth:`submit`-ted call, once it is done (or raise its error);
+        an interrupted wait cancels the call, as in :meth:`call`."""
         try:
             call.done.acquire()
         except BaseException:
@@ -332,7 +339,7 @@ class LoopThread:
             raise
         if call.error is not None:
             raise call.error
-        return call.result  # type: ignore[no-any-return]
+        return call.result
 
     def start(self, function: Callable[..., Awaitable[Any]]) -> None:
         """Start ``function(task_status=...)`` as a long-lived task in the loop's task group;
