@@ -65,8 +65,8 @@ class Response:
         Honours the read timeout between chunks; same errors as :meth:`h2any.Response.read`.
         """
         if self._response._content is not None:
-            # Already read (a small body comes back with the headers, see
-            # _with_complete_body): what read() would return is kept, no trip to the loop.
+            # Already read (a small body comes back with its headers, see
+            # _take_complete_body): what read() would return is kept, no trip to the loop.
             return self._response._cached(decode_content)
         check_not_in_event_loop("Response.read()")
         return self._loop.call(
@@ -75,6 +75,12 @@ class Response:
 
     def iter_bytes(self, *, decode_content: bool = True) -> Iterator[bytes]:
         """Yield the body in chunks as they arrive, decoded unless ``decode_content=False``."""
+        if self._response._content is not None:
+            # Already read: the body again, in one piece, as aiter_bytes() would replay it.
+            body = self._response._cached(decode_content)
+            if body:
+                yield body
+            return
         check_not_in_event_loop("Response.iter_bytes()")
         iterator = self._response.aiter_bytes(decode_content=decode_content)
         next_chunk = iterator.__anext__
@@ -87,8 +93,8 @@ class Response:
 
     def close(self) -> None:
         """Close the response; if its body was not read to the end, reset the stream."""
-        if self._loop.in_loop_thread:
-            return
+        if self._loop.in_loop_thread or self._response._content is not None:
+            return  # nothing to reset once the whole body has been read
         try:
             self._loop.call(self._response.aclose)
         except RuntimeError:
@@ -106,14 +112,20 @@ class Response:
         self.close()
 
 
-async def _with_complete_body(request: Callable[[], Awaitable[AsyncResponse]]) -> AsyncResponse:
-    """Send a request in the loop thread; if its whole body has already arrived with the
-    headers (a small response), take it too, saving the calling thread a second round trip
-    into the loop for ``read()``. Nothing waits for data that is not there yet."""
-    response = await request()
+async def _take_complete_body(response: AsyncResponse) -> AsyncResponse:
+    """In the loop thread, as a response's headers arrive: if its whole body has arrived
+    with them (a small response), read it now, which saves the calling thread a second
+    round trip into the loop for ``read()``. Nothing waits for data that is not there yet;
+    compressed bodies are left for ``read()`` to decode, and to fail there if corrupt."""
     if response._stream.remote_done and not response.headers._has_wire_name(b"content-encoding"):
         await response.read()
     return response
+
+
+async def _with_complete_body(request: Callable[[], Awaitable[AsyncResponse]]) -> AsyncResponse:
+    """Send a request in the loop thread; return its response with a small body already
+    read (:func:`_take_complete_body`)."""
+    return await _take_complete_body(await request())
 
 
 @final

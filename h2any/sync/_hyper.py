@@ -19,13 +19,17 @@ Theory of operation
   (which may wait for a free slot), and reports none earlier. The shim therefore numbers
   requests itself, ``1, 3, 5, ...`` per connection, in the order ``request()`` /
   ``putrequest()`` are called, and submits ``request()`` calls to the core in exactly that
-  order (a lock, plus ``task_group.start()``, so that the core has queued one request
-  before the next is submitted). The core opens streams first come, first served, so the
-  id returned is the stream id on the wire -- except after a request gave up waiting for a
-  stream slot (``PoolTimeout``), or when requests begun with ``putrequest()`` are sent
-  (``endheaders()``) in another order than they were begun. The wire id is always
-  ``HTTP20Response.stream_id``. An exact id would need a small hook from the core (see
-  ``_Runner``).
+  order: a lock covers numbering and submission, and ``task_group.start()`` returns once
+  the core has queued the request. On asyncio the loop starts submitted calls in the order
+  they were submitted, so the lock is released at once and threads wait for their
+  submissions concurrently; trio starts new tasks in shuffled order, so there each
+  submission completes before the next begins. The core opens streams first come, first
+  served, so the id returned is the stream id on the wire -- except after a request gave
+  up waiting for a stream slot (``PoolTimeout``), when requests begun with ``putrequest()``
+  are sent (``endheaders()``) in another order than they were begun, or, on asyncio, when
+  a request refused at once (``InvalidRequest``) had a later request of another thread
+  submitted behind it. The wire id is always ``HTTP20Response.stream_id``. An exact id
+  would need a small hook from the core (see ``_Runner``).
 * **Thread safety.** Any number of threads may share one shim: the facade is thread-safe;
   the shim's own state (open connection, requests not yet collected) is under a lock.
   ``getresponse()`` / ``getpushes()`` / ``putheader()`` without a stream id mean the calling
@@ -40,7 +44,6 @@ import http
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, final
 
@@ -54,9 +57,9 @@ from .._exceptions import ConnectionClosed, InvalidRequest
 from .._flow import BaseFlowControlManager
 from .._headers import Headers
 from .._response import Response as AsyncResponse
-from ._connection import Connection, PushedStream
+from ._connection import Connection, PushedStream, _take_complete_body
 from ._connection import Response as SyncResponse
-from ._portal import LoopThread, check_not_in_event_loop
+from ._portal import LoopThread, _Call, check_not_in_event_loop
 
 __all__ = ("HTTP20Connection", "HTTP20Push", "HTTP20Response", "HTTPHeaderMap")
 
@@ -260,8 +263,12 @@ class HTTP20Response:
         check_not_in_event_loop("HTTP20Response.read()")
         if amt is None:
             if self._decode is None and not self._eof:
-                # Nothing read yet: one call into the loop for the whole body.
+                # Nothing read yet: the whole body at once -- already here if it came with
+                # the headers, else in one call into the loop.
                 self._decode = decode_content
+                if self._async._content is not None:
+                    self._eof = True
+                    return self._async._cached(decode_content)
                 body: bytes = self._loop.call(
                     functools.partial(self._async.read, decode_content=decode_content)
                 )
@@ -372,6 +379,47 @@ class HTTP20Push:
 # ---------------------------------------------------------------------------- connection
 
 
+class _Outcome:
+    """A request's result, set once by the loop thread: a lighter
+    ``concurrent.futures.Future`` (a plain lock to wait on, no ``Condition``)."""
+
+    __slots__ = ("_done", "_error", "_ready", "_result")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._result: AsyncResponse | None = None
+        self._error: BaseException | None = None
+        self._ready = threading.Lock()
+        self._ready.acquire()  # released once the outcome is set
+
+    def set_result(self, result: AsyncResponse) -> None:
+        self._result = result
+        self._done = True
+        self._ready.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._done = True
+        self._ready.release()
+
+    def done(self) -> bool:
+        return self._done
+
+    def exception(self) -> BaseException | None:
+        """The error, once done (``None`` if it succeeded or is not done yet)."""
+        return self._error
+
+    def result(self) -> AsyncResponse:
+        """Wait until the outcome is set; return the result or raise the error."""
+        if not self._done:
+            with self._ready:  # released again at once, for any other waiting thread
+                pass
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
 class _Pending:
     """One request sent with ``request()``: its result arrives from the loop thread."""
 
@@ -379,7 +427,7 @@ class _Pending:
 
     def __init__(self, stream_id: int) -> None:
         self.stream_id = stream_id
-        self.future: Future[AsyncResponse] = Future()
+        self.future = _Outcome()
         self.response: HTTP20Response | None = None  # set by getresponse()/getpushes()
 
 
@@ -448,7 +496,7 @@ class _Runner:
         # the stream for the connection task) runs before submit() resumes.
         task_status.started()
         try:
-            response = await call
+            response = await _take_complete_body(await call)
         except Exception as exc:
             pending.future.set_exception(exc)
         except BaseException:  # cancelled: the facade is closing its loop
@@ -627,6 +675,11 @@ class HTTP20Connection:
     ) -> int:
         method, url, headers = _prepare(method, url, fields)
         connection, runner = self._open()
+        loop = connection._loop
+        # On asyncio, calls submitted to the loop start in submission order, so the lock
+        # need only cover the submission: threads wait for their requests concurrently.
+        # trio runs new tasks in shuffled order: there, one submission at a time.
+        ordered = loop.backend == "asyncio"
         with self._send_lock:
             allocated = stream_id is None
             with self._lock:
@@ -634,22 +687,32 @@ class HTTP20Connection:
                     stream_id = self._next_stream_id
                     self._next_stream_id += 2
                 pending = _Pending(stream_id)
-            try:
-                connection._loop.call(
-                    runner.submit, pending, method, url, {"headers": headers, "body": body}
-                )
-            except BaseException:
-                with self._lock:
-                    # Refused before reaching the wire: the id was not used there either.
-                    if allocated and self._next_stream_id == stream_id + 2:
-                        self._next_stream_id = stream_id
-                raise
-            with self._lock:
-                self._pending[stream_id] = pending
+            submitted = loop.submit(
+                runner.submit, pending, method, url, {"headers": headers, "body": body}
+            )
+            if not ordered:
+                self._wait_submitted(loop, submitted, stream_id, allocated)
+        if ordered:
+            self._wait_submitted(loop, submitted, stream_id, allocated)
+        with self._lock:
+            self._pending[stream_id] = pending
         state = self._threads
         state.outstanding.append(stream_id)
         state.latest = stream_id
         return stream_id
+
+    def _wait_submitted(
+        self, loop: LoopThread, submitted: _Call, stream_id: int, allocated: bool
+    ) -> None:
+        try:
+            loop.wait(submitted)
+        except BaseException:
+            with self._lock:
+                # Refused before reaching the wire: the id was not used there either
+                # (unless a later request took the next one meanwhile).
+                if allocated and self._next_stream_id == stream_id + 2:
+                    self._next_stream_id = stream_id
+            raise
 
     def getresponse(self, stream_id: int | None = None) -> HTTP20Response:
         """Wait for the response to request ``stream_id`` and return it.
