@@ -18,8 +18,11 @@ from typing import Any
 
 __all__ = ("caching_coders",)
 
-# Header blocks remembered per table state: a connection's distinct recurring blocks.
+# Header blocks remembered per table state: a connection's distinct recurring blocks, each
+# at most BLOCK_SIZE bytes encoded (so a cache holds at most 256 KiB of blocks, plus the
+# decoded fields, which mostly share their bytes with the dynamic table).
 CACHE_SIZE = 64
+BLOCK_SIZE = 4096
 
 
 def caching_coders(hpack_module: Any) -> tuple[type[Any], type[Any]]:
@@ -69,7 +72,11 @@ def caching_coders(hpack_module: Any) -> tuple[type[Any], type[Any]]:
             block = cache.get(key)
             if block is None:
                 block = super().encode(fields, huffman)
-                if table.generation == generation and len(cache) < CACHE_SIZE:
+                if (
+                    table.generation == generation
+                    and len(cache) < CACHE_SIZE
+                    and len(block) <= BLOCK_SIZE
+                ):
                     cache[key] = block
             return block
 
@@ -97,7 +104,7 @@ def caching_coders(hpack_module: Any) -> tuple[type[Any], type[Any]]:
             if cached is not None:
                 return list(cached)
             headers = super().decode(data, raw)
-            if table.generation == state[0] and len(cache) < CACHE_SIZE:
+            if table.generation == state[0] and len(cache) < CACHE_SIZE and len(key) <= BLOCK_SIZE:
                 cache[key] = tuple(headers)
             return headers
 

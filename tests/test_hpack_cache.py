@@ -109,3 +109,13 @@ def test_never_indexed_fields_are_not_confused_with_equal_plain_ones() -> None:
     stock = hpack.Encoder()
     stock.encode([hpack.NeverIndexedHeaderTuple(b"x-token", b"secret")])
     assert plain == stock.encode([(b"x-token", b"secret")])
+
+
+def test_large_blocks_are_not_kept() -> None:
+    encoder, decoder = CachingEncoder(), CachingDecoder()
+    fields = [(b"x-big", b"v" * 5000)]  # too big for the default 4 KiB table: never indexed
+    block = encoder.encode(fields)
+    assert encoder.encode(fields) == block
+    assert decoder.decode(block, raw=True) == fields
+    assert not encoder._cache
+    assert not decoder._cache
