@@ -141,6 +141,7 @@ _WHITESPACE = (0x20, 0x09)
 # servers repeat the same blocks, and with HPACK's cache they arrive as the same objects.
 _GOOD_BLOCKS: tuple[set[tuple[tuple[bytes, bytes], ...]], ...] = (set(), set())
 _GOOD_BLOCKS_MAX = 256
+_GOOD_BLOCK_SIZE = 4096  # bytes of names and values: the sets hold at most 2 MiB
 
 
 def malformed_response_fields(fields: list[tuple[bytes, bytes]], *, trailers: bool) -> str | None:
@@ -151,7 +152,7 @@ def malformed_response_fields(fields: list[tuple[bytes, bytes]], *, trailers: bo
     if key in good_blocks:
         return None
     problem = _malformed(fields, trailers)
-    if problem is None:
+    if problem is None and sum(len(n) + len(v) for n, v in fields) <= _GOOD_BLOCK_SIZE:
         if len(good_blocks) >= _GOOD_BLOCKS_MAX:
             good_blocks.clear()
         good_blocks.add(key)
