@@ -60,18 +60,22 @@ def check_not_in_event_loop(what: str) -> None:
 class _Call:
     """One call from a thread into the loop: the result, and a lock released when done."""
 
-    __slots__ = ("args", "done", "error", "function", "interrupted", "result", "task")
+    __slots__ = ("args", "cancelled", "done", "error", "function", "result", "scope")
 
     def __init__(self, function: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         self.function = function
         self.args = args
         self.result: Any = None
         self.error: BaseException | None = None
-        self.interrupted = False  # the calling thread gave up (KeyboardInterrupt)
-        self.task: Any = None  # asyncio: the task running the call
+        self.cancelled: BaseException | None = None  # why the call was cancelled, if it was
+        self.scope: Any = None  # the cancel scope the call runs in, while it runs
         # A plain lock, held until the loop releases it: the cheapest cross-thread wake-up.
         self.done = threading.Lock()
         self.done.acquire()
+
+
+def _closed_during_the_call() -> RuntimeError:
+    return RuntimeError("the h2any.sync object was closed during the call")
 
 
 _STOP = object()
@@ -88,17 +92,24 @@ _STOP = object()
 #   way, wakes the loop (``call_soon_threadsafe`` / trio's ``run_sync_soon``): one wake-up
 #   per batch, however many threads queue calls meanwhile.
 # * That wake-up *is* the dispatch: the callback, in the loop thread, takes the whole batch
-#   and spawns one task per call -- a bare asyncio task (``loop.create_task``), or a trio
-#   task in a nursery of our own -- with no dispatcher task to wake in between. anyio's
-#   ``start_soon`` plus a ``CancelScope`` per call cost four times a bare task.
+#   and starts every call at once, with no dispatcher task to wake in between. On asyncio
+#   it hands each call to an idle *worker* task (resolving the future the worker waits on),
+#   or starts a new worker when none is idle; a worker runs call after call in one anyio
+#   cancel scope. A new task per call, and an anyio scope per call, each cost more than the
+#   rest of a call's hosting (anyio's ``start_soon`` several times more). On trio, whose
+#   tasks and scopes are cheap, each call is a task with a scope of its own, in a nursery
+#   of ours.
 # * The calling thread blocks on a plain lock that the task releases when the call is done:
 #   the cheapest wait and wake-up there is (no Event/Condition, which are Python code).
 #
-# Cancellation: if the calling thread is interrupted while it waits, it asks the loop to
-# cancel that call's task (asyncio ``Task.cancel``; trio: the call's own cancel scope). The
-# awaited coroutine sees an ordinary cancellation, so the core resets the stream. ``stop``
-# cancels every call still running, and fails those never started, before it ends the task
-# group of long-lived tasks (``start``): no task, and no waiting thread, outlives the loop.
+# Cancellation goes through the call's cancel scope, never through its task: an asyncio
+# ``Task.cancel()`` would break through the shielded scopes the core relies on (closing a
+# connection, or an upload's source). If the calling thread is interrupted while it waits,
+# it asks the loop to cancel that scope; the awaited coroutine sees an ordinary
+# cancellation, so the core resets the stream. A cancelled scope serves no further call
+# (its asyncio worker ends), and a call cancelled before it started never starts. ``stop``
+# cancels every call not finished and waits for them, before it ends the task group of
+# long-lived tasks (``start``): no task, and no waiting thread, outlives the loop.
 
 
 class LoopThread:
@@ -122,7 +133,8 @@ class LoopThread:
         self._running = False
         self._call_soon: Callable[..., object] | None = None
         self._spawn: Callable[[_Call], None] | None = None
-        self._running_calls: dict[_Call, None] = {}  # asyncio: calls whose task may run
+        self._running_calls: dict[_Call, None] = {}  # started, not finished
+        self._idle_workers: list[asyncio.Future[_Call | None]] = []  # asyncio
         self._stopping: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._thread = threading.Thread(
@@ -171,12 +183,20 @@ class LoopThread:
     async def _serve_asyncio(self) -> None:
         loop = asyncio.get_running_loop()
         create_task = loop.create_task
-        run_call = self._run_asyncio_call
         running = self._running_calls
+        idle = self._idle_workers
+        workers: set[asyncio.Task[None]] = set()
 
         def spawn(call: _Call) -> None:
             running[call] = None
-            call.task = create_task(run_call(call))
+            while idle:
+                waiter = idle.pop()
+                if not waiter.done():
+                    waiter.set_result(call)
+                    return
+            worker = create_task(self._asyncio_worker(call))
+            workers.add(worker)
+            worker.add_done_callback(workers.discard)
 
         self._spawn = spawn
         self._call_soon = loop.call_soon_threadsafe
@@ -186,30 +206,54 @@ class LoopThread:
             await self._stopping.wait()
         finally:
             with anyio.CancelScope(shield=True):
-                tasks = [call.task for call in running]
-                for task in tasks:
-                    task.cancel()
-                if tasks:
-                    await asyncio.wait(tasks)
-            # A task cancelled before its first step never ran its ``finally``.
-            for call in list(running):
-                self._fail(call, RuntimeError("the h2any.sync object was closed during the call"))
-            running.clear()
+                for call in list(running):
+                    self._cancel(call, _closed_during_the_call())
+                for waiter in idle:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                idle.clear()
+                if workers:
+                    await asyncio.wait(workers)
 
-    async def _run_asyncio_call(self, call: _Call) -> None:
+    async def _asyncio_worker(self, call: _Call) -> None:
+        """Run ``call``, then the calls handed to this worker while it waits idle, until
+        one of them is cancelled or the loop stops.
+
+        The calls share the worker's cancel scope: on asyncio, entering an anyio scope (and
+        a new task) costs more than the rest of a call's hosting, so a worker and its scope
+        serve call after call. A cancelled scope serves no further call: its worker ends.
+        """
+        assert self._stopping is not None
+        stopping = self._stopping
+        idle = self._idle_workers
+        create_future = asyncio.get_running_loop().create_future
+        current: _Call | None = call
         try:
-            call.result = await call.function(*call.args)
-        except asyncio.CancelledError:
-            call.error = (
-                KeyboardInterrupt()
-                if call.interrupted
-                else RuntimeError("the h2any.sync object was closed during the call")
-            )
-        except BaseException as exc:
-            call.error = exc
+            with anyio.CancelScope() as scope:
+                while current is not None:
+                    if current.cancelled is None:
+                        current.scope = scope
+                        try:
+                            current.result = await current.function(*current.args)
+                        except asyncio.CancelledError:
+                            raise  # the scope's own (see below) or the loop's
+                        except BaseException as exc:
+                            current.error = exc
+                        current.scope = None
+                    else:  # cancelled before it started
+                        current.error = current.cancelled
+                    self._finish(current)
+                    current = None
+                    if scope.cancel_called or stopping.is_set():
+                        return  # a cancellation the call swallowed: no more calls here
+                    waiter: asyncio.Future[_Call | None] = create_future()
+                    idle.append(waiter)
+                    current = await waiter
         finally:
-            del self._running_calls[call]
-            call.done.release()
+            if current is not None:  # cancelled while it ran (by its scope, or the loop's end)
+                current.scope = None
+                current.error = current.cancelled or _closed_during_the_call()
+                self._finish(current)
 
     async def _serve_trio(self) -> None:
         import trio
@@ -217,8 +261,10 @@ class LoopThread:
         async with trio.open_nursery() as nursery:
             start_soon = nursery.start_soon
             run_call = self._run_trio_call
+            running = self._running_calls
 
             def spawn(call: _Call) -> None:
+                running[call] = None
                 start_soon(run_call, call)
 
             self._spawn = spawn
@@ -226,26 +272,34 @@ class LoopThread:
             self._started()
             assert self._stopping is not None
             await self._stopping.wait()
+            for call in list(running):
+                self._cancel(call, _closed_during_the_call())
             nursery.cancel_scope.cancel()
 
     async def _run_trio_call(self, call: _Call) -> None:
         import trio
 
         try:
+            if call.cancelled is not None:  # before this task's first step
+                call.error = call.cancelled
+                return
             with trio.CancelScope() as scope:
-                call.task = scope
-                if call.interrupted:  # before this task's first step
-                    scope.cancel()
+                call.scope = scope
                 call.result = await call.function(*call.args)
             if scope.cancelled_caught:
-                call.error = KeyboardInterrupt()
-        except trio.Cancelled:
-            call.error = RuntimeError("the h2any.sync object was closed during the call")
+                call.error = call.cancelled or _closed_during_the_call()
+        except trio.Cancelled:  # the nursery: the loop is stopping
+            call.error = _closed_during_the_call()
             raise
         except BaseException as exc:
             call.error = exc
         finally:
-            call.done.release()
+            call.scope = None
+            self._finish(call)
+
+    def _finish(self, call: _Call) -> None:
+        self._running_calls.pop(call, None)
+        call.done.release()
 
     def _started(self) -> None:
         with self._lock:
@@ -276,16 +330,17 @@ class LoopThread:
             assert isinstance(call, _Call)
             spawn(call)
 
+    @staticmethod
+    def _cancel(call: _Call, reason: BaseException) -> None:
+        """Cancel ``call``'s scope; it fails with ``reason`` (unless it is already done)."""
+        if call.cancelled is None:
+            call.cancelled = reason
+        if call.scope is not None:
+            call.scope.cancel()
+
     def _interrupt(self, call: _Call) -> None:
-        """Cancel the task running ``call``: its calling thread was interrupted."""
-        call.interrupted = True
-        task = call.task
-        if task is None:
-            return  # not started yet, or already done
-        task.cancel()
-        if self.backend == "asyncio":
-            # Cancelled before its first step, the task skips its ``finally``.
-            task.add_done_callback(lambda _: self._running_calls.pop(call, None))
+        """The calling thread of ``call`` was interrupted: cancel the call."""
+        self._cancel(call, KeyboardInterrupt())
 
     # ------------------------------------------------------------------ from any thread
 
