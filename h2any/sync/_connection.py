@@ -128,6 +128,19 @@ async def _with_complete_body(request: Callable[[], Awaitable[AsyncResponse]]) -
     return await _take_complete_body(await request())
 
 
+async def _request(
+    connection: AsyncConnection,
+    method: str,
+    url: str,
+    headers: HeaderTypes | None,
+    body: BodyTypes,
+    timeout: TimeoutTypes | None,
+) -> AsyncResponse:
+    """:meth:`Connection.request` in the loop thread (positional arguments: the hot path)."""
+    response = await connection.request(method, url, headers=headers, body=body, timeout=timeout)
+    return await _take_complete_body(response)
+
+
 @final
 class PushedStream:
     """A server push on the blocking facade; see :class:`h2any.PushedStream`."""
@@ -217,10 +230,8 @@ class Connection(LoopHosted):
         Same arguments and errors as :meth:`h2any.Connection.request`.
         """
         check_not_in_event_loop("Connection.request()")
-        call = functools.partial(
-            self._connection.request, method, url, headers=headers, body=body, timeout=timeout
-        )
-        return Response(self._loop, self._loop.call(_with_complete_body, call))
+        response = self._loop.call(_request, self._connection, method, url, headers, body, timeout)
+        return Response(self._loop, response)
 
     @contextmanager
     def stream(

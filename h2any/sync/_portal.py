@@ -79,6 +79,8 @@ def _closed_during_the_call() -> RuntimeError:
 
 
 _STOP = object()
+# Idle asyncio workers kept for the next calls; beyond these a worker ends when idle.
+MAX_IDLE_WORKERS = 128
 
 # Theory of operation
 # ===================
@@ -244,8 +246,10 @@ class LoopThread:
                         current.error = current.cancelled
                     self._finish(current)
                     current = None
-                    if scope.cancel_called or stopping.is_set():
-                        return  # a cancellation the call swallowed: no more calls here
+                    if scope.cancel_called or stopping.is_set() or len(idle) >= MAX_IDLE_WORKERS:
+                        # A cancelled scope (the call swallowed the cancellation) serves no
+                        # further call; nor is a worker kept beyond the idle ones wanted.
+                        return
                     waiter: asyncio.Future[_Call | None] = create_future()
                     idle.append(waiter)
                     current = await waiter
