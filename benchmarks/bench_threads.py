@@ -189,7 +189,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=None, help="total GETs (20,000)")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--retries", type=int, default=3, help="reruns of a failed repetition")
+    parser.add_argument("--retries", type=int, default=5, help="reruns of a failed repetition")
     parser.add_argument(
         "--backend",
         choices=("asyncio", "uvloop", "trio"),
