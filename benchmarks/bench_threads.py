@@ -24,9 +24,11 @@ and process CPU time per request of each client. Each repetition uses a fresh cl
 connection is opened outside the timed part, after one untimed warm-up per client.
 
 Every response is checked (status, body, HTTP/2; for httpx also that the pool held one
-connection), so a broken client cannot look fast. A repetition that fails (httpx's
-thread-shared HTTP/2 connection sometimes stalls until its timeout, or raises
-``StreamIDTooLowError``) is reported, not timed, and run again, up to ``--retries`` times.
+connection), so a broken client cannot look fast. A repetition that fails is reported, not
+timed, and run again, up to ``--retries`` (5) times: httpx's thread-shared HTTP/2
+connection often stalls until its timeout (``ReadTimeout``), or fails with an internal
+error (``StreamIDTooLowError``, ``KeyError``, an h2 state error), more often the longer
+the run.
 """
 
 from __future__ import annotations
