@@ -8,7 +8,6 @@ to the loop and wait for the result; nothing here knows HTTP/2.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 import threading
 import warnings
@@ -28,8 +27,13 @@ def default_backend_options(backend: str) -> dict[str, Any]:
     """What the loop thread runs on when ``backend_options`` is not given: uvloop, when it
     is installed and the backend is asyncio (the loop thread is the facade's bottleneck, and
     uvloop's loop is cheaper to run and to wake); else the backend's own loop."""
-    if backend == "asyncio" and importlib.util.find_spec("uvloop") is not None:
-        return {"use_uvloop": True}
+    if backend == "asyncio":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return {"use_uvloop": True}
     return {}
 
 
@@ -117,8 +121,9 @@ MAX_IDLE_WORKERS = 128
 class LoopThread:
     """One daemon thread running an event loop, and a light way for threads to call into it.
 
-    Calls are queued, the loop is woken at most once per batch, and each call runs as a
-    task of its own; the calling thread blocks on a lock the task releases. This costs a
+    Calls are queued, the loop is woken at most once per batch, and each call runs in a
+    task (on asyncio, worker tasks serve call after call); the calling thread blocks on a
+    lock the task releases. This costs a
     fraction of a BlockingPortal round trip, which matters when many threads make many
     small requests (see the theory of operation above).
     """
@@ -135,7 +140,7 @@ class LoopThread:
         self._running = False
         self._call_soon: Callable[..., object] | None = None
         self._spawn: Callable[[_Call], None] | None = None
-        self._running_calls: dict[_Call, None] = {}  # started, not finished
+        self._running_calls: dict[_Call, None] = {}  # dispatched, not finished
         self._idle_workers: list[asyncio.Future[_Call | None]] = []  # asyncio
         self._stopping: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
