@@ -1,12 +1,14 @@
-"""Every benchmark: ``bench_core.py`` then ``bench_scenarios.py`` (what ``nox -s bench`` runs).
+"""Every benchmark: ``bench_core.py``, ``bench_scenarios.py``, then ``bench_threads.py``
+(what ``nox -s bench`` runs).
 
 Usage::
 
     python benchmarks/bench_all.py [--quick] [--output docs/benchmarks.md]
 
-``--quick`` and ``--output`` are passed to both scripts (each writes its own marked section
-of the output file); run the scripts directly for their other options. The exit status is
-non-zero if either had a failed row.
+``--quick`` and ``--output`` are passed to the first two scripts (each writes its own marked
+section of the output file; ``bench_threads.py`` prints its table, and takes ``--quick``);
+run the scripts directly for their other options. The exit status is non-zero if any had a
+failed row.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import bench_core
 import bench_scenarios
+import bench_threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return status
     print()
     status = max(status, bench_scenarios.main(shared))
+    print()
+    status = max(status, bench_threads.main(["--quick"] if args.quick else []))
     if args.output is not None:
         import chart
 
