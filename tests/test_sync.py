@@ -8,6 +8,7 @@ import os
 import signal as signal_module
 import threading
 import uuid
+from typing import Any
 
 import anyio
 import pytest
@@ -17,6 +18,13 @@ import h2any
 import h2any.sync
 
 BACKENDS = ["asyncio", "trio"]
+# The loop thread's event loops: asyncio as configured by default (on uvloop when it is
+# installed), plain asyncio (explicit options replace that default), and trio.
+LOOPS = [
+    pytest.param({"backend": "asyncio"}, id="asyncio-default"),
+    pytest.param({"backend": "asyncio", "backend_options": {}}, id="asyncio-plain"),
+    pytest.param({"backend": "trio"}, id="trio"),
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -108,9 +116,10 @@ def test_connect_errors_are_raised_and_leave_no_thread(backend: str) -> None:
     assert threading.active_count() == before
 
 
-def test_blocked_read_honours_the_read_timeout(hypercorn_server, backend: str) -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_blocked_read_honours_the_read_timeout(hypercorn_server, loop: dict[str, Any]) -> None:
     with h2any.sync.Connection(
-        hypercorn_server.url_h2c, backend=backend, timeout=h2any.Timeout(10, read=0.2)
+        hypercorn_server.url_h2c, timeout=h2any.Timeout(10, read=0.2), **loop
     ) as conn:
         response = conn.request("GET", "/stream?chunks=2&size=1&delay=5")
         with pytest.raises(h2any.ReadTimeout):
@@ -118,8 +127,9 @@ def test_blocked_read_honours_the_read_timeout(hypercorn_server, backend: str) -
         assert conn.request("GET", "/status/204").status == 204
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 def test_keyboard_interrupt_while_blocked_does_not_wedge_the_connection(
-    hypercorn_server,
+    hypercorn_server, loop: dict[str, Any]
 ) -> None:
     signal = f"interrupt-{uuid.uuid4()}"
 
@@ -128,7 +138,7 @@ def test_keyboard_interrupt_while_blocked_does_not_wedge_the_connection(
         # A real signal, so that the main thread's blocking wait is interrupted.
         os.kill(os.getpid(), signal_module.SIGINT)
 
-    with h2any.sync.Connection(hypercorn_server.url_h2c) as conn:
+    with h2any.sync.Connection(hypercorn_server.url_h2c, **loop) as conn:
         helper = threading.Thread(target=interrupt_when_the_request_is_in_flight)
         helper.start()
         with pytest.raises(KeyboardInterrupt):
