@@ -496,21 +496,7 @@ def child_row(row: Row, times: int, spec: dict[str, Any]) -> Row:
 
 def h2load(command: list[str], expected: int) -> float:
     """Run h2load; the seconds it took for ``expected`` successful requests."""
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=core.H2LOAD_TIMEOUT)
-    out = proc.stdout
-    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
-    status = re.search(r"status codes: (\d+) 2xx", out)
-    finished = re.search(r"finished in ([\d.]+)(s|ms|us), ([\d.]+) req/s", out)
-    if (
-        proc.returncode != 0
-        or done is None
-        or status is None
-        or finished is None
-        or int(done.group(1)) != expected
-        or int(status.group(1)) != expected
-    ):
-        raise core.BenchmarkError(f"h2load failed: {out[-400:]} {proc.stderr[-200:]}")
-    return float(finished.group(1)) / {"s": 1, "ms": 1e3, "us": 1e6}[finished.group(2)]
+    return core.h2load(command, expected)[0]
 
 
 def h2load_row(row: Row, times: int, command: list[str], expected: int, work: float) -> Row:
