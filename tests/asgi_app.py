@@ -114,7 +114,8 @@ def _request_header(scope: Scope, name: bytes) -> list[bytes]:
     return [bytes(v) for k, v in scope["headers"] if bytes(k).lower() == name]
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Answer an ASGI lifespan scope: start-up and shutdown complete at once."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -127,7 +128,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """The ASGI entry point."""
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await lifespan(receive, send)
         return
     if scope["type"] != "http":
         return

@@ -36,6 +36,21 @@ from hypercorn.config import Config, Sockets
 
 STARTUP_DEADLINE = 10.0  # seconds a server gets to start accepting connections
 POLL_INTERVAL = 0.02
+# Variables of the outer environment that change where and how a client connects (the
+# proxies, REQUEST_METHOD, which disables HTTP_PROXY under CGI, and SSL_CERT_FILE): tests
+# of trust_env behaviour, and the documented examples, run without them.
+CLIENT_ENVIRONMENT = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "REQUEST_METHOD",
+    "SSL_CERT_FILE",
+)
 
 
 @pytest.fixture(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import trustme
+from asgi_app import lifespan
 from hypercorn.config import Config, Sockets
 
 #: Host names served by the origin (any port).
@@ -67,13 +68,8 @@ async def origin_app(scope: Scope, receive: Receive, send: Send) -> None:
     * anything else -- 404.
     """
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     assert scope["type"] == "http"
     method, path = scope["method"], scope["path"]
     if method == "GET" and path == "/":

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import CLIENT_ENVIRONMENT
 from docs_network import DocsNetwork, docs_network
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,19 +57,6 @@ RUNNER = Path(__file__).resolve().parent / "docs_runner.py"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PYTHON_LABELS = ("python", "py")
 EXAMPLE_TIMEOUT = 60.0
-#: Variables of the outer environment that would change what an example does.
-_UNSET = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "SSL_CERT_FILE",
-    "REQUEST_METHOD",
-)
 
 _FENCE = re.compile(r"^```(?P<label>[\w+-]*)[^\n]*\n(?P<code>.*?)^```[ \t]*$", re.M | re.S)
 _MARKER = re.compile(r"<!--\s*docs-test:(?P<body>(?:(?!-->).)*)-->", re.S)
@@ -136,7 +124,7 @@ RUNS = [(example, backend) for example in EXAMPLES for backend in example.backen
 
 
 def _environ(network: DocsNetwork) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _UNSET}
+    env = {k: v for k, v in os.environ.items() if k not in CLIENT_ENVIRONMENT}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(network.environ())
     return env

@@ -22,7 +22,14 @@ import anyio
 import anyio.abc
 import pytest
 from anyio.streams.tls import TLSAttribute, TLSListener
-from conftest import POLL_INTERVAL, STARTUP_DEADLINE, Certs, NghttpdServer, free_port
+from conftest import (
+    CLIENT_ENVIRONMENT,
+    POLL_INTERVAL,
+    STARTUP_DEADLINE,
+    Certs,
+    NghttpdServer,
+    free_port,
+)
 
 import h2any
 import h2any._proxy
@@ -40,17 +47,6 @@ pytestmark = pytest.mark.anyio
 
 USER, PASSWORD = "proxyuser", "s3cret-pa55"
 REFUSING_PROXY = "http://127.0.0.1:1"  # nothing listens there: using it fails at once
-PROXY_VARIABLES = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "REQUEST_METHOD",
-)
 
 
 # -- tinyproxy ----------------------------------------------------------------------------
@@ -184,7 +180,7 @@ def tinyproxy_auth(tinyproxy_factory: TinyproxyFactory) -> Tinyproxy:
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No proxy variables in the environment (and SSL_CERT_FILE unset)."""
-    for name in (*PROXY_VARIABLES, "SSL_CERT_FILE"):
+    for name in CLIENT_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
