@@ -219,7 +219,6 @@ class _Inbox:
         """Wake the waiter without an item (its deadline passed)."""
         if self._event is not None:
             self._event.set()
-            self._event = None
 
     async def wait(self) -> None:
         """Wait until an item is available, or :meth:`wake` is called."""
@@ -306,6 +305,15 @@ class _Stream:
         self.inbox.wake()
         if self.writable is not None:
             self.writable.set()
+
+
+def _stage_limit(stream: _Stream) -> float | None:
+    """The timeout of the stage ``stream`` is in: pool until it opens, write while its body
+    is being sent, read after (``Connection._timeout_error`` names them the same way)."""
+    timeout = stream.timeout
+    if not stream.opened:
+        return timeout.pool
+    return timeout.read if stream.local_done else timeout.write
 
 
 def _clone_error(exc: H2anyError) -> H2anyError:
@@ -787,16 +795,7 @@ class Connection:
         while True:
             if not inbox.items:
                 # The connection task moves the deadline as the stream progresses.
-                timeout = stream.timeout
-                if stream.opened:
-                    limit = timeout.read if stream.local_done else timeout.write
-                else:
-                    limit = timeout.pool
-                self._watch(stream, limit)
-                try:
-                    await inbox.wait()
-                finally:
-                    self._watched.pop(stream, None)
+                await self._wait_for(stream, _stage_limit(stream), inbox.wait)
                 if not inbox.items:
                     if stream.timed_out:
                         raise self._timeout_error(stream)
@@ -858,14 +857,11 @@ class Connection:
 
     async def _wait_writable(self, stream: _Stream) -> None:
         """Wait until the connection task has taken some of ``stream``'s queued body."""
-        timeout = stream.timeout
         stream.writable = anyio.Event()
-        self._watch(stream, timeout.write if stream.opened else timeout.pool)
         try:
-            await stream.writable.wait()
+            await self._wait_for(stream, _stage_limit(stream), stream.writable.wait)
         finally:
             stream.writable = None
-            self._watched.pop(stream, None)
         if stream.timed_out and stream.out_pending >= OUTBOUND_BUFFER and not stream.finished:
             raise self._timeout_error(stream)
 
@@ -1088,19 +1084,26 @@ class Connection:
             error = exc
         self._shutdown(error)
 
-    def _watch(self, stream: _Stream, limit: float | None) -> None:
-        """Give the task about to wait on ``stream`` a deadline ``limit`` seconds away (None:
-        none, until the connection task moves it). The waiter unregisters itself with
-        ``self._watched.pop(stream, None)`` when its wait ends, however it ends."""
+    async def _wait_for(
+        self, stream: _Stream, limit: float | None, wait: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """``await wait()`` -- a wait on ``stream``'s inbox or writable event -- with a
+        deadline ``limit`` seconds away (None: none, until the connection task moves it),
+        kept by the watchdog; afterwards ``stream.timed_out`` tells whether it passed."""
         stream.timed_out = False
         self._watched[stream] = None
+        self._set_deadline(stream, limit)
+        try:
+            await wait()
+        finally:
+            self._watched.pop(stream, None)
+
+    def _set_deadline(self, stream: _Stream, limit: float | None) -> None:
+        """Restart ``stream``'s deadline: ``limit`` seconds from now (None: none)."""
         if limit is None:
             stream.deadline = math.inf
-        else:
-            self._set_deadline(stream, self._clock() + limit)
-
-    def _set_deadline(self, stream: _Stream, deadline: float) -> None:
-        stream.deadline = deadline
+            return
+        stream.deadline = deadline = self._clock() + limit
         if deadline < self._watchdog_due:
             # Earlier than the watchdog's alarm: re-arm it (once; later ones need not).
             self._watchdog_due = deadline
@@ -1335,11 +1338,7 @@ class Connection:
     def _move_deadline(self, stream: _Stream) -> None:
         """The stream made progress: its waiter's deadline restarts (write while the body
         is being sent, read after)."""
-        limit = stream.timeout.read if stream.local_done else stream.timeout.write
-        if limit is None:
-            stream.deadline = math.inf
-        else:
-            self._set_deadline(stream, self._clock() + limit)
+        self._set_deadline(stream, _stage_limit(stream))
 
     def _send_body(self, stream: _Stream, max_frames: int = 1 << 30) -> bool:
         """Send what the windows allow of ``stream``'s queued body (at most ``max_frames``

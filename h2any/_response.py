@@ -174,14 +174,11 @@ class Response:
             if chunk is not EMPTY:
                 return chunk  # type: ignore[return-value]
             limit = stream.timeout.read
-            connection._watch(stream, limit)
             try:
-                await stream.inbox.wait()
+                await connection._wait_for(stream, limit, stream.inbox.wait)
             except BaseException:
                 self._give_up()
                 raise
-            finally:
-                connection._watched.pop(stream, None)
             if stream.timed_out and not stream.inbox.items:
                 self._give_up()
                 raise ReadTimeout(f"stream {self.stream_id}: no data for {limit} s")
