@@ -985,6 +985,7 @@ class Connection:
             },
         )
         h2.decoder.max_header_list_size = self._max_header_list_size
+        h2.decoder.max_allowed_table_size = h2.local_settings.header_table_size
         h2.set_max_inbound_frame_size(self._max_frame_size)
         h2.initiate_connection()
         extra = self._connection_window_size - 65535

@@ -21,7 +21,10 @@ from ._hpack_cache import caching_coders
 
 __all__ = ("Engine", "get_engine")
 
+_DATA = 0x0
 _RST_STREAM = 0x3
+_END_STREAM = 0x1
+_PADDED = 0x8
 _WINDOW_UPDATE = 0x8
 
 
@@ -95,8 +98,18 @@ def _build(package: str) -> Engine:
         else module("hyperframe.frame")
     )
     hpack = importlib.import_module("hpack") if package == "h2" else module("hpack")
-    # Stock h2's HPACK is pure Python: cache the header blocks that repeat (_hpack_cache).
-    coders = caching_coders(importlib.import_module("hpack")) if package == "h2" else None
+    # Cache the header blocks that repeat (_hpack_cache), over hpack (pure Python): a cache
+    # hit is cheaper than even jh2's compiled HPACK. jh2 with its compiled coders present
+    # ("ALTERNATIVE_HPACK") trades fields with them as (name, value, sensitive) triples.
+    triples = getattr(connection_module, "ALTERNATIVE_HPACK", False)
+    if triples != getattr(module("stream"), "ALTERNATIVE_HPACK", False):
+        raise ImportError(f"{package}'s modules disagree on which HPACK coders they use")
+    hpack_errors = (connection_module.HPACKError, connection_module.OversizedHeaderListError)
+    coders = caching_coders(
+        importlib.import_module("hpack"),
+        triples=bool(triples),
+        errors=hpack_errors if triples else None,
+    )
     exceptions = module("exceptions")
     ErrorCodes = module("errors").ErrorCodes
     ConnectionState = connection_module.ConnectionState
@@ -105,28 +118,76 @@ def _build(package: str) -> Engine:
     StreamClosedError = exceptions.StreamClosedError
     StreamIDTooLowError = exceptions.StreamIDTooLowError
 
+    DataFrame = frame_module.DataFrame
+    Flags = (
+        importlib.import_module("hyperframe.flags")
+        if package == "h2"
+        else module("hyperframe.flags")
+    ).Flags
+    data_flag_names = {flag.name for flag in DataFrame.defined_flags}
+    new_object = object.__new__
+
     class _FrameBuffer(FrameBuffer):  # type: ignore[misc,valid-type]
-        # RFC 9113 section 6.9: a WINDOW_UPDATE with a zero increment is a *stream* error when
-        # it names a stream. hyperframe refuses to parse it at all, which h2 turns into a
-        # connection error; so such frames are taken out here and reported to the connection
-        # task (``stream_errors``), which resets just that stream.
+        # Two departures from the engine's frame buffer:
+        #
+        # * DATA frames (nearly every frame of a download) are built directly: the same
+        #   DataFrame, flags and payload hyperframe would build, without its generic path
+        #   (a flag-name set built per frame, the payload copied twice). Anything unusual
+        #   (padding, stream 0, an overlong frame, a header block in progress) still goes the
+        #   engine's way, which raises the engine's errors.
+        # * RFC 9113 section 6.9: a WINDOW_UPDATE with a zero increment is a *stream* error
+        #   when it names a stream. hyperframe refuses to parse it at all, which h2 turns into
+        #   a connection error; so such frames are taken out here and reported to the
+        #   connection task (``stream_errors``), which resets just that stream.
 
         def __init__(self) -> None:
             super().__init__(server=False)
             self.stream_errors: list[tuple[int, str]] = []
 
         def __next__(self) -> Any:
-            data = self._data
+            data: bytearray = getattr(self, "_data")  # noqa: B009 (the engine's, untyped here)
             while True:
                 start = getattr(self, "_data_offset", 0)  # jh2 consumes by moving an offset
+                available = len(data) - start
+                if available < 9 or self._headers_buffer:
+                    return super().__next__()
+                kind = data[start + 3]
+                if kind == _DATA:
+                    length = int.from_bytes(data[start : start + 3], "big")
+                    stream_id = int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
+                    flag_byte = data[start + 4]
+                    end = start + 9 + length
+                    if (
+                        available < 9 + length
+                        or flag_byte & _PADDED
+                        or not stream_id
+                        or length > self.max_frame_size
+                    ):
+                        return super().__next__()
+                    frame = new_object(DataFrame)
+                    frame.stream_id = stream_id
+                    frame.flags = flags = new_object(Flags)
+                    flags._valid_flags = data_flag_names
+                    flags._flags = {"END_STREAM"} if flag_byte & _END_STREAM else set()
+                    frame.body_len = length
+                    frame.pad_length = 0
+                    with memoryview(data) as view:
+                        frame.data = view[start + 9 : end].tobytes()
+                    if start:
+                        self._data_offset = end
+                        if end == len(data):
+                            self._data = bytearray()
+                            self._data_offset = 0
+                    else:
+                        del data[:end]
+                    return frame
                 if not (
-                    len(data) - start >= 13
-                    and data[start + 3] == _WINDOW_UPDATE
+                    kind == _WINDOW_UPDATE
+                    and available >= 13
                     and data[start : start + 3] == b"\x00\x00\x04"
                     and bytes(data[start + 9 : start + 13])
                     in (b"\x00\x00\x00\x00", b"\x80\x00\x00\x00")
                     and int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
-                    and not self._headers_buffer
                 ):
                     return super().__next__()
                 stream_id = int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
@@ -149,13 +210,13 @@ def _build(package: str) -> Engine:
 
         def __init__(self, config: Any) -> None:
             super().__init__(config=config)
-            if coders is not None:
-                encoder_class, decoder_class = coders
-                stock: Any = getattr(self, "decoder")  # noqa: B009 (h2's, untyped here)
-                decoder = decoder_class(stock.max_header_list_size)
-                decoder.max_allowed_table_size = stock.max_allowed_table_size
-                self.encoder = encoder_class()
-                self.decoder = decoder
+            encoder_class, decoder_class = coders
+            stock: Any = getattr(self, "decoder")  # noqa: B009 (the engine's, untyped here)
+            decoder = decoder_class(stock.max_header_list_size)
+            # What the engine advertises (jh2: 64 KiB; its compiled decoder does not say).
+            decoder.max_allowed_table_size = self.local_settings.header_table_size
+            self.encoder = encoder_class()
+            self.decoder = decoder
             self.frame_buffer = self.incoming_buffer = _FrameBuffer()
             self.reset_by_us = _RecentSet(10_000)
             self.absorbed = 0

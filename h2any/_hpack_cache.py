@@ -9,7 +9,9 @@ unchanged: every change (an insertion, an eviction, a size update) moves the tab
 ``generation`` and empties the cache. A cached result is therefore exactly what the coder
 would compute again -- the same bytes, the same header tuples.
 
-Only stock ``h2`` gets these (``_engine.py``); ``jh2``'s coders are compiled already.
+Both engines get these (``_engine.py``). ``jh2``'s own coders are compiled, but a cached
+block costs less than compiled HPACK still (small requests ~10% faster with ``jh2``); for
+``jh2`` the coders speak its compiled coders' dialect (``triples``).
 """
 
 from __future__ import annotations
@@ -25,8 +27,19 @@ CACHE_SIZE = 64
 BLOCK_SIZE = 4096
 
 
-def caching_coders(hpack_module: Any) -> tuple[type[Any], type[Any]]:
-    """The caching ``(Encoder, Decoder)`` classes for ``hpack_module`` (``hpack``)."""
+def caching_coders(
+    hpack_module: Any, *, triples: bool = False, errors: tuple[type[Exception], ...] | None = None
+) -> tuple[type[Any], type[Any]]:
+    """The caching ``(Encoder, Decoder)`` classes for ``hpack_module`` (``hpack``).
+
+    ``triples``: decode to ``(name, value, never_indexed)`` triples, as jh2's compiled
+    decoder does (jh2 then expects them; its encoder passes triples, which hpack accepts).
+    ``errors``: the ``(HPACKError, OversizedHeaderListError)`` classes the engine catches, if
+    not hpack's own: a decoding error is raised as those.
+    """
+    hpack_error: Any
+    oversized_error: Any
+    hpack_error, oversized_error = errors or (None, None)
     HeaderTable = hpack_module.table.HeaderTable
 
     class _Table(HeaderTable):  # type: ignore[misc,valid-type]
@@ -103,7 +116,17 @@ def caching_coders(hpack_module: Any) -> tuple[type[Any], type[Any]]:
             cached = cache.get(key)
             if cached is not None:
                 return list(cached)
-            headers = super().decode(data, raw)
+            if hpack_error is None:
+                headers = super().decode(data, raw)
+            else:
+                try:
+                    headers = super().decode(data, raw)
+                except hpack_module.OversizedHeaderListError as exc:
+                    raise oversized_error(str(exc)) from exc
+                except hpack_module.HPACKError as exc:
+                    raise hpack_error(str(exc)) from exc
+            if triples:
+                headers = [(field[0], field[1], not field.indexable) for field in headers]
             if table.generation == state[0] and len(cache) < CACHE_SIZE and len(key) <= BLOCK_SIZE:
                 cache[key] = tuple(headers)
             return headers

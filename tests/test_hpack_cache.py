@@ -1,4 +1,4 @@
-"""The caching HPACK coders (stock h2's engine) give exactly what hpack's own coders give.
+"""The caching HPACK coders give exactly what hpack's own coders (and jh2's compiled ones) give.
 
 Both run the same random sequence of header blocks, table size changes and limit changes;
 every block, decoded list and error must match.
@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import hpack
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from h2any._hpack_cache import caching_coders
 
 CachingEncoder, CachingDecoder = caching_coders(hpack)
+TriplesEncoder, TriplesDecoder = caching_coders(hpack, triples=True)
 
 _NAMES = [b":method", b":path", b"user-agent", b"accept-encoding", b"x-a", b"x-b", b"cookie"]
 _VALUES = [b"GET", b"/", b"/a", b"gzip", b"", b"v" * 40, b"w" * 300]
@@ -119,3 +121,37 @@ def test_large_blocks_are_not_kept() -> None:
     assert decoder.decode(block, raw=True) == fields
     assert not encoder._cache
     assert not decoder._cache
+
+
+def _jh2_decoder() -> Any:
+    jh2_hazmat = pytest.importorskip("jh2._hazmat")  # the dev extra installs jh2
+    return jh2_hazmat.Decoder()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pool=st.lists(_block, min_size=1, max_size=4), picks=st.lists(st.integers(0, 3), max_size=30)
+)
+def test_triples_decoder_matches_jh2s_compiled_decoder(
+    pool: list[list[Any]], picks: list[int]
+) -> None:
+    # For jh2, the cached coders stand in for its compiled ones: same (name, value,
+    # never_indexed) triples for the same blocks, from the first block to the cached ones.
+    encoder = hpack.Encoder()
+    compiled, cached = _jh2_decoder(), TriplesDecoder()
+    for pick in picks:
+        block = encoder.encode(list(pool[pick % len(pool)]))
+        assert cached.decode(block, raw=True) == compiled.decode(block, raw=True)
+
+
+def test_triples_encoder_takes_jh2s_triples() -> None:
+    # jh2 hands its encoder (name, value, sensitive) triples; hpack honours the third item.
+    encoder, stock = TriplesEncoder(), hpack.Encoder()
+    fields = [(b":method", b"GET", False), (b"authorization", b"secret", True)]
+    expected = stock.encode(
+        [(b":method", b"GET"), hpack.NeverIndexedHeaderTuple(b"authorization", b"secret")]
+    )
+    assert encoder.encode(fields) == expected
+    assert encoder.encode(fields) == stock.encode(
+        [(b":method", b"GET"), hpack.NeverIndexedHeaderTuple(b"authorization", b"secret")]
+    )
