@@ -1357,7 +1357,10 @@ class Connection:
             size = min(window, frame_size, len(piece))
             last = size == len(piece)
             end = last and len(out) == 1 and stream.out_closed
-            h2.send_data(stream_id, piece[:size], end_stream=end)
+            if end:
+                h2.send_data(stream_id, piece[:size], end_stream=True)
+            else:
+                h2.send_data_frame(stream_id, piece[:size])
             if last:
                 out.popleft()
             else:

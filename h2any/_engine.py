@@ -113,6 +113,8 @@ def _build(package: str) -> Engine:
     exceptions = module("exceptions")
     ErrorCodes = module("errors").ErrorCodes
     ConnectionState = connection_module.ConnectionState
+    StreamState = module("stream").StreamState
+    sendable_states = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)
     FrameBuffer = module("frame_buffer").FrameBuffer
     RstStreamFrame = frame_module.RstStreamFrame
     StreamClosedError = exceptions.StreamClosedError
@@ -283,6 +285,29 @@ def _build(package: str) -> Engine:
                 for frame in frames:
                     self.frame_observer("send", frame)
             super()._prepare_for_sending(frames)
+
+        def send_data_frame(self, stream_id: int, data: memoryview) -> None:
+            """``send_data(stream_id, data)`` (no END_STREAM, no padding): what it would do
+            to the windows and the outbound bytes, without its frame object, when the stream
+            is one a body is being sent on; otherwise ``send_data`` itself (its errors)."""
+            size = len(data)
+            stream = self.streams.get(stream_id)
+            if (
+                stream is None
+                or self.frame_observer is not None
+                or stream.state_machine.state not in sendable_states
+                or self.state_machine.state is not ConnectionState.CLIENT_OPEN
+                or not 0 < size <= self.max_outbound_frame_size
+                or size > self.outbound_flow_control_window
+                or size > stream.outbound_flow_control_window
+            ):
+                self.send_data(stream_id, data)
+                return
+            out = self._data_to_send
+            out += (size << 48 | stream_id).to_bytes(9, "big")  # length, DATA, no flags, id
+            out += data
+            self.outbound_flow_control_window -= size
+            stream.outbound_flow_control_window -= size
 
         def _handle_data_on_closed_stream(self, events: Any, exc: Any, frame: Any) -> Any:
             if frame.stream_id in self.reset_by_us:

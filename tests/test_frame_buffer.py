@@ -1,13 +1,15 @@
-"""h2any's frame buffer reads any byte stream exactly as the engine's own frame buffer does.
+"""h2any reads and writes DATA frames itself, exactly as each engine would.
 
-It builds DATA frames itself (``_engine._FrameBuffer``); this checks it against the
+Reading: ``_engine._FrameBuffer`` builds DATA frames itself; it is checked against the
 engine's stock ``FrameBuffer`` over random frame sequences, cut into random pieces: the same
-frames (class, stream, flags, lengths, payload) or the same error, for both engines.
+frames (class, stream, flags, lengths, payload) or the same error. Writing:
+``send_data_frame`` against the engine's ``send_data``. Both engines.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 from typing import Any
 
 import pytest
@@ -86,7 +88,7 @@ def test_frames_match_the_engines_own_frame_buffer(
     engine = get_engine(engine_name)
     stream = b"".join(frames)
     edges = sorted({0, len(stream), *(cut for cut in cuts if cut < len(stream))})
-    pieces = [stream[a:b] for a, b in zip(edges, edges[1:])]
+    pieces = [stream[a:b] for a, b in itertools.pairwise(edges)]
     ours = engine.new_connection().incoming_buffer
     stock_class = importlib.import_module(f"{engine_name}.frame_buffer").FrameBuffer
     expected = _read_all(stock_class(server=False), pieces)
@@ -95,3 +97,49 @@ def test_frames_match_the_engines_own_frame_buffer(
     # us, a connection error for the engine): compare only sequences without one.
     if any(entry == ("stream errors", []) for entry in got):
         assert got[:-1] == expected[:-1]
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+@settings(max_examples=100, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 20000), max_size=12),
+    window=st.integers(0, 70000),
+    half_closed=st.booleans(),
+)
+def test_send_data_frame_does_what_send_data_does(
+    engine_name: str, sizes: list[int], window: int, half_closed: bool
+) -> None:
+    # h2any writes body DATA frames itself (``send_data_frame``): the same bytes, windows
+    # and states as the engine's ``send_data``, and the same errors where that refuses.
+    engine = get_engine(engine_name)
+    connections = [engine.new_connection() for _ in range(2)]
+    for connection in connections:
+        connection.initiate_connection()
+        connection.send_headers(
+            1,
+            [(b":method", b"POST"), (b":path", b"/"), (b":scheme", b"http"), (b":authority", b"x")],
+        )
+        connection.outbound_flow_control_window = window
+        if half_closed:
+            connection.streams[1].state_machine.state = importlib.import_module(
+                f"{engine_name}.stream"
+            ).StreamState.HALF_CLOSED_REMOTE
+        connection.data_to_send()
+    fast, stock = connections
+    for size in sizes:
+        data = memoryview(bytes(range(256)) * (size // 256 + 1))[:size]
+        outcomes = []
+        for connection, send in ((fast, fast.send_data_frame), (stock, stock.send_data)):
+            try:
+                send(1, data)
+                outcomes.append(("sent", connection.data_to_send()))
+            except Exception as exc:
+                outcomes.append(("error", type(exc).__name__))
+            outcomes.append(
+                (
+                    connection.outbound_flow_control_window,
+                    connection.local_flow_control_window(1),
+                    connection.streams[1].state_machine.state,
+                )
+            )
+        assert outcomes[:2] == outcomes[2:]
