@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ._hpack_cache import caching_coders
+from ._hpack_cache import caching_coders, caching_compiled_coders
 
 __all__ = ("Engine", "get_engine")
 
@@ -98,17 +98,16 @@ def _build(package: str) -> Engine:
         else module("hyperframe.frame")
     )
     hpack = importlib.import_module("hpack") if package == "h2" else module("hpack")
-    # Cache the header blocks that repeat (_hpack_cache), over hpack (pure Python): a cache
-    # hit is cheaper than even jh2's compiled HPACK. jh2 with its compiled coders present
-    # ("ALTERNATIVE_HPACK") trades fields with them as (name, value, sensitive) triples.
-    triples = getattr(connection_module, "ALTERNATIVE_HPACK", False)
-    if triples != getattr(module("stream"), "ALTERNATIVE_HPACK", False):
+    # Cache the header blocks that repeat (_hpack_cache): around jh2's compiled coders when
+    # it has them ("ALTERNATIVE_HPACK", then in (name, value, sensitive) triples), else as
+    # subclasses of the engine's pure-Python hpack coders.
+    compiled = getattr(connection_module, "ALTERNATIVE_HPACK", False)
+    if compiled != getattr(module("stream"), "ALTERNATIVE_HPACK", False):
         raise ImportError(f"{package}'s modules disagree on which HPACK coders they use")
-    hpack_errors = (connection_module.HPACKError, connection_module.OversizedHeaderListError)
-    coders = caching_coders(
-        importlib.import_module("hpack"),
-        triples=bool(triples),
-        errors=hpack_errors if triples else None,
+    coders = (
+        caching_compiled_coders(connection_module.Encoder, connection_module.Decoder)
+        if compiled
+        else caching_coders(hpack)
     )
     exceptions = module("exceptions")
     ErrorCodes = module("errors").ErrorCodes

@@ -9,16 +9,17 @@ unchanged: every change (an insertion, an eviction, a size update) moves the tab
 ``generation`` and empties the cache. A cached result is therefore exactly what the coder
 would compute again -- the same bytes, the same header tuples.
 
-Both engines get these (``_engine.py``). ``jh2``'s own coders are compiled, but a cached
-block costs less than compiled HPACK still (small requests ~10% faster with ``jh2``); for
-``jh2`` the coders speak its compiled coders' dialect (``triples``).
+Stock ``h2`` gets these (``_engine.py``). ``jh2``'s coders are compiled and cannot be
+subclassed: ``caching_compiled_coders`` wraps them instead, and learns whether a block
+changed the table from the block itself (``changes_table``). A cached block is cheaper
+than even compiled HPACK; a new one still gets the compiled coder.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ("caching_coders",)
+__all__ = ("caching_coders", "caching_compiled_coders", "changes_table")
 
 # Header blocks remembered per table state: a connection's distinct recurring blocks, each
 # at most BLOCK_SIZE bytes encoded (so a cache holds at most 256 KiB of blocks, plus the
@@ -27,19 +28,8 @@ CACHE_SIZE = 64
 BLOCK_SIZE = 4096
 
 
-def caching_coders(
-    hpack_module: Any, *, triples: bool = False, errors: tuple[type[Exception], ...] | None = None
-) -> tuple[type[Any], type[Any]]:
-    """The caching ``(Encoder, Decoder)`` classes for ``hpack_module`` (``hpack``).
-
-    ``triples``: decode to ``(name, value, never_indexed)`` triples, as jh2's compiled
-    decoder does (jh2 then expects them; its encoder passes triples, which hpack accepts).
-    ``errors``: the ``(HPACKError, OversizedHeaderListError)`` classes the engine catches, if
-    not hpack's own: a decoding error is raised as those.
-    """
-    hpack_error: Any
-    oversized_error: Any
-    hpack_error, oversized_error = errors or (None, None)
+def caching_coders(hpack_module: Any) -> tuple[type[Any], type[Any]]:
+    """The caching ``(Encoder, Decoder)`` classes for ``hpack_module`` (``hpack``)."""
     HeaderTable = hpack_module.table.HeaderTable
 
     class _Table(HeaderTable):  # type: ignore[misc,valid-type]
@@ -116,19 +106,135 @@ def caching_coders(
             cached = cache.get(key)
             if cached is not None:
                 return list(cached)
-            if hpack_error is None:
-                headers = super().decode(data, raw)
-            else:
-                try:
-                    headers = super().decode(data, raw)
-                except hpack_module.OversizedHeaderListError as exc:
-                    raise oversized_error(str(exc)) from exc
-                except hpack_module.HPACKError as exc:
-                    raise hpack_error(str(exc)) from exc
-            if triples:
-                headers = [(field[0], field[1], not field.indexable) for field in headers]
+            headers = super().decode(data, raw)
             if table.generation == state[0] and len(cache) < CACHE_SIZE and len(key) <= BLOCK_SIZE:
                 cache[key] = tuple(headers)
             return headers
 
     return CachingEncoder, CachingDecoder
+
+
+def _integer_end(block: bytes, position: int, prefix_bits: int) -> tuple[int, int]:
+    """The HPACK integer at ``position`` (RFC 7541 section 5.1): its value and end."""
+    limit = (1 << prefix_bits) - 1
+    value = block[position] & limit
+    position += 1
+    if value == limit:
+        shift = 0
+        while True:
+            octet = block[position]
+            position += 1
+            value += (octet & 0x7F) << shift
+            shift += 7
+            if not octet & 0x80:
+                break
+    return value, position
+
+
+def changes_table(block: bytes) -> bool:
+    """Whether decoding the HPACK ``block`` changes the dynamic table: a literal with
+    incremental indexing or a table size update anywhere in it (RFC 7541 section 6).
+
+    ``block`` must be well formed (one a coder produced or accepted).
+    """
+    position = 0
+    size = len(block)
+    while position < size:
+        octet = block[position]
+        if octet & 0x80:  # indexed field
+            position = _integer_end(block, position, 7)[1]
+            continue
+        if octet & 0x40 or octet & 0x20:  # literal with incremental indexing, size update
+            return True
+        # A literal without indexing or never indexed: name (index or string), value string.
+        index, position = _integer_end(block, position, 4)
+        for _ in range(1 if index else 2):
+            length, position = _integer_end(block, position, 7)
+            position += length
+    return False
+
+
+def caching_compiled_coders(encoder_class: Any, decoder_class: Any) -> tuple[type[Any], type[Any]]:
+    """Caching wrappers of compiled ``(Encoder, Decoder)`` classes (jh2's), which speak in
+    ``(name, value, sensitive)`` triples. Same rule as ``caching_coders``: a block is
+    reused only while the table is unchanged since it was made, and only a block that left
+    the table unchanged is kept."""
+
+    class CachingCompiledEncoder:
+        __slots__ = ("_cache", "_coder")
+
+        def __init__(self) -> None:
+            self._coder = encoder_class()
+            self._cache: dict[Any, bytes] = {}
+
+        @property
+        def header_table_size(self) -> int:
+            return self._coder.header_table_size  # type: ignore[no-any-return]
+
+        @header_table_size.setter
+        def header_table_size(self, value: int) -> None:
+            self._cache.clear()  # the next block opens with a size update
+            self._coder.header_table_size = value
+
+        def encode(self, headers: Any, huffman: bool | None = None) -> bytes:
+            fields = tuple(headers)
+            cache = self._cache
+            key = (huffman, fields)
+            block = cache.get(key)
+            if block is None:
+                block = self._coder.encode(list(fields), huffman)
+                if changes_table(block):
+                    cache.clear()
+                elif len(cache) < CACHE_SIZE and len(block) <= BLOCK_SIZE:
+                    cache[key] = block
+            return block
+
+    class CachingCompiledDecoder:
+        __slots__ = ("_cache", "_coder")
+
+        def __init__(self, max_header_list_size: int | None = None) -> None:
+            self._coder = decoder_class(max_header_list_size)
+            self._cache: dict[Any, tuple[Any, ...]] = {}
+
+        @property
+        def header_table_size(self) -> int:
+            return self._coder.header_table_size  # type: ignore[no-any-return]
+
+        @header_table_size.setter
+        def header_table_size(self, value: int) -> None:
+            self._cache.clear()
+            self._coder.header_table_size = value
+
+        # The limits decide whether a block passes: a change of either empties the cache.
+        @property
+        def max_allowed_table_size(self) -> int:
+            return self._coder.max_allowed_table_size  # type: ignore[no-any-return]
+
+        @max_allowed_table_size.setter
+        def max_allowed_table_size(self, value: int) -> None:
+            self._cache.clear()
+            self._coder.max_allowed_table_size = value
+
+        @property
+        def max_header_list_size(self) -> int:
+            return self._coder.max_header_list_size  # type: ignore[no-any-return]
+
+        @max_header_list_size.setter
+        def max_header_list_size(self, value: int) -> None:
+            self._cache.clear()
+            self._coder.max_header_list_size = value
+
+        def decode(self, data: bytes, raw: bool | None = None) -> Any:
+            cache = self._cache
+            key = (raw, bytes(data))
+            cached = cache.get(key)
+            if cached is not None:
+                return list(cached)
+            headers = self._coder.decode(data, raw)
+            if changes_table(key[1]):
+                cache.clear()
+            elif len(cache) < CACHE_SIZE and len(key[1]) <= BLOCK_SIZE:
+                cache[key] = tuple(headers)
+            return headers
+
+    return CachingCompiledEncoder, CachingCompiledDecoder
