@@ -44,7 +44,6 @@ import math
 import os
 import re
 import ssl
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -54,9 +53,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSAttribute
+from anyio.streams.tls import TLSAttribute, TLSStream
 from h2.errors import ErrorCodes
 
+from . import _socket
 from ._body import PIECE_SIZE, BodyTypes, PreparedBody, prepare_body
 from ._config import Origin, Timeout, TimeoutTypes, VerifyTypes, as_timeout, make_ssl_context
 from ._decoders import accept_encoding
@@ -81,6 +81,7 @@ from ._headers import Headers, HeaderTypes, malformed_response_fields
 from ._proxy import ProxyConfig, open_tunnel
 from ._push import PushedStream, PushIterator, PushPolicy
 from ._response import Response
+from ._socket import running_on_trio
 
 if TYPE_CHECKING:
     from h2 import events as ev
@@ -97,7 +98,7 @@ DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024
 # minimum instead.
 EARLY_STREAM_LIMIT: Final = 100
 CLOSE_TIMEOUT: Final = 5.0
-READ_SIZE: Final = 256 * 1024
+READ_SIZE: Final = 1024 * 1024
 # A deadline this close counts as passed (timers may fire a hair early).
 DEADLINE_SLACK: Final = 0.001
 DEFAULT_TIMEOUT: Final = Timeout()
@@ -160,14 +161,10 @@ def _native_primitives() -> tuple[Callable[[], _EventLike], Callable[[], float]]
     which is paid several times per request on the hot path. Same clock as
     ``anyio.current_time()``, so deadlines mix with anyio's cancel scopes.
     """
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            pass  # trio is imported, but this is not a trio run
-        else:
-            return trio.Event, trio.current_time
+    if running_on_trio():
+        import trio
+
+        return trio.Event, trio.current_time
     loop = asyncio.get_running_loop()
     return functools.partial(_FutureEvent, loop), loop.time
 
@@ -938,16 +935,21 @@ class Connection:
                     stream = await open_tunnel(self._proxy, origin, self._ssl_context)
                     if self._ssl_context is None:
                         return stream
-                elif self._ssl_context is None:
-                    return await anyio.connect_tcp(origin.host, origin.port)
                 else:
-                    stream = await anyio.connect_tcp(
-                        origin.host,
-                        origin.port,
-                        ssl_context=self._ssl_context,
-                        tls_hostname=None if origin.is_ip else origin.host,
-                        tls_standard_compatible=False,
-                    )
+                    stream = await _socket.connect_tcp(origin.host, origin.port, READ_SIZE)
+                    if self._ssl_context is None:
+                        return stream
+                    try:
+                        stream = await TLSStream.wrap(
+                            stream,
+                            server_side=False,
+                            hostname=origin.host,
+                            ssl_context=self._ssl_context,
+                            standard_compatible=False,
+                        )
+                    except BaseException:
+                        await anyio.aclose_forcefully(stream)
+                        raise
         except TimeoutError:
             raise ConnectTimeout(
                 f"could not connect to {origin} within {self.timeout.connect} s"

@@ -5,7 +5,8 @@ starts (below); ``python -X dev -W error docs_runner.py EXAMPLE.py BACKEND`` run
 example by itself. Either way ``H2ANY_DOCS_NETWORK`` (from :mod:`docs_network`) describes
 the network, and each example runs in a process of its own, prepared so:
 
-1. **Names.** ``anyio.connect_tcp``, which h2any opens its sockets with, connects to the
+1. **Names.** ``h2any._socket.connect_tcp``, which h2any opens its connections with, and
+   ``anyio.connect_tcp``, which it opens proxy connections with, connect to the
    loopback port of a docs network name (``example.org``, ``proxy.corp``, ...) whatever
    port the example asks for; TLS still checks the name the example used. Any other name
    that is not loopback fails to resolve (``socket.getaddrinfo``), so no example can reach
@@ -61,6 +62,18 @@ def _install_names(hosts: dict[str, int]) -> None:
         return await real_connect_tcp("127.0.0.1", hosts[name], **kwargs)
 
     anyio.connect_tcp = connect_tcp
+
+    import h2any._socket
+
+    real_h2any_connect = h2any._socket.connect_tcp
+
+    @functools.wraps(real_h2any_connect)
+    async def h2any_connect(host: str, port: int, buffer_size: int) -> Any:
+        if host in hosts:  # TLS checks the origin's name: h2any passes it on separately
+            return await real_h2any_connect("127.0.0.1", hosts[host], buffer_size)
+        return await real_h2any_connect(host, port, buffer_size)
+
+    h2any._socket.connect_tcp = h2any_connect
     real_getaddrinfo = socket.getaddrinfo
 
     @functools.wraps(real_getaddrinfo)
