@@ -5,10 +5,10 @@ reads at most 256 KiB per wake-up into a fresh ``bytes``, and stops and restarts
 socket around every ``receive()`` (an epoll registration each time). A connection task
 that is always reading pays that on every read. ``AsyncioSocketStream`` is a plain
 non-blocking socket driven by the loop's ``sock_recv_into``/``sock_sendall``: it reads up to
-``buffer_size`` bytes at a time into one reused buffer (fewer, larger batches: a download
-on 8 streams wakes each reader a quarter as often), and watches the socket only while
-there is nothing to read. Measured on loopback: one 64 MiB download +25%, 8 parallel ones
-+40%.
+``buffer_size`` bytes at a time into a reused buffer (which starts at 64 KiB and grows as
+reads fill it), so a busy connection reads in fewer, larger batches (a download on 8
+streams wakes each reader a quarter as often), and it watches the socket only while there
+is nothing to read. Measured on loopback: one 64 MiB download +25%, 8 parallel ones +40%.
 
 TLS, when wanted, is anyio's ``TLSStream`` over either kind of stream. On trio, anyio's
 stream is trio's own socket, which already works this way.
@@ -29,6 +29,9 @@ import anyio.lowlevel
 from anyio.abc import SocketAttribute
 
 __all__ = ("AsyncioSocketStream", "connect_tcp")
+
+#: The read buffer of a new connection (it grows as reads fill it).
+FIRST_BUFFER_SIZE = 64 * 1024
 
 #: Happy Eyeballs (RFC 8305): start the next address if this one has not connected yet.
 ATTEMPT_DELAY = 0.25
@@ -114,33 +117,38 @@ async def _connect_asyncio(host: str, port: int) -> socket.socket:
 class AsyncioSocketStream(anyio.abc.SocketStream):
     """A connected non-blocking socket, read and written through the running asyncio loop.
 
-    ``receive`` returns a view of a buffer reused by the next ``receive``: the connection
-    task copies what it keeps before reading again (h2's frame buffer does).
+    ``receive`` returns a view of a buffer that a later ``receive`` overwrites: the
+    connection task copies what it keeps before reading again (h2's frame buffer does).
     """
 
     def __init__(self, sock: socket.socket, buffer_size: int) -> None:
         self._sock = sock
         self._loop = asyncio.get_running_loop()
-        self._buffer = bytearray(buffer_size)
-        self._view = memoryview(self._buffer)
+        # The buffer starts small and doubles each time a read fills it, up to buffer_size:
+        # a quiet connection keeps 64 KiB, a busy one reads in large batches.
+        self._buffer_limit = buffer_size
+        self._buffer = bytearray(min(buffer_size, FIRST_BUFFER_SIZE))
         self._closed = False
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if self._closed:
             raise anyio.ClosedResourceError
-        view = self._view[:max_bytes] if max_bytes < len(self._buffer) else self._buffer
+        buffer = self._buffer
+        view = memoryview(buffer)
         try:
-            size = await self._loop.sock_recv_into(self._sock, view)
+            size = await self._loop.sock_recv_into(self._sock, view[:max_bytes])
         except OSError as exc:
             if self._closed:
                 raise anyio.ClosedResourceError from None
             raise anyio.BrokenResourceError from exc
         if not size:
             raise anyio.EndOfStream
+        if size == len(buffer) < self._buffer_limit:
+            self._buffer = bytearray(min(2 * size, self._buffer_limit))
         # sock_recv_into returns at once when data is waiting: still let others run, and
         # let a cancellation in (anyio's contract for a receive).
         await anyio.lowlevel.checkpoint()
-        return self._view[:size]  # type: ignore[return-value]
+        return view[:size]  # type: ignore[return-value]
 
     async def send(self, item: bytes) -> None:
         if self._closed:
