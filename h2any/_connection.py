@@ -1322,7 +1322,7 @@ class Connection:
         h2 = self._h2
         stream_id = h2.get_next_available_stream_id()
         no_body = stream.out_closed and not stream.out
-        h2.send_headers(stream_id, stream.headers, end_stream=no_body)
+        h2.send_request_headers(stream_id, stream.headers, no_body)
         stream.stream_id = stream_id
         stream.opened = True
         if stream.on_open is not None:

@@ -143,3 +143,84 @@ def test_send_data_frame_does_what_send_data_does(
                 )
             )
         assert outcomes[:2] == outcomes[2:]
+
+
+_request_field = st.sampled_from(
+    [
+        (b"accept", b"*/*"),
+        (b"user-agent", b"h2any"),
+        (b"x-long", b"v" * 17000),
+        (b"cookie", b"a=1"),
+        ("never", b"authorization", b"secret"),
+    ]
+)
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+@settings(max_examples=100, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.lists(_request_field, max_size=5),
+            st.booleans(),
+            st.sampled_from([b"GET", b"HEAD", b"POST"]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    max_streams=st.integers(1, 4),
+)
+def test_send_request_headers_does_what_send_headers_does(
+    engine_name: str, requests: list[Any], max_streams: int
+) -> None:
+    # h2any frames a new request's header block itself (``send_request_headers``): the same
+    # bytes (HEADERS and CONTINUATION frames), the same stream records and states as the
+    # engine's ``send_headers``, and the same errors (here: too many streams).
+    engine = get_engine(engine_name)
+    connections = [engine.new_connection() for _ in range(2)]
+    for connection in connections:
+        connection.initiate_connection()
+        connection.remote_settings.max_concurrent_streams = max_streams
+        connection.remote_settings.acknowledge()
+        connection.data_to_send()
+    fast, stock = connections
+    for number, (extra, end_stream, method) in enumerate(requests):
+        fields = [
+            (b":method", method),
+            (b":scheme", b"https"),
+            (b":authority", b"example.org"),
+            (b":path", f"/{number}".encode()),
+        ]
+        for field in extra:
+            if field[0] == "never":
+                fields.append(engine.NeverIndexedHeaderTuple(field[1], field[2]))
+            else:
+                fields.append(field)
+        stream_id = 2 * number + 1
+        outcomes = []
+        for connection, send in (
+            (fast, lambda *a: fast.send_request_headers(*a)),
+            (stock, lambda i, f, e: stock.send_headers(i, f, end_stream=e)),
+        ):
+            connection.outbound_open_count = len(connection.streams)
+            try:
+                send(stream_id, list(fields), end_stream)
+                outcomes.append(("sent", connection.data_to_send()))
+            except Exception as exc:
+                outcomes.append(("error", type(exc).__name__))
+            stream = connection.streams.get(stream_id)
+            outcomes.append(
+                None
+                if stream is None
+                else (
+                    stream.state_machine.state,
+                    stream.state_machine.client,
+                    stream.state_machine.headers_sent,
+                    stream._authority,
+                    stream.request_method,
+                    stream.outbound_flow_control_window,
+                    stream.inbound_flow_control_window,
+                )
+            )
+            outcomes.append((connection.highest_outbound_stream_id, connection.state_machine.state))
+        assert outcomes[:3] == outcomes[3:]
