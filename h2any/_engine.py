@@ -21,14 +21,20 @@ from ._hpack_cache import caching_coders, caching_compiled_coders
 
 __all__ = ("Engine", "get_engine")
 
+# Frame types and flags (RFC 9113 section 6).
 _DATA = 0x0
 _HEADERS = 0x1
-_CONTINUATION = 0x9
-_END_HEADERS = 0x4
 _RST_STREAM = 0x3
-_END_STREAM = 0x1
-_PADDED = 0x8
 _WINDOW_UPDATE = 0x8
+_CONTINUATION = 0x9
+_END_STREAM = 0x1
+_END_HEADERS = 0x4
+_PADDED = 0x8
+
+
+def _frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
+    """The 9 bytes that open an HTTP/2 frame (RFC 9113 section 4.1)."""
+    return (length << 48 | kind << 40 | flags << 32 | stream_id).to_bytes(9, "big")
 
 
 @dataclass(frozen=True)
@@ -94,18 +100,21 @@ def _build(package: str) -> Engine:
     def module(name: str) -> Any:
         return importlib.import_module(f"{package}.{name}")
 
+    def hyperframe(name: str) -> Any:
+        # Stock h2 uses the separate hyperframe package; jh2 bundles its own copy.
+        return importlib.import_module(
+            f"hyperframe.{name}" if package == "h2" else f"{package}.hyperframe.{name}"
+        )
+
     connection_module = module("connection")
-    frame_module = (
-        importlib.import_module("hyperframe.frame")
-        if package == "h2"
-        else module("hyperframe.frame")
-    )
+    stream_module = module("stream")
+    frame_module = hyperframe("frame")
     hpack = importlib.import_module("hpack") if package == "h2" else module("hpack")
     # Cache the header blocks that repeat (_hpack_cache): around jh2's compiled coders when
     # it has them ("ALTERNATIVE_HPACK", then in (name, value, sensitive) triples), else as
     # subclasses of the engine's pure-Python hpack coders.
     compiled = getattr(connection_module, "ALTERNATIVE_HPACK", False)
-    if compiled != getattr(module("stream"), "ALTERNATIVE_HPACK", False):
+    if compiled != getattr(stream_module, "ALTERNATIVE_HPACK", False):
         raise ImportError(f"{package}'s modules disagree on which HPACK coders they use")
     coders = (
         caching_compiled_coders(connection_module.Encoder, connection_module.Decoder)
@@ -115,8 +124,8 @@ def _build(package: str) -> Engine:
     exceptions = module("exceptions")
     ErrorCodes = module("errors").ErrorCodes
     ConnectionState = connection_module.ConnectionState
-    StreamState = module("stream").StreamState
-    stream_inputs = module("stream").StreamInputs
+    StreamState = stream_module.StreamState
+    stream_inputs = stream_module.StreamInputs
     connection_inputs = connection_module.ConnectionInputs
     client_stream_ids = connection_module.AllowedStreamIDs.ODD
     never_indexed = hpack.NeverIndexedHeaderTuple
@@ -130,11 +139,7 @@ def _build(package: str) -> Engine:
     StreamIDTooLowError = exceptions.StreamIDTooLowError
 
     DataFrame = frame_module.DataFrame
-    Flags = (
-        importlib.import_module("hyperframe.flags")
-        if package == "h2"
-        else module("hyperframe.flags")
-    ).Flags
+    Flags = hyperframe("flags").Flags
     data_flag_names = {flag.name for flag in DataFrame.defined_flags}
     new_object = object.__new__
 
@@ -156,18 +161,17 @@ def _build(package: str) -> Engine:
             self.stream_errors: list[tuple[int, str]] = []
 
         def __next__(self) -> Any:
-            data: bytearray = getattr(self, "_data")  # noqa: B009 (the engine's, untyped here)
             while True:
+                data: bytearray = getattr(self, "_data")  # noqa: B009 (the engine's, untyped)
                 start = getattr(self, "_data_offset", 0)  # jh2 consumes by moving an offset
                 available = len(data) - start
                 if available < 9 or self._headers_buffer:
                     return super().__next__()
                 kind = data[start + 3]
+                stream_id = int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
                 if kind == _DATA:
                     length = int.from_bytes(data[start : start + 3], "big")
-                    stream_id = int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
                     flag_byte = data[start + 4]
-                    end = start + 9 + length
                     if (
                         available < 9 + length
                         or flag_byte & _PADDED
@@ -183,14 +187,8 @@ def _build(package: str) -> Engine:
                     frame.body_len = length
                     frame.pad_length = 0
                     with memoryview(data) as view:
-                        frame.data = view[start + 9 : end].tobytes()
-                    if start:
-                        self._data_offset = end
-                        if end == len(data):
-                            self._data = bytearray()
-                            self._data_offset = 0
-                    else:
-                        del data[:end]
+                        frame.data = view[start + 9 : start + 9 + length].tobytes()
+                    self._consume(start, 9 + length)
                     return frame
                 if not (
                     kind == _WINDOW_UPDATE
@@ -198,15 +196,24 @@ def _build(package: str) -> Engine:
                     and data[start : start + 3] == b"\x00\x00\x04"
                     and bytes(data[start + 9 : start + 13])
                     in (b"\x00\x00\x00\x00", b"\x80\x00\x00\x00")
-                    and int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
+                    and stream_id
                 ):
                     return super().__next__()
-                stream_id = int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
                 self.stream_errors.append((stream_id, "a WINDOW_UPDATE with a zero increment"))
-                if start:
-                    self._data_offset = start + 13
-                else:
-                    del data[:13]
+                self._consume(start, 13)
+
+        def _consume(self, start: int, size: int) -> None:
+            """Drop the ``size``-byte frame at ``start``: jh2 moves its offset (and starts
+            afresh when all is read), h2 deletes the front of its buffer."""
+            data: bytearray = getattr(self, "_data")  # noqa: B009 (the engine's, untyped)
+            end = start + size
+            if start:
+                self._data_offset = end
+                if end == len(data):
+                    self._data = bytearray()
+                    self._data_offset = 0
+            else:
+                del data[:end]
 
     class _H2Connection(connection_module.H2Connection):  # type: ignore[misc,name-defined]
         # Two behaviours of stock h2 that hurt a client, and what this subclass does instead:
@@ -325,8 +332,7 @@ def _build(package: str) -> Engine:
                 piece = block[start : start + size]
                 last = start + size >= len(block)
                 frame_flags = flags | _END_HEADERS if last else flags
-                header = len(piece) << 48 | kind << 40 | frame_flags << 32 | stream_id
-                out += header.to_bytes(9, "big")
+                out += _frame_header(len(piece), kind, frame_flags, stream_id)
                 out += piece
                 kind, flags = _CONTINUATION, 0
             if end_stream:
@@ -352,7 +358,7 @@ def _build(package: str) -> Engine:
                 self.send_data(stream_id, data)
                 return
             out = self._data_to_send
-            out += (size << 48 | stream_id).to_bytes(9, "big")  # length, DATA, no flags, id
+            out += _frame_header(size, _DATA, 0, stream_id)
             out += data
             self.outbound_flow_control_window -= size
             stream.outbound_flow_control_window -= size
