@@ -154,6 +154,21 @@ def changes_table(block: bytes) -> bool:
     return False
 
 
+def _coder_setting(name: str) -> Any:
+    """A setting of the wrapped coder (``self._coder``); changing it empties the cache: a
+    new table size opens the next block with a size update, and the decoder's limits decide
+    whether a block passes at all."""
+
+    def get(self: Any) -> Any:
+        return getattr(self._coder, name)
+
+    def set_(self: Any, value: Any) -> None:
+        self._cache.clear()
+        setattr(self._coder, name, value)
+
+    return property(get, set_)
+
+
 def caching_compiled_coders(encoder_class: Any, decoder_class: Any) -> tuple[type[Any], type[Any]]:
     """Caching wrappers of compiled ``(Encoder, Decoder)`` classes (jh2's), which speak in
     ``(name, value, sensitive)`` triples. Same rule as ``caching_coders``: a block is
@@ -163,18 +178,11 @@ def caching_compiled_coders(encoder_class: Any, decoder_class: Any) -> tuple[typ
     class CachingCompiledEncoder:
         __slots__ = ("_cache", "_coder")
 
+        header_table_size = _coder_setting("header_table_size")
+
         def __init__(self) -> None:
             self._coder = encoder_class()
             self._cache: dict[Any, bytes] = {}
-
-        @property
-        def header_table_size(self) -> int:
-            return self._coder.header_table_size  # type: ignore[no-any-return]
-
-        @header_table_size.setter
-        def header_table_size(self, value: int) -> None:
-            self._cache.clear()  # the next block opens with a size update
-            self._coder.header_table_size = value
 
         def encode(self, headers: Any, huffman: bool | None = None) -> bytes:
             fields = tuple(headers)
@@ -192,37 +200,13 @@ def caching_compiled_coders(encoder_class: Any, decoder_class: Any) -> tuple[typ
     class CachingCompiledDecoder:
         __slots__ = ("_cache", "_coder")
 
+        header_table_size = _coder_setting("header_table_size")
+        max_allowed_table_size = _coder_setting("max_allowed_table_size")
+        max_header_list_size = _coder_setting("max_header_list_size")
+
         def __init__(self, max_header_list_size: int | None = None) -> None:
             self._coder = decoder_class(max_header_list_size)
             self._cache: dict[Any, tuple[Any, ...]] = {}
-
-        @property
-        def header_table_size(self) -> int:
-            return self._coder.header_table_size  # type: ignore[no-any-return]
-
-        @header_table_size.setter
-        def header_table_size(self, value: int) -> None:
-            self._cache.clear()
-            self._coder.header_table_size = value
-
-        # The limits decide whether a block passes: a change of either empties the cache.
-        @property
-        def max_allowed_table_size(self) -> int:
-            return self._coder.max_allowed_table_size  # type: ignore[no-any-return]
-
-        @max_allowed_table_size.setter
-        def max_allowed_table_size(self, value: int) -> None:
-            self._cache.clear()
-            self._coder.max_allowed_table_size = value
-
-        @property
-        def max_header_list_size(self) -> int:
-            return self._coder.max_header_list_size  # type: ignore[no-any-return]
-
-        @max_header_list_size.setter
-        def max_header_list_size(self, value: int) -> None:
-            self._cache.clear()
-            self._coder.max_header_list_size = value
 
         def decode(self, data: bytes, raw: bool | None = None) -> Any:
             cache = self._cache
