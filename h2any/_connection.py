@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSAttribute, TLSStream
+from anyio.streams.tls import TLSAttribute
 from h2.errors import ErrorCodes
 
 from . import _socket
@@ -939,17 +939,7 @@ class Connection:
                     stream = await _socket.connect_tcp(origin.host, origin.port, READ_SIZE)
                     if self._ssl_context is None:
                         return stream
-                    try:
-                        stream = await TLSStream.wrap(
-                            stream,
-                            server_side=False,
-                            hostname=origin.host,
-                            ssl_context=self._ssl_context,
-                            standard_compatible=False,
-                        )
-                    except BaseException:
-                        await anyio.aclose_forcefully(stream)
-                        raise
+                    stream = await _socket.start_tls(stream, origin.host, self._ssl_context)
         except TimeoutError:
             raise ConnectTimeout(
                 f"could not connect to {origin} within {self.timeout.connect} s"

@@ -34,10 +34,10 @@ from urllib.parse import quote, unquote, urlsplit
 import anyio
 import anyio.abc
 import certifi
-from anyio.streams.tls import TLSStream
 
 from ._config import Origin
 from ._exceptions import InvalidRequest, ProxyError
+from ._socket import start_tls
 
 __all__ = (
     "MAX_HEAD_SIZE",
@@ -200,14 +200,10 @@ async def _connect_to_proxy(proxy: ProxyConfig) -> anyio.abc.ByteStream:
     if proxy.scheme != "https":
         return stream
     try:
-        return await TLSStream.wrap(
-            stream,
-            hostname=proxy.host,
-            ssl_context=proxy.ssl_context or _default_proxy_ssl_context(),
-            standard_compatible=False,
+        return await start_tls(
+            stream, proxy.host, proxy.ssl_context or _default_proxy_ssl_context()
         )
     except BaseException as exc:
-        await anyio.aclose_forcefully(stream)
         if isinstance(exc, anyio.BrokenResourceError) and exc.__cause__ is not None:
             exc = exc.__cause__
         if isinstance(exc, (ssl.SSLError, OSError, anyio.BrokenResourceError)):
@@ -336,12 +332,7 @@ async def open_tunnel(
     try:
         stream = await _handshake(stream, proxy, target)
         if ssl_context is not None:
-            stream = await TLSStream.wrap(
-                stream,
-                hostname=None if target.is_ip else target.host,
-                ssl_context=ssl_context,
-                standard_compatible=False,
-            )
+            stream = await start_tls(stream, target.host, ssl_context)
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise

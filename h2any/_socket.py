@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,8 +28,9 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSStream
 
-__all__ = ("AsyncioSocketStream", "connect_tcp")
+__all__ = ("AsyncioSocketStream", "connect_tcp", "running_on_trio", "start_tls")
 
 #: The read buffer of a new connection (it grows as reads fill it).
 FIRST_BUFFER_SIZE = 64 * 1024
@@ -42,6 +44,24 @@ async def connect_tcp(host: str, port: int, buffer_size: int) -> anyio.abc.ByteS
     if running_on_trio():
         return await anyio.connect_tcp(host, port)
     return AsyncioSocketStream(await _connect_asyncio(host, port), buffer_size)
+
+
+async def start_tls(
+    stream: anyio.abc.ByteStream, hostname: str, ssl_context: ssl.SSLContext
+) -> TLSStream:
+    """TLS, as the client, over ``stream``, checking the certificate against ``hostname``
+    (a name or an IP address); ``stream`` is closed if the handshake fails."""
+    try:
+        return await TLSStream.wrap(
+            stream,
+            server_side=False,  # anyio would guess "server" for an IP address given as None
+            hostname=hostname,
+            ssl_context=ssl_context,
+            standard_compatible=False,
+        )
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
 
 
 def running_on_trio() -> bool:

@@ -295,6 +295,20 @@ async def test_tls_target_through_the_proxy(
     assert f"CONNECT localhost:{nghttpd_tls.port} HTTP/1.1" in tinyproxy.log()
 
 
+async def test_tls_target_named_by_ip_address_through_the_proxy(
+    nghttpd_tls: NghttpdServer, tinyproxy: Tinyproxy, certs: Certs
+) -> None:
+    # The certificate names 127.0.0.1: the TLS client inside the tunnel checks the address
+    # as it would the name (and is a client: anyio guesses "server" when given no name).
+    with anyio.fail_after(10):
+        async with h2any.Connection(
+            f"https://127.0.0.1:{nghttpd_tls.port}", proxy=tinyproxy.url, verify=certs.ca_path
+        ) as conn:
+            response = await conn.request("GET", "/hello.txt")
+            assert await response.read() == b"hello, world\n"
+    assert f"CONNECT 127.0.0.1:{nghttpd_tls.port} HTTP/1.1" in tinyproxy.log()
+
+
 async def test_tls_target_is_verified_inside_the_tunnel(
     nghttpd_tls: NghttpdServer, tinyproxy: Tinyproxy
 ) -> None:
