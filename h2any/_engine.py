@@ -177,7 +177,7 @@ def _build(package: str) -> Engine:
                     return super().__next__()
                 kind = data[start + 3]
                 stream_id = int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
-                if kind == _DATA or kind == _HEADERS:
+                if kind in (_DATA, _HEADERS):
                     length = int.from_bytes(data[start : start + 3], "big")
                     flag_byte = data[start + 4]
                     if (
