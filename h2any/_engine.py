@@ -118,7 +118,9 @@ def _build(package: str) -> Engine:
     if compiled != getattr(stream_module, "ALTERNATIVE_HPACK", False):
         raise ImportError(f"{package}'s modules disagree on which HPACK coders they use")
     coders = (
-        caching_compiled_coders(connection_module.Encoder, connection_module.Decoder)
+        caching_compiled_coders(
+            connection_module.Encoder, connection_module.Decoder, hpack.NeverIndexedHeaderTuple
+        )
         if compiled
         else caching_coders(hpack)
     )
@@ -129,7 +131,6 @@ def _build(package: str) -> Engine:
     stream_inputs = stream_module.StreamInputs
     connection_inputs = connection_module.ConnectionInputs
     client_stream_ids = connection_module.AllowedStreamIDs.ODD
-    never_indexed = hpack.NeverIndexedHeaderTuple
     utilities = module("utilities")
     authority_from_headers = utilities.authority_from_headers
     extract_method_header = utilities.extract_method_header
@@ -323,7 +324,7 @@ def _build(package: str) -> Engine:
                 size = frame.flow_controlled_length
                 self._inbound_flow_control_window_manager.window_consumed(size)
                 return stream.receive_data(frame.data, end_stream, size)[1]
-            headers = decode_headers(self.decoder, frame.data)
+            headers = self.decoder.decode_fields(frame.data, decode_headers)
             return stream.receive_headers(headers, end_stream, self.config.header_encoding)[1]
 
         @property
@@ -368,12 +369,7 @@ def _build(package: str) -> Engine:
             self.state_machine.process_input(connection_inputs.SEND_HEADERS)
             stream = self._begin_new_stream(stream_id, client_stream_ids)
             stream.state_machine.process_input(stream_inputs.SEND_HEADERS)
-            if compiled:
-                block = self.encoder.encode(
-                    [(field[0], field[1], isinstance(field, never_indexed)) for field in headers]
-                )
-            else:
-                block = self.encoder.encode(headers)
+            block = self.encoder.encode_fields(headers)
             size = self.max_outbound_frame_size
             out = self._data_to_send
             flags = _END_STREAM if end_stream else 0

@@ -17,6 +17,7 @@ than even compiled HPACK; a new one still gets the compiled coder.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ("caching_coders", "caching_compiled_coders", "changes_table")
@@ -83,6 +84,10 @@ def caching_coders(hpack_module: Any) -> tuple[type[Any], type[Any]]:
                     cache[key] = block
             return block
 
+        def encode_fields(self, headers: list[Any]) -> bytes:
+            """``encode``: the compiled wrapper's name for it (the fields are h2's already)."""
+            return self.encode(headers)
+
     class CachingDecoder(hpack_module.Decoder):  # type: ignore[misc]
         def __init__(self, max_header_list_size: int | None = None) -> None:
             if max_header_list_size is None:
@@ -110,6 +115,11 @@ def caching_coders(hpack_module: Any) -> tuple[type[Any], type[Any]]:
             if table.generation == state[0] and len(cache) < CACHE_SIZE and len(key) <= BLOCK_SIZE:
                 cache[key] = tuple(headers)
             return headers
+
+        def decode_fields(self, data: bytes, to_fields: Callable[[Any, bytes], Any]) -> Any:
+            """``to_fields(self, data)`` (the engine's ``_decode_headers``): the compiled
+            wrapper's way to remember its conversion; here ``decode`` already does."""
+            return to_fields(self, data)
 
     return CachingEncoder, CachingDecoder
 
@@ -169,11 +179,23 @@ def _coder_setting(name: str) -> Any:
     return property(get, set_)
 
 
-def caching_compiled_coders(encoder_class: Any, decoder_class: Any) -> tuple[type[Any], type[Any]]:
+def caching_compiled_coders(
+    encoder_class: Any, decoder_class: Any, never_indexed: type[Any]
+) -> tuple[type[Any], type[Any]]:
     """Caching wrappers of compiled ``(Encoder, Decoder)`` classes (jh2's), which speak in
     ``(name, value, sensitive)`` triples. Same rule as ``caching_coders``: a block is
     reused only while the table is unchanged since it was made, and only a block that left
-    the table unchanged is kept."""
+    the table unchanged is kept.
+
+    Both also speak h2's field form -- tuples, sensitive ones of class ``never_indexed`` --
+    with the conversion to and from triples remembered too (``encode_fields``,
+    ``decode_fields``)."""
+
+    def remember(cache: dict[Any, Any], key: Any, block: bytes, value: Any) -> None:
+        if changes_table(block):
+            cache.clear()
+        elif len(cache) < CACHE_SIZE and len(block) <= BLOCK_SIZE:
+            cache[key] = value
 
     class CachingCompiledEncoder:
         __slots__ = ("_cache", "_coder")
@@ -186,15 +208,23 @@ def caching_compiled_coders(encoder_class: Any, decoder_class: Any) -> tuple[typ
 
         def encode(self, headers: Any, huffman: bool | None = None) -> bytes:
             fields = tuple(headers)
-            cache = self._cache
             key = (huffman, fields)
-            block = cache.get(key)
+            block = self._cache.get(key)
             if block is None:
                 block = self._coder.encode(list(fields), huffman)
-                if changes_table(block):
-                    cache.clear()
-                elif len(cache) < CACHE_SIZE and len(block) <= BLOCK_SIZE:
-                    cache[key] = block
+                remember(self._cache, key, block, block)
+            return block
+
+        def encode_fields(self, headers: list[Any]) -> bytes:
+            """``encode`` of h2-style fields."""
+            # The field classes matter: a never-indexed tuple equals a plain one.
+            key = ("fields", tuple(headers), tuple(map(type, headers)))
+            block = self._cache.get(key)
+            if block is None:
+                sensitive = [isinstance(field, never_indexed) for field in headers]
+                triples = [(*field, flag) for field, flag in zip(headers, sensitive, strict=True)]
+                block = self._coder.encode(triples, None)
+                remember(self._cache, key, block, block)
             return block
 
     class CachingCompiledDecoder:
@@ -209,16 +239,25 @@ def caching_compiled_coders(encoder_class: Any, decoder_class: Any) -> tuple[typ
             self._cache: dict[Any, tuple[Any, ...]] = {}
 
         def decode(self, data: bytes, raw: bool | None = None) -> Any:
-            cache = self._cache
             key = (raw, bytes(data))
-            cached = cache.get(key)
+            cached = self._cache.get(key)
             if cached is not None:
                 return list(cached)
             headers = self._coder.decode(data, raw)
-            if changes_table(key[1]):
-                cache.clear()
-            elif len(cache) < CACHE_SIZE and len(key[1]) <= BLOCK_SIZE:
-                cache[key] = tuple(headers)
+            remember(self._cache, key, key[1], tuple(headers))
             return headers
+
+        def decode_fields(self, data: bytes, to_fields: Callable[[Any, bytes], Any]) -> list[Any]:
+            """``to_fields(self, data)``: the engine's h2-style fields of block ``data``,
+            made from this decoder's triples (jh2's ``_decode_headers``, which also turns
+            decoding errors into the engine's), remembered with the block."""
+            block = bytes(data)
+            key = ("fields", block)
+            fields = self._cache.get(key)
+            if fields is None:
+                fields = tuple(to_fields(self, block))
+                if (True, block) in self._cache and len(self._cache) < CACHE_SIZE:
+                    self._cache[key] = fields  # its triples were kept: the table is unchanged
+            return list(fields)
 
     return CachingCompiledEncoder, CachingCompiledDecoder

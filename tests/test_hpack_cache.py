@@ -6,6 +6,7 @@ every block, decoded list and error must match.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -48,12 +49,14 @@ def _assert_coders_agree(
     encoders: tuple[Any, Any],
     decoders: tuple[Any, Any],
     *,
-    fields_of: Callable[[list[Any]], list[Any]],
+    encode: tuple[Callable[[Any, list[Any]], bytes], Callable[[Any, list[Any]], bytes]],
+    decode: tuple[Callable[[Any, bytes], Any], Callable[[Any, bytes], Any]],
     decoded: Callable[[Any], Any],
     errors: type[Exception],
 ) -> None:
-    """Run ``operations`` on a reference coder pair and a cached one (the second of each):
-    every block, every decoded list (as ``decoded`` shows it) and every error must match."""
+    """Run ``operations`` on a reference coder pair and a cached one (the second of each),
+    each side coding with its own ``encode``/``decode`` function: every block, every decoded
+    list (as ``decoded`` shows it) and every error must match."""
     for kind, argument in operations:
         if kind == "resize":
             for encoder in encoders:
@@ -63,18 +66,29 @@ def _assert_coders_agree(
             for decoder in decoders:
                 decoder.max_header_list_size = argument
             continue
-        fields = fields_of(pool[argument % len(pool)])
-        stock_block, cached_block = (encoder.encode(list(fields)) for encoder in encoders)
+        fields = pool[argument % len(pool)]
+        stock_block, cached_block = (
+            encode_with(encoder, list(fields))
+            for encode_with, encoder in zip(encode, encoders, strict=True)
+        )
         assert cached_block == stock_block
         outcomes = []
-        for decoder in decoders:
+        for decode_with, decoder in zip(decode, decoders, strict=True):
             try:
-                outcomes.append(("ok", decoded(decoder.decode(stock_block, raw=True))))
+                outcomes.append(("ok", decoded(decode_with(decoder, stock_block))))
             except errors as exc:
                 outcomes.append(("error", type(exc)))
         assert outcomes[1] == outcomes[0]
         if outcomes[0][0] == "error":
             return  # a decoder that failed is unusable (as after a connection error)
+
+
+def _encode(encoder: Any, fields: list[Any]) -> bytes:
+    return encoder.encode(fields)  # type: ignore[no-any-return]
+
+
+def _decode(decoder: Any, block: bytes) -> Any:
+    return decoder.decode(block, raw=True)
 
 
 @settings(max_examples=300, deadline=None)
@@ -85,7 +99,8 @@ def test_caching_coders_match_hpack(pool: list[list[Any]], operations: list[Any]
         operations,
         (hpack.Encoder(), CachingEncoder()),
         (hpack.Decoder(), CachingDecoder()),
-        fields_of=list,
+        encode=(_encode, _encode),
+        decode=(_decode, _decode),
         decoded=lambda headers: [(type(h), tuple(h)) for h in headers],
         errors=hpack.HPACKError,
     )
@@ -162,23 +177,64 @@ def test_changes_table_tells_table_changes(pool: list[list[Any]], operations: li
         assert changes_table(block) == (decoder.header_table.generation != before)
 
 
+def _triples(fields: list[Any], never_indexed: type[Any]) -> list[Any]:
+    return [(field[0], field[1], isinstance(field, never_indexed)) for field in fields]
+
+
 @settings(max_examples=200, deadline=None)
-@given(pool=st.lists(_block, min_size=1, max_size=4), operations=st.lists(_operation, max_size=40))
+@given(
+    pool=st.lists(_block, min_size=1, max_size=4),
+    operations=st.lists(_operation, max_size=40),
+    form=st.sampled_from(["triples", "fields"]),
+)
 def test_compiled_coder_wrappers_match_the_compiled_coders(
-    pool: list[list[Any]], operations: list[Any]
+    pool: list[list[Any]], operations: list[Any], form: str
 ) -> None:
-    # jh2's compiled coders, bare and wrapped in the cache, fed the same sequence.
+    # jh2's compiled coders, bare and wrapped in the cache, fed the same sequence: as jh2
+    # calls them (triples), or in h2's field form (``encode_fields``, ``decode_fields``)
+    # against jh2's own conversion of the bare coders' triples.
     hazmat = pytest.importorskip("jh2._hazmat")  # the dev extra installs jh2
-    Encoder, Decoder = caching_compiled_coders(hazmat.Encoder, hazmat.Decoder)
+    jh2_connection = importlib.import_module("jh2.connection")
+    never_indexed = jh2_connection.NeverIndexedHeaderTuple
+    Encoder, Decoder = caching_compiled_coders(hazmat.Encoder, hazmat.Decoder, never_indexed)
+    pool = [
+        [never_indexed(*f) if isinstance(f, hpack.NeverIndexedHeaderTuple) else f for f in b]
+        for b in pool
+    ]
+
+    def bare_encode(encoder: Any, fields: list[Any]) -> bytes:
+        return encoder.encode(_triples(fields, never_indexed))  # type: ignore[no-any-return]
+
+    if form == "triples":
+        encode = (bare_encode, bare_encode)
+        decode = (_decode, _decode)
+        decoded: Callable[[Any], Any] = lambda headers: headers  # noqa: E731
+    else:
+        to_fields = jh2_connection._decode_headers
+        encode = (bare_encode, lambda encoder, fields: encoder.encode_fields(fields))
+        decode = (to_fields, lambda decoder, block: decoder.decode_fields(block, to_fields))
+        decoded = lambda headers: [(type(h), tuple(h)) for h in headers]  # noqa: E731
     _assert_coders_agree(
         pool,
         operations,
         (hazmat.Encoder(), Encoder()),
         (hazmat.Decoder(), Decoder()),
-        fields_of=lambda block: [
-            (field[0], field[1], isinstance(field, hpack.NeverIndexedHeaderTuple))
-            for field in block
-        ],
-        decoded=lambda headers: headers,
+        encode=encode,
+        decode=decode,
+        decoded=decoded,
         errors=Exception,
     )
+
+
+def test_compiled_field_form_keeps_never_indexed_fields_apart() -> None:
+    # As for the stock coders: a never-indexed field's block (cached: it leaves the table
+    # alone) must not be served for the equal plain field, which enters the table.
+    hazmat = pytest.importorskip("jh2._hazmat")
+    never_indexed = importlib.import_module("jh2.connection").NeverIndexedHeaderTuple
+    Encoder, _ = caching_compiled_coders(hazmat.Encoder, hazmat.Decoder, never_indexed)
+    encoder = Encoder()
+    never = encoder.encode_fields([never_indexed(b"x-token", b"secret")])
+    assert never[0] & 0xF0 == 0x10
+    assert encoder._cache
+    plain = encoder.encode_fields([(b"x-token", b"secret")])
+    assert plain[0] & 0xC0 == 0x40
