@@ -11,8 +11,8 @@ touches either. Invariants it keeps:
   ``_commands`` (a deque: appending never blocks and is safe under cancellation) and setting
   the ``_wake`` signal. The writer loop drains *every* queued command, then makes one socket
   write: under load about a hundred requests go out per write.
-* **Events out.** Each stream has an ``_Inbox`` (a deque plus an event created only when the
-  consumer must wait). The reader loop feeds every event of one socket read to the inboxes
+* **Events out.** Each stream has an inbox (``_Stream.items``, a deque, and ``_Stream.event``,
+  created only when the consumer must wait). The reader loop feeds every event of one socket read to the inboxes
   without ever blocking, then yields. Reads happen whether or not anybody waits, so PING,
   SETTINGS and GOAWAY are answered at once.
 * **Backpressure.** Received DATA is granted back to the peer (WINDOW_UPDATE) only when the
@@ -137,21 +137,18 @@ class _EventLike(Protocol):
 
 
 @final
-class _FutureEvent:
-    """A one-shot asyncio event: a bare future. ``asyncio.Event`` takes a global lock to
-    bind itself to the loop, once per event -- once per request here."""
+class _FutureEvent(asyncio.Future[None]):
+    """A one-shot asyncio event: a future, awaited as it is. ``asyncio.Event`` takes a
+    global lock to bind itself to the loop, once per event -- once per request here."""
 
-    __slots__ = ("_future",)
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._future: asyncio.Future[None] = loop.create_future()
+    __slots__ = ()
 
     def set(self) -> None:
-        if not self._future.done():
-            self._future.set_result(None)
+        if not self.done():
+            self.set_result(None)
 
     def wait(self) -> asyncio.Future[None]:
-        return self._future
+        return self
 
 
 def _native_primitives() -> tuple[Callable[[], _EventLike], Callable[[], float]]:
@@ -166,7 +163,7 @@ def _native_primitives() -> tuple[Callable[[], _EventLike], Callable[[], float]]
 
         return trio.Event, trio.current_time
     loop = asyncio.get_running_loop()
-    return functools.partial(_FutureEvent, loop), loop.time
+    return functools.partial(_FutureEvent, loop=loop), loop.time
 
 
 class _Signal:
@@ -194,39 +191,6 @@ class _Signal:
         self._flag = False
 
 
-class _Inbox:
-    """Per-stream events from the connection task to the one task reading the stream.
-
-    ``put`` never blocks (the connection task must not); the size is bounded by flow control.
-    """
-
-    __slots__ = ("_event", "_new_event", "items")
-
-    def __init__(self, new_event: Callable[[], _EventLike]) -> None:
-        self.items: deque[tuple[Any, ...]] = deque()
-        self._event: _EventLike | None = None
-        self._new_event = new_event
-
-    def put(self, item: tuple[Any, ...]) -> None:
-        self.items.append(item)
-        if self._event is not None:
-            self._event.set()
-
-    def wake(self) -> None:
-        """Wake the waiter without an item (its deadline passed)."""
-        if self._event is not None:
-            self._event.set()
-
-    async def wait(self) -> None:
-        """Wait until an item is available, or :meth:`wake` is called."""
-        if not self.items:
-            self._event = event = self._new_event()
-            try:
-                await event.wait()
-            finally:
-                self._event = None
-
-
 class _Stream:
     """The connection task's record of one request/response exchange."""
 
@@ -234,12 +198,13 @@ class _Stream:
         "abandoned",
         "deadline",
         "declared_length",
+        "event",
         "finished",
         "flush_posted",
         "grant_posted",
         "headers",
-        "inbox",
         "is_push",
+        "items",
         "local_done",
         "on_open",
         "opened",
@@ -264,7 +229,6 @@ class _Stream:
         payload: bytes | None,
         streaming: bool,
         timeout: Timeout,
-        new_event: Callable[[], _EventLike],
     ) -> None:
         self.headers = headers
         # The request body still to send: pieces (the first possibly partly sent already),
@@ -282,7 +246,10 @@ class _Stream:
         self.on_open: Callable[[], None] | None = None
         self.precredit = False  # an unclaimed push: its bytes go back to the connection at once
         self.timeout = timeout
-        self.inbox = _Inbox(new_event)
+        # Events from the connection task to the one task reading the stream; ``put`` never
+        # blocks (the connection task must not), the size is bounded by flow control.
+        self.items: deque[tuple[Any, ...]] = deque()
+        self.event: _EventLike | None = None  # of the task waiting for the next item
         self.stream_id = 0
         self.opened = False
         self.local_done = False
@@ -297,9 +264,21 @@ class _Stream:
         self.grant_posted = False
         self.window_manager: BaseFlowControlManager | None = None
 
+    def put(self, item: tuple[Any, ...]) -> None:
+        self.items.append(item)
+        if self.event is not None:
+            self.event.set()
+
+    def next_item(self, new_event: Callable[[], _EventLike]) -> Awaitable[Any]:
+        """What the reading task awaits (under ``Connection._watch``) for the next
+        :meth:`put`, or a :meth:`wake`."""
+        self.event = event = new_event()
+        return event.wait()
+
     def wake(self) -> None:
         """Wake whichever task waits on this stream (for an item, or for room to write)."""
-        self.inbox.wake()
+        if self.event is not None:
+            self.event.set()
         if self.writable is not None:
             self.writable.set()
 
@@ -740,7 +719,7 @@ class Connection:
         if b"accept-encoding" not in seen:
             fields.append((b"accept-encoding", _ACCEPT_ENCODING))
         stream_timeout = self.timeout if timeout is None else as_timeout(timeout)
-        stream = _Stream(fields, payload, streaming, stream_timeout, self._new_event)
+        stream = _Stream(fields, payload, streaming, stream_timeout)
         stream.declared_length = declared
         return stream
 
@@ -788,16 +767,20 @@ class Connection:
         self._wake.set()
 
     async def _wait_headers(self, stream: _Stream) -> tuple[int, Headers]:
-        inbox = stream.inbox
+        items = stream.items
         while True:
-            if not inbox.items:
+            if not items:
                 # The connection task moves the deadline as the stream progresses.
-                await self._wait_for(stream, _stage_limit(stream), inbox.wait)
-                if not inbox.items:
+                self._watch(stream, _stage_limit(stream))
+                try:
+                    await stream.next_item(self._new_event)
+                finally:
+                    self._unwatch(stream)
+                if not items:
                     if stream.timed_out:
                         raise self._timeout_error(stream)
                     continue
-            item = inbox.items.popleft()
+            item = items.popleft()
             kind = item[0]
             if kind == _HEADERS:
                 raw: list[tuple[bytes, bytes]] = item[1]
@@ -854,11 +837,13 @@ class Connection:
 
     async def _wait_writable(self, stream: _Stream) -> None:
         """Wait until the connection task has taken some of ``stream``'s queued body."""
-        stream.writable = anyio.Event()
+        stream.writable = event = anyio.Event()
+        self._watch(stream, _stage_limit(stream))
         try:
-            await self._wait_for(stream, _stage_limit(stream), stream.writable.wait)
+            await event.wait()
         finally:
             stream.writable = None
+            self._unwatch(stream)
         if stream.timed_out and stream.out_pending >= OUTBOUND_BUFFER and not stream.finished:
             raise self._timeout_error(stream)
 
@@ -1077,19 +1062,19 @@ class Connection:
             error = exc
         self._shutdown(error)
 
-    async def _wait_for(
-        self, stream: _Stream, limit: float | None, wait: Callable[[], Awaitable[Any]]
-    ) -> None:
-        """``await wait()`` -- a wait on ``stream``'s inbox or writable event -- with a
+    def _watch(self, stream: _Stream, limit: float | None) -> None:
+        """A task starts waiting on ``stream`` (for an item, or for room to write), with a
         deadline ``limit`` seconds away (None: none, until the connection task moves it),
-        kept by the watchdog; afterwards ``stream.timed_out`` tells whether it passed."""
+        kept by the watchdog; afterwards ``stream.timed_out`` tells whether it passed. The
+        wait ends, however it ends, with :meth:`_unwatch`. (Not a coroutine wrapping the
+        wait: thousands of queued requests each hold their chain of coroutines.)"""
         stream.timed_out = False
         self._watched[stream] = None
         self._set_deadline(stream, limit)
-        try:
-            await wait()
-        finally:
-            self._watched.pop(stream, None)
+
+    def _unwatch(self, stream: _Stream) -> None:
+        stream.event = None
+        self._watched.pop(stream, None)
 
     def _set_deadline(self, stream: _Stream, limit: float | None) -> None:
         """Restart ``stream``'s deadline: ``limit`` seconds from now (None: none)."""
@@ -1306,7 +1291,7 @@ class Connection:
             )
         else:
             exc = _clone_error(self._error or ConnectionClosed("the connection is closed"))
-        stream.inbox.put((_ERROR, exc))
+        stream.put((_ERROR, exc))
 
     def _start(self, stream: _Stream) -> None:
         h2 = self._h2
@@ -1471,7 +1456,7 @@ class Connection:
     ) -> None:
         """Fail one stream (reset it); the connection carries on."""
         if not stream.finished:
-            stream.inbox.put((_ERROR, error))
+            stream.put((_ERROR, error))
             try:
                 self._h2.reset_closed_or_open(stream.stream_id, code)
             except self._engine.ProtocolError:
@@ -1579,7 +1564,7 @@ class Connection:
                     continue
                 if stream.precredit:
                     self._release(stream)
-                stream.inbox.put((_DATA, event.data, size))
+                stream.put((_DATA, event.data, size))
             elif isinstance(event, ev.ResponseReceived):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
@@ -1587,7 +1572,7 @@ class Connection:
                     if problem is not None:
                         self._malformed(stream, problem)
                         continue
-                    stream.inbox.put((_HEADERS, event.headers))
+                    stream.put((_HEADERS, event.headers))
                     if stream.window_manager is not None:
                         for name, value in event.headers:
                             if name == b"content-length" and value.isdigit():
@@ -1596,7 +1581,7 @@ class Connection:
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
                     stream.remote_done = True
-                    stream.inbox.put(_END_ITEM)
+                    stream.put(_END_ITEM)
                     if stream.local_done:
                         self._finish(stream)
                     if self._push_news is not None:
@@ -1608,12 +1593,12 @@ class Connection:
                     if problem is not None:
                         self._malformed(stream, problem)
                         continue
-                    stream.inbox.put((_TRAILERS, event.headers))
+                    stream.put((_TRAILERS, event.headers))
             elif isinstance(event, ev.StreamReset):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
                     error = StreamReset(stream.stream_id, int(event.error_code or 0))
-                    stream.inbox.put((_ERROR, error))
+                    stream.put((_ERROR, error))
                     self._finish(stream)
                     self._release(stream)
             elif isinstance(event, ev.WindowUpdated):
@@ -1645,7 +1630,7 @@ class Connection:
 
     def _on_push_promise(self, event: ev.PushedStreamReceived) -> None:
         pushed_id = event.pushed_stream_id or 0
-        stream = _Stream([], None, False, self.timeout, self._new_event)
+        stream = _Stream([], None, False, self.timeout)
         stream.stream_id = pushed_id
         stream.opened = stream.local_done = stream.is_push = stream.precredit = True
         stream.window_manager = self._window_manager(self._initial_window_size)
@@ -1674,7 +1659,7 @@ class Connection:
         self._goaway = event
         for stream_id, stream in list(self._streams.items()):
             if stream_id % 2 and stream_id > last_stream_id:
-                stream.inbox.put(
+                stream.put(
                     (
                         _ERROR,
                         ConnectionTerminated(
@@ -1714,9 +1699,9 @@ class Connection:
                         stream_id=stream.stream_id,
                     )
                     goaway.__cause__ = error.__cause__
-                    stream.inbox.put((_ERROR, goaway))
+                    stream.put((_ERROR, goaway))
                 else:
-                    stream.inbox.put((_ERROR, _clone_error(error)))
+                    stream.put((_ERROR, _clone_error(error)))
                 stream.finished = True
                 if stream.writable is not None:
                     stream.writable.set()

@@ -140,7 +140,7 @@ class Response:
         """The next non-empty chunk already received, None at the end of the body, or
         ``EMPTY`` if nothing is there yet."""
         stream = self._stream
-        items = stream.inbox.items
+        items = stream.items
         try:
             while items:
                 item = items.popleft()
@@ -174,12 +174,15 @@ class Response:
             if chunk is not EMPTY:
                 return chunk  # type: ignore[return-value]
             limit = stream.timeout.read
+            connection._watch(stream, limit)
             try:
-                await connection._wait_for(stream, limit, stream.inbox.wait)
+                await stream.next_item(connection._new_event)
             except BaseException:
                 self._give_up()
                 raise
-            if stream.timed_out and not stream.inbox.items:
+            finally:
+                connection._unwatch(stream)
+            if stream.timed_out and not stream.items:
                 self._give_up()
                 raise ReadTimeout(f"stream {self.stream_id}: no data for {limit} s")
 
@@ -195,7 +198,7 @@ class Response:
         """
         if not self._closed:
             self._closed = True
-            if not self._complete or self._stream.inbox.items:
+            if not self._complete or self._stream.items:
                 self._connection._abandon(self._stream)
         await anyio.lowlevel.checkpoint()
 
