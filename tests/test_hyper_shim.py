@@ -23,6 +23,12 @@ import h2any.sync
 from h2any.sync import HTTP20Connection, HTTP20Response, HTTPHeaderMap
 from h2any.testing import Request, Response, serve
 
+
+def _loop_threads() -> int:
+    """The facades' event-loop threads alive (other tests' worker threads come and go)."""
+    return sum(thread.name.startswith("h2any-") for thread in threading.enumerate())
+
+
 BACKENDS = ["asyncio", "trio"]
 TIMEOUT = 10.0
 
@@ -224,27 +230,27 @@ def test_trailers_read_the_body_and_keep_it(hypercorn_server) -> None:
 
 
 def test_context_managers_close_responses_and_the_connection(nghttpd, backend: str) -> None:
-    before = threading.active_count()
+    before = _loop_threads()
     with HTTP20Connection(_hostport(nghttpd.url), backend=backend, timeout=TIMEOUT) as conn:
-        assert threading.active_count() == before  # opened lazily
+        assert _loop_threads() == before  # opened lazily
         conn.request("GET", "/16m.bin")
         with conn.getresponse() as response:
             assert len(response.read(1000)) == 1000  # left early: the stream is reset
-        assert threading.active_count() == before + 1
+        assert _loop_threads() == before + 1
         conn.request("GET", "/hello.txt")
         assert conn.getresponse().read() == b"hello, world\n"
-    assert threading.active_count() == before
+    assert _loop_threads() == before
 
 
 def test_close_leaves_no_thread_and_the_next_request_reconnects(nghttpd) -> None:
-    before = threading.active_count()
+    before = _loop_threads()
     conn = HTTP20Connection(_hostport(nghttpd.url), timeout=TIMEOUT)
     conn.connect()
     conn.connect()  # no-op
-    assert threading.active_count() == before + 1
+    assert _loop_threads() == before + 1
     uncollected = conn.request("GET", "/1m.bin")
     conn.close()
-    assert threading.active_count() == before
+    assert _loop_threads() == before
     with pytest.raises(ValueError, match="awaits getresponse"):
         conn.getresponse(uncollected)
     conn.close()  # idempotent
@@ -252,17 +258,17 @@ def test_close_leaves_no_thread_and_the_next_request_reconnects(nghttpd) -> None
     assert conn.getresponse().read() == b"x"
     assert conn.ping(b"12345678") > 0
     conn.close()
-    assert threading.active_count() == before
+    assert _loop_threads() == before
 
 
 def test_an_unclosed_shim_warns_and_is_cleaned_up(nghttpd) -> None:
-    before = threading.active_count()
+    before = _loop_threads()
     conn = HTTP20Connection(_hostport(nghttpd.url), timeout=TIMEOUT)
     conn.request("GET", "/1b")
     with pytest.warns(ResourceWarning, match="unclosed"):  # noqa: PT031
         del conn  # nothing in the loop thread refers back to the shim
         gc.collect()
-    assert threading.active_count() == before
+    assert _loop_threads() == before
 
 
 def test_putrequest_putheader_endheaders_send(hypercorn_server, backend: str) -> None:
