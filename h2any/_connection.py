@@ -12,9 +12,9 @@ touches either. Invariants it keeps:
   the ``_wake`` signal. The writer loop drains *every* queued command, then makes one socket
   write: under load about a hundred requests go out per write.
 * **Events out.** Each stream has an inbox (``_Stream.items``, a deque, and ``_Stream.event``,
-  created only when the consumer must wait). The reader loop feeds every event of one socket read to the inboxes
-  without ever blocking, then yields. Reads happen whether or not anybody waits, so PING,
-  SETTINGS and GOAWAY are answered at once.
+  created only when the consumer must wait). The reader loop feeds every event of one
+  socket read to the inboxes without ever blocking, then yields. Reads happen whether or
+  not anybody waits, so PING, SETTINGS and GOAWAY are answered at once.
 * **Backpressure.** Received DATA is granted back to the peer (WINDOW_UPDATE) only when the
   application consumes it: the response posts an ``ack`` command, and the window managers
   decide the increments. An inbox therefore never holds more than its stream window, and a

@@ -168,19 +168,22 @@ def _build(package: str) -> Engine:
         def __init__(self) -> None:
             super().__init__(server=False)
             self.stream_errors: list[tuple[int, str]] = []
+            if not hasattr(self, "_data_offset"):
+                self._data_offset = 0  # jh2 consumes by moving an offset; h2's stays 0
 
         def __next__(self) -> Any:
             while True:
                 data: bytearray = getattr(self, "_data")  # noqa: B009 (the engine's, untyped)
-                start = getattr(self, "_data_offset", 0)  # jh2 consumes by moving an offset
+                start: int = self._data_offset
                 available = len(data) - start
                 if available < 9 or self._headers_buffer:
                     return super().__next__()
-                kind = data[start + 3]
-                stream_id = int.from_bytes(data[start + 5 : start + 9], "big") & 0x7FFFFFFF
+                header = int.from_bytes(data[start : start + 9], "big")
+                kind = header >> 40 & 0xFF
+                stream_id = header & 0x7FFFFFFF
                 if kind in (_DATA, _HEADERS):
-                    length = int.from_bytes(data[start : start + 3], "big")
-                    flag_byte = data[start + 4]
+                    length = header >> 48
+                    flag_byte = header >> 32 & 0xFF
                     if (
                         available < 9 + length
                         or flag_byte & _PADDED
