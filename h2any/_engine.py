@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -31,6 +32,12 @@ _END_STREAM = 0x1
 _END_HEADERS = 0x4
 _PADDED = 0x8
 _PRIORITY = 0x20
+
+# A frame header (RFC 9113 section 4.1): 24-bit length (as 16 + 8), type, flags, stream ID.
+_unpack_frame_header = struct.Struct(">HBBBL").unpack_from
+# Payloads up to this size are copied out of the read buffer by slicing (two small copies
+# beat a memoryview's set-up); larger ones through a memoryview (one copy).
+_SMALL_PAYLOAD = 2048
 
 
 def _frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
@@ -178,12 +185,12 @@ def _build(package: str) -> Engine:
                 available = len(data) - start
                 if available < 9 or self._headers_buffer:
                     return super().__next__()
-                header = int.from_bytes(data[start : start + 9], "big")
-                kind = header >> 40 & 0xFF
-                stream_id = header & 0x7FFFFFFF
+                length_high, length_low, kind, flag_byte, stream_id = _unpack_frame_header(
+                    data, start
+                )
+                stream_id &= 0x7FFFFFFF
                 if kind in (_DATA, _HEADERS):
-                    length = header >> 48
-                    flag_byte = header >> 32 & 0xFF
+                    length = length_high << 8 | length_low
                     if (
                         available < 9 + length
                         or flag_byte & _PADDED
@@ -212,14 +219,17 @@ def _build(package: str) -> Engine:
                     frame.flags = flags
                     frame.body_len = length
                     frame.pad_length = 0
-                    with memoryview(data) as view:
-                        frame.data = view[start + 9 : start + 9 + length].tobytes()
+                    if length <= _SMALL_PAYLOAD:
+                        frame.data = bytes(data[start + 9 : start + 9 + length])
+                    else:  # one copy, not two
+                        with memoryview(data) as view:
+                            frame.data = view[start + 9 : start + 9 + length].tobytes()
                     self._consume(start, 9 + length)
                     return frame
                 if not (
                     kind == _WINDOW_UPDATE
                     and available >= 13
-                    and data[start : start + 3] == b"\x00\x00\x04"
+                    and (length_high, length_low) == (0, 4)
                     and bytes(data[start + 9 : start + 13])
                     in (b"\x00\x00\x00\x00", b"\x80\x00\x00\x00")
                     and stream_id
