@@ -398,9 +398,8 @@ class Plan:
     small_requests: int
 
 
-def measure(scenario: str, client: str, backend: str, server: Server, plan: Plan) -> Result:
-    unit = "req/s" if scenario == "small" else "MB/s"
-    result = Result(scenario, client, backend, unit)
+def _runner(scenario: str, client: str, backend: str, server: Server, plan: Plan) -> Any:
+    """The function that runs one row once (``warmup=True``: the untimed warm-up)."""
     origin = server.origin
     warmup_requests = max(1000, plan.small_requests // 10)
 
@@ -417,30 +416,44 @@ def measure(scenario: str, client: str, backend: str, server: Server, plan: Plan
         sha = server.big_sha256 if warmup else None
         return _run_async(backend, partial(download, origin, sha))
 
-    label = f"{scenario:8} {client:6} {backend:7}"
-    print(f"  {label} ...", end="", flush=True)
+    return once
+
+
+def _attempt(result: Result, once: Any, warmup: bool) -> None:
+    """One run of a row, its value recorded (timed runs) and printed, or its failure."""
+    label = "warm-up" if warmup else f"{len(result.values) + 1}"
+    print(f"  {result.scenario:8} {result.client:6} {result.backend:7} {label:>7} ...", end="")
     try:
-        once(warmup=True)
-        for _ in range(plan.repeat):
-            result.values.append(once(warmup=False))
-            print(f" {result.values[-1]:,.0f}", end="", flush=True)
+        value = once(warmup)
     except BenchmarkError as exc:
         result.error = str(exc)
     except Exception as exc:  # a client crashing is a result too, not the end of the run
         result.error = f"{type(exc).__name__}: {exc}"
-    print(f"  FAILED: {result.error}" if result.error else f"  {unit}", flush=True)
-    return result
+    else:
+        if not warmup:
+            result.values.append(value)
+        print(f" {value:,.0f} {result.unit}", flush=True)
+        return
+    print(f"  FAILED: {result.error}", flush=True)
 
 
 def run_plan(server: Server, plan: Plan) -> list[Result]:
+    """Every row of each scenario in rounds: a warm-up of each, then each of the
+    ``plan.repeat`` rounds runs every row once, so that the machine's drifts (large on a
+    shared machine) hit the rows alike and the ratios between them hold."""
     results: list[Result] = []
     for scenario in plan.scenarios:
+        unit = "req/s" if scenario == "small" else "MB/s"
+        rows: list[tuple[Result, Any]] = []
         for client in plan.clients:
-            if client == "h2load":
-                results.append(measure(scenario, client, "C", server, plan))
-                continue
-            for backend in plan.backends:
-                results.append(measure(scenario, client, backend, server, plan))
+            for backend in ["C"] if client == "h2load" else plan.backends:
+                result = Result(scenario, client, backend, unit)
+                rows.append((result, _runner(scenario, client, backend, server, plan)))
+        for warmup in [True] + [False] * plan.repeat:
+            for result, once in rows:
+                if result.error is None:
+                    _attempt(result, once, warmup)
+        results += [result for result, _ in rows]
     return results
 
 
@@ -561,7 +574,8 @@ def report(
         big_cmd,
         "```",
         "",
-        f"Each row: one warm-up, then {plan.repeat} timed run(s) on a fresh connection; "
+        f"Each row: one warm-up, then {plan.repeat} timed run(s) on a fresh connection, in "
+        "rounds (each round runs every row of the table once); "
         "the median is shown.",
         "",
     ]
@@ -594,8 +608,9 @@ generator, which serves as the ceiling. Everything runs over **one HTTP/2 connec
 CPUs, so the absolute numbers say little: read the **ratios**, which compare clients measured
 in the same run. The *small* scenario sends 20,000 GETs of a 1-byte file with 100 requests
 in flight (100 worker tasks); the *download* scenario streams one 64 MiB file. Each result
-is the median of three runs after a warm-up, and every response is validated (status, body,
-HTTP/2, one connection, SHA-256 of the download).
+is the median of three runs after a warm-up (run in rounds, each round running every row
+once, so that the machine's drifts hit all rows alike), and every response is validated
+(status, body, HTTP/2, one connection, SHA-256 of the download).
 
 To reproduce: `nox -s bench` (or `python benchmarks/bench_core.py --output
 docs/benchmarks.md`; add `--quick` for a fast smoke run). The script starts and stops its

@@ -467,22 +467,48 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 def repeat_row(row: Row, times: int, once: Callable[[], dict[str, Any]]) -> Row:
     """Run ``once`` ``times`` times into ``row``, printing progress; failures end the row."""
     print(f"  {row.scenario:8} {row.client:8} {row.setup[:60]:60} ...", end="", flush=True)
-    try:
-        for _ in range(times):
-            result = once()
-            row.values.append(result["value"])
-            if "growth_kib" in result:
-                row.growth_mib.append(result["growth_kib"] / 1024)
-            if "errors" in result:
-                row.errors.append(result["errors"])
-                row.error_kinds.update(result.get("kinds", {}))
-            print(f" {row.values[-1]:,.0f}", end="", flush=True)
-    except core.BenchmarkError as exc:
-        row.error = str(exc)
-    except Exception as exc:  # a client crashing is a result too
-        row.error = f"{type(exc).__name__}: {exc}"
+    for _ in range(times):
+        if not _measure_into(row, once):
+            break
+        print(f" {row.values[-1]:,.0f}", end="", flush=True)
     print(f"  FAILED: {row.error}" if row.error else f"  {row.unit}", flush=True)
     return row
+
+
+def repeat_rows(jobs: list[tuple[Row, Callable[[], dict[str, Any]]]], times: int) -> list[Row]:
+    """``repeat_row`` for several rows, interleaved: each of ``times`` rounds runs every row
+    once, so that the machine's drifts (large on a shared machine: the same run varies by
+    a third from one minute to the next) hit the rows alike, and their ratios hold."""
+    for number in range(1, times + 1):
+        for row, once in jobs:
+            if row.error:
+                continue
+            label = f"  {row.scenario:8} {row.client:8} {row.setup[:50]:50} {number}/{times} ..."
+            print(label, end="", flush=True)
+            if _measure_into(row, once):
+                print(f" {row.values[-1]:,.0f} {row.unit}", flush=True)
+            else:
+                print(f"  FAILED: {row.error}", flush=True)
+    return [row for row, _ in jobs]
+
+
+def _measure_into(row: Row, once: Callable[[], dict[str, Any]]) -> bool:
+    """One run of ``once`` recorded in ``row``; False (and ``row.error``) if it failed."""
+    try:
+        result = once()
+    except core.BenchmarkError as exc:
+        row.error = str(exc)
+        return False
+    except Exception as exc:  # a client crashing is a result too
+        row.error = f"{type(exc).__name__}: {exc}"
+        return False
+    row.values.append(result["value"])
+    if "growth_kib" in result:
+        row.growth_mib.append(result["growth_kib"] / 1024)
+    if "errors" in result:
+        row.errors.append(result["errors"])
+        row.error_kinds.update(result.get("kinds", {}))
+    return True
 
 
 def child_row(row: Row, times: int, spec: dict[str, Any]) -> Row:
@@ -531,6 +557,10 @@ def table(rows: list[Row], with_memory: bool, with_errors: bool = False) -> str:
     if with_errors:
         header.append("errors (total)")
         align += "r"
+    floor = next((r.median for r in rows if r.client == "h2 floor"), None)
+    if floor is not None:
+        header.append("% of the h2 floor")
+        align += "r"
     header.append("ratio to httpx")
     align += "r"
     with_niquests = any(r.client == "niquests" for r in rows)
@@ -554,6 +584,8 @@ def table(rows: list[Row], with_memory: bool, with_errors: bool = False) -> str:
             kinds = ", ".join(f"{n:,} {kind}" for kind, n in r.error_kinds.most_common())
             errors = f"{sum(r.errors):,}" if r.errors else "n/a"
             line.append(f"{errors} ({kinds})" if kinds else errors)
+        if floor is not None:
+            line.append(f"{100 * median / floor:.1f}%")
         line.append(_ratio(median / reference) if reference else "n/a")
         if with_niquests:
             best = best_niquests(rows, r.group)
@@ -852,7 +884,12 @@ async def httpx_fanout(origin: str, count: int) -> tuple[float, Counter[str]]:
 
 def scenario_fanout(server: core.Server, plan: Plan) -> list[Row]:
     count = plan.sizes.fanout
-    rows = []
+    # The floor (as in the floor scenario) runs in the same rounds: issue 9's fan-out target
+    # is a share of it.
+    floor = Row("fanout", "h2 floor", "in memory, client side (floor scenario)", "req/s")
+    jobs: list[tuple[Row, Callable[[], dict[str, Any]]]] = [
+        (floor, partial(_floor_once, plan.sizes.floor_requests))
+    ]
     for client, func in (("h2any", h2any_fanout), ("httpx", httpx_fanout)):
         for backend in plan.backends:
             run = partial(core._run_async, backend)
@@ -863,8 +900,8 @@ def scenario_fanout(server: core.Server, plan: Plan) -> list[Row]:
                 failed = sum(errors.values())
                 return {"value": (count - failed) / elapsed, "errors": failed, "kinds": errors}
 
-            row = Row("fanout", client, backend, "req/s", group=backend)
-            rows.append(repeat_row(row, plan.repeat, once))
+            jobs.append((Row("fanout", client, backend, "req/s", group=backend), once))
+    rows = repeat_rows(jobs, plan.repeat)
     command = [
         "h2load",
         "-n",
@@ -971,19 +1008,15 @@ def h2_floor(requests: int, concurrency: int = core.CONCURRENCY) -> float:
     return requests / client_time
 
 
+def _floor_once(count: int) -> dict[str, Any]:
+    h2_floor(count // 10)  # warm-up
+    return {"value": h2_floor(count)}
+
+
 def scenario_floor(server: core.Server, plan: Plan) -> list[Row]:
     count = plan.sizes.floor_requests
-    rows = []
-
-    def floor_once() -> dict[str, Any]:
-        h2_floor(count // 10)  # warm-up
-        return {"value": h2_floor(count)}
-
-    rows.append(
-        repeat_row(
-            Row("floor", "h2 floor", "in memory, client side", "req/s"), plan.repeat, floor_once
-        )
-    )
+    floor = Row("floor", "h2 floor", "in memory, client side", "req/s")
+    jobs: list[tuple[Row, Callable[[], dict[str, Any]]]] = [(floor, partial(_floor_once, count))]
     # h2any on every backend; httpx (slow: 20,000 requests take a minute) on asyncio only,
     # bench_core has the rest.
     pairs = [("h2any", core.h2any_small, b) for b in plan.backends]
@@ -995,8 +1028,8 @@ def scenario_floor(server: core.Server, plan: Plan) -> list[Row]:
             run(partial(func, server.origin, max(1000, count // 10)))  # warm-up
             return {"value": run(partial(func, server.origin, count))}
 
-        row = Row("floor", client, f"small, {backend}", "req/s")
-        rows.append(repeat_row(row, plan.repeat, once))
+        jobs.append((Row("floor", client, f"small, {backend}", "req/s"), once))
+    rows = repeat_rows(jobs, plan.repeat)
     command = core.h2load_command(server.origin, "small", count)
     row = Row("floor", "h2load", "small, C", "req/s")
     rows.append(h2load_row(row, plan.repeat, command, count, count))
@@ -1072,7 +1105,8 @@ def report(
         f"nghttpd --no-tls {' '.join(UPLOAD_SERVER_ARGS)} -a 127.0.0.1 -d DOCROOT PORT2",
         "```",
         "",
-        f"Each row: {plan.repeat} timed run(s), median shown; transfers with a memory column "
+        f"Each row: {plan.repeat} timed run(s), median shown (fan-out and floor: in rounds, "
+        "each round running every row of the table once); transfers with a memory column "
         "run each in a fresh Python process (asyncio), which resets its peak RSS before the "
         "timed transfer (`/proc/self/clear_refs`) and reports VmHWM minus the VmRSS just "
         "before it: the memory the transfer added (connection, buffers, the client's own "
@@ -1129,7 +1163,9 @@ def report(
             f"{sizes.fanout:,} tasks each make one request on one connection; nghttpd allows "
             "100 concurrent streams, so the clients queue the rest. Timeouts 60 s for both "
             "clients; a failed request counts as an error (req/s counts successes only). "
-            "One warm-up of a fifth of the requests before each run.",
+            "One warm-up of a fifth of the requests before each run. The *h2 floor* row is the "
+            "floor scenario's measurement, run in the same rounds (each round runs every row "
+            "once): issue 9's fan-out target is >= 75% of it.",
             "",
             table(by["fanout"], with_memory=False, with_errors=True),
             "",
