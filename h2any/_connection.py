@@ -1194,6 +1194,9 @@ class Connection:
     async def _write_loop(self) -> None:
         assert self._socket is not None
         send = self._socket.send
+        # Plain sockets on asyncio: a write the socket takes whole needs no timeout (a
+        # cancel scope with a deadline per write was an eighth of a small-window upload).
+        send_now: Callable[[bytes], int] | None = getattr(self._socket, "send_now", None)
         h2 = self._h2
         commands = self._commands
         while True:
@@ -1213,8 +1216,10 @@ class Connection:
             if data:
                 self._writing = True
                 try:
-                    with anyio.fail_after(self.timeout.write):
-                        await send(data)
+                    sent = 0 if send_now is None else send_now(data)
+                    if sent < len(data):
+                        with anyio.fail_after(self.timeout.write):
+                            await send(data[sent:])
                     self._writing = False
                 except TimeoutError:
                     self._socket_lost = True

@@ -180,6 +180,18 @@ class AsyncioSocketStream(anyio.abc.SocketStream):
                 raise anyio.ClosedResourceError from None
             raise anyio.BrokenResourceError from exc
 
+    def send_now(self, item: bytes) -> int:
+        """Send what the socket takes of ``item`` at once, without waiting; return how
+        many bytes that was (0 when its buffer is full)."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            return self._sock.send(item)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+
     async def send_eof(self) -> None:
         self._sock.shutdown(socket.SHUT_WR)
 

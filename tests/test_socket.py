@@ -97,3 +97,26 @@ async def test_no_address_answers_is_an_oserror(monkeypatch: pytest.MonkeyPatch)
     closed.close()
     with anyio.fail_after(10), pytest.raises(OSError, match=r"(?i)refused|failed"):
         await _socket.connect_tcp("127.0.0.1", closed_port, 1 << 16)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the plain-socket stream is asyncio's
+async def test_send_now_sends_what_the_socket_takes_without_waiting(anyio_backend: str) -> None:
+    # The connection task writes through send_now first and waits (under the write
+    # timeout) only for what the socket did not take.
+    with anyio.fail_after(10):
+        ours, peer = socket.socketpair()
+        ours.setblocking(False)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        stream = _socket.AsyncioSocketStream(ours, 1 << 16)
+        try:
+            assert stream.send_now(b"hello") == 5
+            assert peer.recv(5) == b"hello"
+            big = b"x" * (1 << 22)
+            taken = stream.send_now(big)
+            assert 0 < taken < len(big)  # the peer reads nothing: the buffer fills
+            assert stream.send_now(big) == 0
+        finally:
+            await stream.aclose()
+            peer.close()
+        with pytest.raises(anyio.ClosedResourceError):
+            stream.send_now(b"x")
