@@ -221,8 +221,9 @@ def caching_compiled_coders(
             key = ("fields", tuple(headers), tuple(map(type, headers)))
             block = self._cache.get(key)
             if block is None:
-                sensitive = [isinstance(field, never_indexed) for field in headers]
-                triples = [(*field, flag) for field, flag in zip(headers, sensitive, strict=True)]
+                triples = [
+                    (field[0], field[1], isinstance(field, never_indexed)) for field in headers
+                ]
                 block = self._coder.encode(triples, None)
                 remember(self._cache, key, block, block)
             return block
