@@ -375,7 +375,7 @@ def _build(package: str) -> Engine:
                 self.frame_observer is not None
                 or stream_id in self.streams
                 or self.open_outbound_streams + 1 > self.remote_settings.max_concurrent_streams
-                or self.state_machine.state is not ConnectionState.CLIENT_OPEN
+                or self.state_machine.state is not client_open
             ):
                 self.send_headers(stream_id, headers, end_stream=end_stream)
                 return
