@@ -398,7 +398,9 @@ class Plan:
     small_requests: int
 
 
-def _runner(scenario: str, client: str, backend: str, server: Server, plan: Plan) -> Any:
+def _runner(
+    scenario: str, client: str, backend: str, server: Server, plan: Plan
+) -> Callable[[bool], float]:
     """The function that runs one row once (``warmup=True``: the untimed warm-up)."""
     origin = server.origin
     warmup_requests = max(1000, plan.small_requests // 10)
@@ -419,7 +421,7 @@ def _runner(scenario: str, client: str, backend: str, server: Server, plan: Plan
     return once
 
 
-def _attempt(result: Result, once: Any, warmup: bool) -> None:
+def _attempt(result: Result, once: Callable[[bool], float], warmup: bool) -> None:
     """One run of a row, its value recorded (timed runs) and printed, or its failure."""
     label = "warm-up" if warmup else f"{len(result.values) + 1}"
     print(f"  {result.scenario:8} {result.client:6} {result.backend:7} {label:>7} ...", end="")
@@ -444,7 +446,7 @@ def run_plan(server: Server, plan: Plan) -> list[Result]:
     results: list[Result] = []
     for scenario in plan.scenarios:
         unit = "req/s" if scenario == "small" else "MB/s"
-        rows: list[tuple[Result, Any]] = []
+        rows: list[tuple[Result, Callable[[bool], float]]] = []
         for client in plan.clients:
             for backend in ["C"] if client == "h2load" else plan.backends:
                 result = Result(scenario, client, backend, unit)
