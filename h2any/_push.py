@@ -65,18 +65,11 @@ class PushedStream:
 
     async def get_response(self) -> Response:
         """Wait for the pushed response's headers and return it (read it like any other)."""
-        from ._response import Response
-
         connection = self._connection
         if not self.claimed:
             self.claimed = True
             connection._post(connection._cmd_claim_push, self._stream)
-        try:
-            status, headers = await connection._wait_headers(self._stream)
-        except BaseException:
-            connection._abandon(self._stream)
-            raise
-        return Response(connection, self._stream, status, headers)
+        return await connection._response(self._stream)
 
     async def cancel(self) -> None:
         """Refuse the push: RST_STREAM(CANCEL), and release whatever was buffered for it."""
