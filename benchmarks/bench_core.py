@@ -512,6 +512,16 @@ def load_average() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def engine_note() -> str:
+    """The engine h2any uses in this run (``H2ANY_ENGINE``, else jh2 if installed)."""
+    try:
+        from h2any._engine import get_engine
+    except ImportError:  # an h2any from before engines were pluggable
+        return "h2"
+    name = get_engine().name
+    return f"{name} {_version(name)} (`H2ANY_ENGINE={os.environ.get('H2ANY_ENGINE', '')}`)"
+
+
 def environment(server: Server, server_note: str = NGHTTPD_DEFAULTS) -> list[str]:
     packages = ("h2any", "h2", "hpack", "anyio", "httpx", "httpcore", "uvloop", "trio")
     return [
@@ -522,6 +532,7 @@ def environment(server: Server, server_note: str = NGHTTPD_DEFAULTS) -> list[str
         f"- Python {platform.python_version()} ({platform.python_implementation()}); "
         f"h2any source: git {_git_revision()}",
         "- " + ", ".join(f"{p} {_version(p)}" for p in packages),
+        f"- h2any's engine: {engine_note()}",
         f"- server: {server.version} ({server_note})",
     ]
 
