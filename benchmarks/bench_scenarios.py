@@ -453,6 +453,18 @@ class Row:
         return statistics.median(self.values) if self.values and not self.error else None
 
 
+def share_of_floor(row: Row, floor: Row | None) -> float | None:
+    """``row`` as a share of the h2 floor: the median of the ratios of the two rows' runs
+    in the same round (both run once per round), which the machine's drifts from one
+    minute to the next cancel out of; the ratio of the medians if the rounds don't pair up
+    (a row failed)."""
+    if floor is None or floor.median is None or row.median is None:
+        return None
+    if len(row.values) == len(floor.values):
+        return statistics.median(a / b for a, b in zip(row.values, floor.values, strict=True))
+    return row.median / floor.median
+
+
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     try:
@@ -558,9 +570,9 @@ def table(rows: list[Row], with_memory: bool, with_errors: bool = False) -> str:
     if with_errors:
         header.append("errors (total)")
         align += "r"
-    floor = next((r.median for r in rows if r.client == "h2 floor"), None)
+    floor = next((r for r in rows if r.client == "h2 floor"), None)
     if floor is not None:
-        header.append("% of the h2 floor")
+        header.append("% of the h2 floor (same-round)")
         align += "r"
     header.append("ratio to httpx")
     align += "r"
@@ -586,7 +598,8 @@ def table(rows: list[Row], with_memory: bool, with_errors: bool = False) -> str:
             errors = f"{sum(r.errors):,}" if r.errors else "n/a"
             line.append(f"{errors} ({kinds})" if kinds else errors)
         if floor is not None:
-            line.append(f"{100 * median / floor:.1f}%")
+            share = share_of_floor(r, floor)
+            line.append(f"{100 * share:.1f}%" if share is not None else "n/a")
         line.append(_ratio(median / reference) if reference else "n/a")
         if with_niquests:
             best = best_niquests(rows, r.group)
@@ -999,15 +1012,15 @@ def spawn_table(rows: list[Row]) -> str:
 
 def fanout_note(rows: list[Row]) -> str:
     """Issue 9's fan-out target against this run's h2any rows."""
-    floor = next((r.median for r in rows if r.client == "h2 floor"), None)
+    floor = next((r for r in rows if r.client == "h2 floor" and r.median is not None), None)
     if floor is None:
         return "The h2 floor row failed: no comparison with issue 9's target."
     engine = _engine_name()
     target = 75 if engine == "h2" else 120
     verdicts = []
     for r in rows:
+        share = 100 * (share_of_floor(r, floor) or 0)
         if r.client == "h2any" and r.median is not None:
-            share = 100 * r.median / floor
             verdicts.append(f"{r.setup} {share:.0f}% ({'met' if share >= target else 'NOT met'})")
     return (
         f"Issue 9 target (fan-out, engine `{engine}`): h2any at >= {target}% of the h2 floor: "
@@ -1142,7 +1155,7 @@ def scenario_floor(server: core.Server, plan: Plan) -> list[Row]:
 
 
 def floor_table(rows: list[Row]) -> str:
-    floor = rows[0].median
+    floor = rows[0]
     reference = next((r.median for r in rows if r.client == "httpx" and "asyncio" in r.setup), None)
     body = []
     for r in rows:
@@ -1156,7 +1169,7 @@ def floor_table(rows: list[Row]) -> str:
                 r.setup,
                 f"{median:,.0f}",
                 f"{min(r.values):,.0f} - {max(r.values):,.0f}",
-                f"{100 * median / floor:.1f}%" if floor else "n/a",
+                f"{100 * share:.1f}%" if (share := share_of_floor(r, floor)) else "n/a",
                 f"{median / reference:.2f}x" if reference else "n/a",
             ]
         )
@@ -1165,7 +1178,7 @@ def floor_table(rows: list[Row]) -> str:
         "what",
         "req/s (median)",
         "min - max",
-        "% of the h2 floor",
+        "% of the h2 floor (same-round)",
         "ratio to httpx (asyncio)",
     ]
     return core.markdown_table(header, body, "llrrrr")
@@ -1272,8 +1285,9 @@ def report(
             "One warm-up of a fifth of the requests before each run. The *h2 floor* row is the "
             "floor scenario's measurement, run in the same rounds (each round runs every row "
             "once): issue 9's fan-out target is a share of it (75% with stock `h2`, 120% "
-            "with `jh2`). h2any's tasks are started two ways: by anyio's task group, and "
-            "by the event loop's own API (`asyncio.TaskGroup`, a trio nursery), which is "
+            "with `jh2`), shown as the median of the rounds' ratios. h2any's tasks are "
+            "started two ways: by anyio's task group, and by the event loop's own API "
+            "(`asyncio.TaskGroup`, a trio nursery), which is "
             "what an asyncio or trio program would use; httpx's by anyio's task group. "
             "Ratios to httpx compare rows started the same way.",
             "",
@@ -1316,7 +1330,8 @@ def report(
             "1-byte body), and the client parses the answers. Only the client's calls are "
             "timed, so this is the most any h2-based client can reach for the *small* "
             "scenario on this machine. The *small* rows are `bench_core`'s scenario measured "
-            "in this run.",
+            "in this run, in rounds with the floor; their share of it is the median of the "
+            "rounds' ratios.",
             "",
             floor_table(by["floor"]),
             "",
