@@ -3,7 +3,8 @@
 **What runs.** Every fenced block labelled ``python`` or ``py`` is a whole program and is
 executed as it is written; :func:`test_every_python_block_is_collected` checks that none is
 left out and that no Python hides under another label. An example that calls
-``anyio.run(...)`` runs twice, on asyncio and on trio; the others (blocking code) run once.
+``anyio.run(...)`` runs twice, on asyncio and on trio; the others (blocking code, and
+asyncio-only code under ``asyncio.run(...)``) run once.
 
 **Where it runs.** Each example runs in a process of its own, forked from a
 ``python -X dev -W error tests/docs_runner.py serve`` process that has imported h2any,
@@ -304,4 +305,5 @@ def test_async_examples_run_their_code() -> None:
     """An example that defines coroutines also runs them (else half of it would be dead)."""
     for example in EXAMPLES:
         if "async def " in example.code:
-            assert "anyio.run(" in example.code, f"{example.id}: async code that never runs"
+            runs = "anyio.run(" in example.code or "asyncio.run(" in example.code
+            assert runs, f"{example.id}: async code that never runs"
