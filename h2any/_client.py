@@ -247,15 +247,18 @@ class Client:
             slot.last_used = anyio.current_time()
             reservation = _Reservation(slot)
             try:
-                response = await slot.connection._request(
+                # A retry of a request the server never processed goes ahead of others
+                # waiting for a stream slot.
+                stream, source = slot.connection._begin(
                     method,
                     target,
-                    headers=request_headers,
-                    body=body,
-                    timeout=request_timeout,
+                    request_headers,
+                    body,
+                    request_timeout,
                     first_in_line=retried_unprocessed,
                     on_open=reservation.release,
                 )
+                response = await slot.connection._response(stream, source)
             except (StreamReset, ConnectionTerminated) as exc:
                 if not exc.retryable or replay_from is None:
                     raise

@@ -533,22 +533,6 @@ class Connection:
         stream, source = self._begin(method, url, headers, body, timeout)
         return await self._response(stream, source)
 
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: HeaderTypes | None,
-        body: BodyTypes,
-        timeout: TimeoutTypes | None,
-        first_in_line: bool = False,
-        on_open: Callable[[], None] | None = None,
-    ) -> Response:
-        """:meth:`request`; ``first_in_line`` puts the request ahead of others waiting for a
-        stream slot (the Client's retries of requests the server never processed)."""
-        stream, source = self._begin(method, url, headers, body, timeout, first_in_line, on_open)
-        return await self._response(stream, source)
-
     def _begin(
         self,
         method: str,
@@ -560,7 +544,9 @@ class Connection:
         on_open: Callable[[], None] | None = None,
     ) -> tuple[_Stream, AsyncIterator[bytes] | None]:
         """Check and queue a request: its stream, and the source of its streamed body (if
-        it has one, the requesting task feeds it to the connection task)."""
+        it has one, the requesting task feeds it to the connection task). ``first_in_line``
+        puts it ahead of others waiting for a stream slot (the Client's retries of requests
+        the server never processed); ``on_open`` is called when its stream opens."""
         prepared = prepare_body(body)
         stream = self._new_stream(method, url, headers, prepared, timeout)
         stream.on_open = on_open
