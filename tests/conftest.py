@@ -71,6 +71,11 @@ def _h2any_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("h2any-")]
 
 
+def loop_thread_count() -> int:
+    """The sync facades' event-loop threads alive (other tests' worker threads come and go)."""
+    return len(_h2any_threads())
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_h2any_resources() -> Iterator[None]:
     """Fail any test that leaves an h2any loop thread running or a socket unclosed.

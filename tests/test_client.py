@@ -8,17 +8,12 @@ import threading
 import anyio
 import h2.events
 import pytest
+from conftest import loop_thread_count
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from scripted import ScriptedPeer, scripted_server
 
 import h2any
-
-
-def _loop_threads() -> int:
-    """The facades' event-loop threads alive (other tests' worker threads come and go)."""
-    return sum(thread.name.startswith("h2any-") for thread in threading.enumerate())
-
 
 pytestmark = pytest.mark.anyio
 
@@ -271,7 +266,7 @@ def test_sync_client_shared_by_threads_across_two_origins(nghttpd, hypercorn_ser
     import h2any.sync
 
     failures: list[BaseException] = []
-    before = _loop_threads()
+    before = loop_thread_count()
 
     def work() -> None:
         try:
@@ -289,4 +284,4 @@ def test_sync_client_shared_by_threads_across_two_origins(nghttpd, hypercorn_ser
             thread.join(60)
         assert client.connections == {nghttpd.url: 1, hypercorn_server.url_h2c: 1}
     assert failures == []
-    assert _loop_threads() == before
+    assert loop_thread_count() == before

@@ -16,18 +16,15 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scripted import raw_frame
 
 from h2any._engine import get_engine
 
 ENGINES = ["h2", "jh2"]
 
 
-def _frame(kind: int, flags: int, stream_id: int, body: bytes) -> bytes:
-    return len(body).to_bytes(3, "big") + bytes([kind, flags]) + stream_id.to_bytes(4, "big") + body
-
-
 _data_frame = st.builds(
-    lambda flags, stream_id, payload, pad: _frame(
+    lambda flags, stream_id, payload, pad: raw_frame(
         0x0,
         flags,
         stream_id,
@@ -40,7 +37,7 @@ _data_frame = st.builds(
     st.integers(0, 20),
 )
 _headers_frame = st.builds(
-    lambda flags, stream_id, block, pad: _frame(
+    lambda flags, stream_id, block, pad: raw_frame(
         0x1,
         flags,
         stream_id,
@@ -56,15 +53,15 @@ _headers_frame = st.builds(
 )
 _other_frame = st.sampled_from(
     [
-        _frame(0x8, 0, 1, (1000).to_bytes(4, "big")),  # WINDOW_UPDATE
-        _frame(0x8, 0, 1, b"\0\0\0\0"),  # zero increment on a stream: a stream error
-        _frame(0x6, 0, 0, b"12345678"),  # PING
-        _frame(0x3, 0, 5, b"\0\0\0\x08"),  # RST_STREAM
-        _frame(0x1, 0x4, 1, b"\x88"),  # HEADERS, END_HEADERS
-        _frame(0x1, 0x0, 1, b"\x88"),  # HEADERS without END_HEADERS: CONTINUATION next
-        _frame(0x9, 0x4, 1, b""),  # CONTINUATION, END_HEADERS
-        _frame(0x0, 0x0, 1, b"x" * 20000),  # DATA over the 16 KiB frame size limit
-        _frame(0xEE, 0x0, 1, b"extension"),  # unknown type
+        raw_frame(0x8, 0, 1, (1000).to_bytes(4, "big")),  # WINDOW_UPDATE
+        raw_frame(0x8, 0, 1, b"\0\0\0\0"),  # zero increment on a stream: a stream error
+        raw_frame(0x6, 0, 0, b"12345678"),  # PING
+        raw_frame(0x3, 0, 5, b"\0\0\0\x08"),  # RST_STREAM
+        raw_frame(0x1, 0x4, 1, b"\x88"),  # HEADERS, END_HEADERS
+        raw_frame(0x1, 0x0, 1, b"\x88"),  # HEADERS without END_HEADERS: CONTINUATION next
+        raw_frame(0x9, 0x4, 1, b""),  # CONTINUATION, END_HEADERS
+        raw_frame(0x0, 0x0, 1, b"x" * 20000),  # DATA over the 16 KiB frame size limit
+        raw_frame(0xEE, 0x0, 1, b"extension"),  # unknown type
     ]
 )
 

@@ -17,17 +17,12 @@ from collections.abc import Iterator
 import anyio
 import pytest
 from asgi_app import pattern_bytes
+from conftest import loop_thread_count
 
 import h2any
 import h2any.sync
 from h2any.sync import HTTP20Connection, HTTP20Response, HTTPHeaderMap
 from h2any.testing import Request, Response, serve
-
-
-def _loop_threads() -> int:
-    """The facades' event-loop threads alive (other tests' worker threads come and go)."""
-    return sum(thread.name.startswith("h2any-") for thread in threading.enumerate())
-
 
 BACKENDS = ["asyncio", "trio"]
 TIMEOUT = 10.0
@@ -230,27 +225,27 @@ def test_trailers_read_the_body_and_keep_it(hypercorn_server) -> None:
 
 
 def test_context_managers_close_responses_and_the_connection(nghttpd, backend: str) -> None:
-    before = _loop_threads()
+    before = loop_thread_count()
     with HTTP20Connection(_hostport(nghttpd.url), backend=backend, timeout=TIMEOUT) as conn:
-        assert _loop_threads() == before  # opened lazily
+        assert loop_thread_count() == before  # opened lazily
         conn.request("GET", "/16m.bin")
         with conn.getresponse() as response:
             assert len(response.read(1000)) == 1000  # left early: the stream is reset
-        assert _loop_threads() == before + 1
+        assert loop_thread_count() == before + 1
         conn.request("GET", "/hello.txt")
         assert conn.getresponse().read() == b"hello, world\n"
-    assert _loop_threads() == before
+    assert loop_thread_count() == before
 
 
 def test_close_leaves_no_thread_and_the_next_request_reconnects(nghttpd) -> None:
-    before = _loop_threads()
+    before = loop_thread_count()
     conn = HTTP20Connection(_hostport(nghttpd.url), timeout=TIMEOUT)
     conn.connect()
     conn.connect()  # no-op
-    assert _loop_threads() == before + 1
+    assert loop_thread_count() == before + 1
     uncollected = conn.request("GET", "/1m.bin")
     conn.close()
-    assert _loop_threads() == before
+    assert loop_thread_count() == before
     with pytest.raises(ValueError, match="awaits getresponse"):
         conn.getresponse(uncollected)
     conn.close()  # idempotent
@@ -258,17 +253,17 @@ def test_close_leaves_no_thread_and_the_next_request_reconnects(nghttpd) -> None
     assert conn.getresponse().read() == b"x"
     assert conn.ping(b"12345678") > 0
     conn.close()
-    assert _loop_threads() == before
+    assert loop_thread_count() == before
 
 
 def test_an_unclosed_shim_warns_and_is_cleaned_up(nghttpd) -> None:
-    before = _loop_threads()
+    before = loop_thread_count()
     conn = HTTP20Connection(_hostport(nghttpd.url), timeout=TIMEOUT)
     conn.request("GET", "/1b")
     with pytest.warns(ResourceWarning, match="unclosed"):  # noqa: PT031
         del conn  # nothing in the loop thread refers back to the shim
         gc.collect()
-    assert _loop_threads() == before
+    assert loop_thread_count() == before
 
 
 def test_putrequest_putheader_endheaders_send(hypercorn_server, backend: str) -> None:

@@ -18,15 +18,12 @@ import hpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scripted import raw_frame
 
 from h2any._engine import get_engine
 
 ENGINES = ["h2", "jh2"]
 STREAMS = (1, 3, 5, 7)  # opened by the client; 9 never is
-
-
-def _frame(kind: int, flags: int, stream_id: int, body: bytes) -> bytes:
-    return len(body).to_bytes(3, "big") + bytes([kind, flags]) + stream_id.to_bytes(4, "big") + body
 
 
 _stream_id = st.sampled_from([*STREAMS, 9, 2])
@@ -72,7 +69,7 @@ def _wire(ops: list[Any]) -> bytes:
             if padded:
                 flags |= 0x8
                 block = b"\x02" + block + b"\0\0"
-            out.append(_frame(0x1, flags, stream_id, block))
+            out.append(raw_frame(0x1, flags, stream_id, block))
         elif kind == "data":
             size, end_stream, padded = op[2:]
             body = b"d" * size
@@ -80,15 +77,15 @@ def _wire(ops: list[Any]) -> bytes:
             if padded:
                 flags |= 0x8
                 body = b"\x03" + body + b"\0\0\0"
-            out.append(_frame(0x0, flags, stream_id, body))
+            out.append(raw_frame(0x0, flags, stream_id, body))
         elif kind == "rst":
-            out.append(_frame(0x3, 0, stream_id, (8).to_bytes(4, "big")))
+            out.append(raw_frame(0x3, 0, stream_id, (8).to_bytes(4, "big")))
         elif kind == "window_update":
-            out.append(_frame(0x8, 0, stream_id, (100).to_bytes(4, "big")))
+            out.append(raw_frame(0x8, 0, stream_id, (100).to_bytes(4, "big")))
         elif kind == "goaway":
-            out.append(_frame(0x7, 0, 0, (5).to_bytes(4, "big") + b"\0\0\0\0"))
+            out.append(raw_frame(0x7, 0, 0, (5).to_bytes(4, "big") + b"\0\0\0\0"))
         else:
-            out.append(_frame(0x6, 0, 0, b"12345678"))
+            out.append(raw_frame(0x6, 0, 0, b"12345678"))
     return b"".join(out)
 
 
@@ -155,7 +152,7 @@ def test_receive_shortcut_matches_the_engines_own_path(
             method = b"HEAD" if head and stream_id == 3 else b"GET"
             request = [(b":method", method), (b":path", b"/"), (b":scheme", b"http")]
             connection.send_headers(stream_id, [*request, (b":authority", b"x")], end_stream)
-        connection.receive_data(_frame(0x4, 0, 0, b""))  # the server's SETTINGS
+        connection.receive_data(raw_frame(0x4, 0, 0, b""))  # the server's SETTINGS
         connection.data_to_send()
     wire = _wire(ops)
     edges = sorted({0, len(wire), *(cut for cut in cuts if cut < len(wire))})

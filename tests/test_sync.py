@@ -13,15 +13,10 @@ from typing import Any
 import anyio
 import pytest
 from asgi_app import arrived
+from conftest import loop_thread_count
 
 import h2any
 import h2any.sync
-
-
-def _loop_threads() -> int:
-    """The facades' event-loop threads alive (other tests' worker threads come and go)."""
-    return sum(thread.name.startswith("h2any-") for thread in threading.enumerate())
-
 
 BACKENDS = ["asyncio", "trio"]
 # The loop thread's event loops: asyncio as configured by default (on uvloop when it is
@@ -94,11 +89,11 @@ def test_32_threads_share_one_connection_without_mixups(echo_server) -> None:
 
 
 def test_close_ends_the_loop_thread_and_leaks_nothing(nghttpd, backend: str) -> None:
-    before = _loop_threads()
+    before = loop_thread_count()
     with h2any.sync.Connection(nghttpd.url, backend=backend) as conn:
-        assert _loop_threads() == before + 1
+        assert loop_thread_count() == before + 1
         conn.request("GET", "/1b").read()
-    assert _loop_threads() == before
+    assert loop_thread_count() == before
     assert conn.is_closed
     with pytest.raises(RuntimeError, match="closed"):
         conn.request("GET", "/1b")
@@ -106,20 +101,20 @@ def test_close_ends_the_loop_thread_and_leaks_nothing(nghttpd, backend: str) -> 
 
 
 def test_unclosed_facade_warns_and_is_cleaned_up(nghttpd) -> None:
-    before = _loop_threads()
+    before = loop_thread_count()
     conn = h2any.sync.Connection(nghttpd.url)
     with pytest.warns(ResourceWarning, match="unclosed"):  # noqa: PT031
         del conn  # CPython finalises at once; gc.collect() covers other interpreters
         gc.collect()
-    assert _loop_threads() == before
+    assert loop_thread_count() == before
 
 
 def test_connect_errors_are_raised_and_leave_no_thread(backend: str) -> None:
-    before = _loop_threads()
+    before = loop_thread_count()
     with socket_closed_port() as port:
         with pytest.raises(h2any.ConnectError):
             h2any.sync.Connection(f"http://127.0.0.1:{port}", backend=backend)
-    assert _loop_threads() == before
+    assert loop_thread_count() == before
 
 
 @pytest.mark.parametrize("loop", LOOPS)
