@@ -512,13 +512,17 @@ def load_average() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def engine_note() -> str:
+def engine_name() -> str:
     """The engine h2any uses in this run (``H2ANY_ENGINE``, else jh2 if installed)."""
     try:
         from h2any._engine import get_engine
     except ImportError:  # an h2any from before engines were pluggable
         return "h2"
-    name = get_engine().name
+    return get_engine().name
+
+
+def engine_note() -> str:
+    name = engine_name()
     return f"{name} {_version(name)} (`H2ANY_ENGINE={os.environ.get('H2ANY_ENGINE', '')}`)"
 
 

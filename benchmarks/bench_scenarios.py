@@ -1015,24 +1015,19 @@ def fanout_note(rows: list[Row]) -> str:
     floor = next((r for r in rows if r.client == "h2 floor" and r.median is not None), None)
     if floor is None:
         return "The h2 floor row failed: no comparison with issue 9's target."
-    engine = _engine_name()
+    engine = core.engine_name()
     target = 75 if engine == "h2" else 120
     verdicts = []
     for r in rows:
-        share = 100 * (share_of_floor(r, floor) or 0)
-        if r.client == "h2any" and r.median is not None:
+        share = share_of_floor(r, floor) if r.client == "h2any" else None
+        if share is not None:
+            share *= 100
             verdicts.append(f"{r.setup} {share:.0f}% ({'met' if share >= target else 'NOT met'})")
     return (
         f"Issue 9 target (fan-out, engine `{engine}`): h2any at >= {target}% of the h2 floor: "
         + "; ".join(verdicts)
         + "."
     )
-
-
-def _engine_name() -> str:
-    from h2any._engine import get_engine
-
-    return get_engine().name
 
 
 # floor -------------------------------------------------------------------------------
