@@ -7,6 +7,7 @@ from ._client import get as get
 from ._client import request as request
 from ._config import Timeout as Timeout
 from ._connection import Connection as Connection
+from ._connection import PendingResponse as PendingResponse
 from ._connection import __version__ as __version__
 from ._connection import connect as connect
 from ._exceptions import ConnectError as ConnectError
@@ -47,6 +48,7 @@ __all__ = (
     "H2anyError",
     "Headers",
     "InvalidRequest",
+    "PendingResponse",
     "PoolTimeout",
     "ProtocolError",
     "ProxyError",

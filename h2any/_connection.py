@@ -46,7 +46,7 @@ import re
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
@@ -302,6 +302,50 @@ def _clone_error(exc: H2anyError) -> H2anyError:
 
 
 @final
+@final
+class PendingResponse:
+    """A request queued by :meth:`Connection.request_nowait`.
+
+    ``await pending`` returns its :class:`Response` once the response headers arrive (or
+    raises what :meth:`Connection.request` would); it can be awaited once. Cancelling the
+    awaiting task, or calling :meth:`cancel` before awaiting, resets the stream. A pending
+    response never awaited nor cancelled keeps its stream until the connection closes,
+    like a :class:`Response` never read.
+    """
+
+    __slots__ = ("_connection", "_source", "_stream", "_taken")
+
+    def __init__(
+        self, connection: Connection, stream: _Stream, source: AsyncIterator[bytes] | None
+    ) -> None:
+        self._connection = connection
+        self._stream = stream
+        self._source = source
+        self._taken = False
+
+    def __repr__(self) -> str:
+        state = "awaited" if self._taken else "pending"
+        return f"<PendingResponse {state} stream {self._stream.stream_id or '(not open)'}>"
+
+    @property
+    def stream_id(self) -> int:
+        """The HTTP/2 stream id, or 0 while the request waits for a free stream slot."""
+        return self._stream.stream_id
+
+    def __await__(self) -> Generator[Any, None, Response]:
+        if self._taken:
+            raise RuntimeError("this PendingResponse was already awaited or cancelled")
+        self._taken = True
+        return self._connection._response(self._stream, self._source).__await__()
+
+    def cancel(self) -> None:
+        """Give up on the response without awaiting it: the stream is reset (RST_STREAM
+        CANCEL) if it is open, or never opened. Does nothing once awaited."""
+        if not self._taken:
+            self._taken = True
+            self._connection._abandon(self._stream)
+
+
 class Connection:
     """One HTTP/2 connection to one origin, shared by any number of tasks.
 
@@ -532,6 +576,28 @@ class Connection:
         """
         stream, source = self._begin(method, url, headers, body, timeout)
         return await self._response(stream, source)
+
+    def request_nowait(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        body: BodyTypes = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> PendingResponse:
+        """Queue a request without waiting: ``await`` the returned :class:`PendingResponse`
+        for its :class:`Response`.
+
+        Many requests can be issued from one task this way, with no task per request;
+        their responses are buffered (each within its stream's flow-control window) until
+        awaited. A body given as bytes or str goes out at once; a streamed body (a file or
+        an iterable) is sent by the task that awaits the response. Arguments and errors
+        are those of :meth:`request`: a bad request or a closed connection raises here,
+        timeouts and resets when awaited.
+        """
+        stream, source = self._begin(method, url, headers, body, timeout)
+        return PendingResponse(self, stream, source)
 
     def _begin(
         self,
