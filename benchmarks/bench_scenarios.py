@@ -21,7 +21,8 @@ the bulk scenarios -- ``windows``, ``upload``, ``parallel`` -- also against niqu
   16 MiB). httpx streams the same file (64 KiB reads); both also send a 64 MiB ``bytes``
   body, where httpx's HTTP/2 upload is quadratic.
 * ``fanout`` (issue 9, scenario 2): 5,000 GETs of the 1-byte file started at once (5,000
-  tasks; the server allows 100 concurrent streams): req/s and errors.
+  tasks, or for h2any also one task queueing them all with ``request_nowait``; the server
+  allows 100 concurrent streams): req/s and errors.
 * ``parallel`` (issue 9, scenario 3b): 8 parallel downloads of the 64 MiB file against one:
   aggregate MB/s and peak RSS growth.
 * ``floor`` (issue 9, scenario 6): the client side of the ``h2`` state machine alone for the
@@ -56,7 +57,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -879,24 +880,48 @@ async def spawn_alone(count: int, backend: str, native: bool) -> float:
     return time.perf_counter() - started
 
 
+async def _h2any_check(response: Awaitable[h2any.Response], errors: Counter[str]) -> None:
+    """Await one fan-out response and read it; count what went wrong in ``errors``."""
+    try:
+        resp = await response
+        body = await resp.read()
+        if resp.status != 200 or body != core.SMALL_BODY:
+            errors["wrong response"] += 1
+    except h2any.H2anyError as exc:
+        errors[type(exc).__name__] += 1
+
+
 async def h2any_fanout(
     origin: str, count: int, backend: str = "asyncio", native: bool = False
 ) -> tuple[float, Counter[str]]:
+    """A task per request, each awaiting ``Connection.request``."""
     path = "/" + core.SMALL_FILE
     errors: Counter[str] = Counter()
     async with h2any.Connection(origin, timeout=60.0) as conn:
 
         async def one() -> None:
-            try:
-                resp = await conn.request("GET", path)
-                body = await resp.read()
-                if resp.status != 200 or body != core.SMALL_BODY:
-                    errors["wrong response"] += 1
-            except h2any.H2anyError as exc:
-                errors[type(exc).__name__] += 1
+            await _h2any_check(conn.request("GET", path), errors)
 
         started = time.perf_counter()
         await start_all(count, one, backend, native)
+        elapsed = time.perf_counter() - started
+        if conn.is_closed:
+            raise core.BenchmarkError("h2any: the connection closed during the run")
+    return elapsed, errors
+
+
+async def h2any_fanout_nowait(
+    origin: str, count: int, backend: str = "asyncio", native: bool = False
+) -> tuple[float, Counter[str]]:
+    """No task per request: one task queues every request with ``request_nowait``, then
+    awaits the responses in order (``backend`` and ``native`` do not apply)."""
+    path = "/" + core.SMALL_FILE
+    errors: Counter[str] = Counter()
+    async with h2any.Connection(origin, timeout=60.0) as conn:
+        started = time.perf_counter()
+        pending = [conn.request_nowait("GET", path) for _ in range(count)]
+        for response in pending:
+            await _h2any_check(response, errors)
         elapsed = time.perf_counter() - started
         if conn.is_closed:
             raise core.BenchmarkError("h2any: the connection closed during the run")
@@ -950,11 +975,16 @@ def scenario_fanout(server: core.Server, plan: Plan) -> list[Row]:
         (floor, partial(_floor_once, plan.sizes.floor_requests))
     ]
     # h2any's tasks started both ways (anyio's task group costs several times the event
-    # loop's own API per task: the spawn rows); httpx's the anyio way only (its own cost
-    # per request dwarfs either).
-    variants = [("h2any", h2any_fanout, False), ("h2any", h2any_fanout, True)]
-    variants.append(("httpx", httpx_fanout, False))
-    for client, func, native in variants:
+    # loop's own API per task: the spawn rows), and no task per request (request_nowait);
+    # httpx's the anyio way only (its own cost per request dwarfs either).
+    variants: list[tuple[str, Callable[..., Any], bool | None]] = [
+        ("h2any", h2any_fanout, False),
+        ("h2any", h2any_fanout, True),
+        ("h2any", h2any_fanout_nowait, None),
+        ("httpx", httpx_fanout, False),
+    ]
+    for client, func, how in variants:
+        native = bool(how)
         for backend in plan.backends:
             run = partial(core._run_async, backend)
             loop = "trio" if backend == "trio" else "asyncio"
@@ -968,8 +998,11 @@ def scenario_fanout(server: core.Server, plan: Plan) -> list[Row]:
                 failed = sum(errors.values())
                 return {"value": (count - failed) / elapsed, "errors": failed, "kinds": errors}
 
-            setup = f"{backend}, {spawner(loop, native)}"
-            group = f"{backend} native" if native else backend
+            if how is None:
+                setup, group = f"{backend}, one task, request_nowait", backend
+            else:
+                setup = f"{backend}, {spawner(loop, native)}"
+                group = f"{backend} native" if native else backend
             jobs.append((Row("fanout", client, setup, "req/s", group=group), once))
     for backend in plan.backends:
         run = partial(core._run_async, backend)
