@@ -1307,17 +1307,21 @@ def report(
             f"### fan-out: {sizes.fanout:,} GETs of the 1-byte file started at once "
             "(issue 9, scenario 2)",
             "",
-            f"{sizes.fanout:,} tasks each make one request on one connection; nghttpd allows "
-            "100 concurrent streams, so the clients queue the rest. Timeouts 60 s for both "
+            f"{sizes.fanout:,} requests on one connection, all issued before any response "
+            "is awaited; nghttpd allows 100 concurrent streams, so the clients queue the "
+            "rest. Timeouts 60 s for both "
             "clients; a failed request counts as an error (req/s counts successes only). "
             "One warm-up of a fifth of the requests before each run. The *h2 floor* row is the "
             "floor scenario's measurement, run in the same rounds (each round runs every row "
             "once): issue 9's fan-out target is a share of it (75% with stock `h2`, 120% "
-            "with `jh2`), shown as the median of the rounds' ratios. h2any's tasks are "
-            "started two ways: by anyio's task group, and by the event loop's own API "
-            "(`asyncio.TaskGroup`, a trio nursery), which is "
-            "what an asyncio or trio program would use; httpx's by anyio's task group. "
-            "Ratios to httpx compare rows started the same way.",
+            "with `jh2`), shown as the median of the rounds' ratios. h2any issues them three "
+            "ways: a task per request started by anyio's task group, a task per request "
+            "started by the event loop's own API (`asyncio.TaskGroup`, a trio nursery), "
+            "and one task queueing every request with `Connection.request_nowait` and "
+            "then awaiting the responses in order (no task per request). httpx, which needs "
+            "a task per request, starts them with anyio's task group. Ratios to httpx "
+            "compare each h2any row with httpx on the same event loop (the loop-API rows: "
+            "none).",
             "",
             table(by["fanout"], with_memory=False, with_errors=True),
             "",

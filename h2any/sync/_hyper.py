@@ -455,10 +455,10 @@ class _Runner:
     It holds no reference to the shim, so an abandoned shim is garbage-collected and its
     facade warns (ResourceWarning) and closes.
 
-    What an exact stream id would need from the core: an ``async`` method on
-    ``h2any.Connection`` that returns once the stream is *open on the wire* (HEADERS
-    written, id assigned), e.g. ``await conn.send_request(...) -> PendingResponse`` with
-    ``.stream_id`` and ``await .get_response()``. The shim would return that id.
+    What an exact stream id would need from the core: a way to wait until a request's
+    stream is *open on the wire* (HEADERS written, id assigned). ``Connection.request_nowait``
+    returns at once, so its ``PendingResponse.stream_id`` is 0 until then; the shim would
+    return the id after such a wait.
     """
 
     def __init__(self, connection: AsyncConnection) -> None:
