@@ -302,7 +302,6 @@ def _clone_error(exc: H2anyError) -> H2anyError:
 
 
 @final
-@final
 class PendingResponse:
     """A request queued by :meth:`Connection.request_nowait`.
 
@@ -346,6 +345,7 @@ class PendingResponse:
             self._connection._abandon(self._stream)
 
 
+@final
 class Connection:
     """One HTTP/2 connection to one origin, shared by any number of tasks.
 
