@@ -98,7 +98,10 @@ async def test_lowered_max_concurrent_streams_mid_flight_does_not_deadlock() -> 
     assert sorted(results) == sorted([b"early"] * 10 + [b"late"] * 10 + [b"again"] * 20)
 
 
-async def test_cancelled_request_sends_rst_stream_cancel_and_connection_carries_on() -> None:
+@pytest.mark.parametrize("nowait", [False, True], ids=["request", "request_nowait"])
+async def test_cancelled_request_sends_rst_stream_cancel_and_connection_carries_on(
+    nowait: bool,
+) -> None:
     request_seen = anyio.Event()
     reset_seen: list[int] = []
 
@@ -115,7 +118,16 @@ async def test_cancelled_request_sends_rst_stream_cancel_and_connection_carries_
     with anyio.fail_after(5):
         async with scripted_server(handler) as server, h2any.Connection(server.url) as conn:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(conn.request, "GET", "/hangs")
+                if nowait:
+                    # The waiter is whichever task awaits the PendingResponse.
+                    pending = conn.request_nowait("GET", "/hangs")
+
+                    async def waiter() -> None:
+                        await pending
+
+                    tg.start_soon(waiter)
+                else:
+                    tg.start_soon(conn.request, "GET", "/hangs")
                 await request_seen.wait()
                 tg.cancel_scope.cancel()
             response = await conn.request("GET", "/after")

@@ -171,32 +171,6 @@ async def test_a_streamed_body_is_sent_by_the_task_that_awaits() -> None:
             assert await response.read() == b"one, two, three"
 
 
-async def test_cancelling_the_awaiting_task_resets_the_stream() -> None:
-    request_seen = anyio.Event()
-    resets: list[int] = []
-
-    async def handler(peer: ScriptedPeer) -> None:
-        await peer.handshake()
-        hung = await peer.expect_request()
-        request_seen.set()
-        event = await peer.wait_for(lambda e: isinstance(e, h2.events.StreamReset))
-        assert event.stream_id == hung.stream_id
-        resets.append(event.error_code)
-        after = await peer.expect_request()
-        await peer.respond(after.stream_id, body=b"still fine")
-
-    with anyio.fail_after(5):
-        async with scripted_server(handler) as server, h2any.Connection(server.url) as conn:
-            pending = conn.request_nowait("GET", "/hangs")
-            with anyio.move_on_after(60) as scope:
-                await request_seen.wait()
-                scope.cancel()
-                await pending
-            assert scope.cancelled_caught
-            assert await (await conn.request_nowait("GET", "/after")).read() == b"still fine"
-    assert resets == [ErrorCodes.CANCEL]
-
-
 async def test_the_read_timeout_runs_while_awaiting() -> None:
     async def handler(peer: ScriptedPeer) -> None:
         await peer.handshake()
