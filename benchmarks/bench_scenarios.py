@@ -892,9 +892,11 @@ async def _h2any_check(response: Awaitable[h2any.Response], errors: Counter[str]
 
 
 async def h2any_fanout(
-    origin: str, count: int, backend: str = "asyncio", native: bool = False
+    origin: str, count: int, backend: str = "asyncio", native: bool = False, nowait: bool = False
 ) -> tuple[float, Counter[str]]:
-    """A task per request, each awaiting ``Connection.request``."""
+    """A task per request, each awaiting ``Connection.request`` (started by ``start_all``);
+    or (``nowait``) no task per request: this task queues every request with
+    ``request_nowait``, then awaits the responses in order."""
     path = "/" + core.SMALL_FILE
     errors: Counter[str] = Counter()
     async with h2any.Connection(origin, timeout=60.0) as conn:
@@ -903,25 +905,12 @@ async def h2any_fanout(
             await _h2any_check(conn.request("GET", path), errors)
 
         started = time.perf_counter()
-        await start_all(count, one, backend, native)
-        elapsed = time.perf_counter() - started
-        if conn.is_closed:
-            raise core.BenchmarkError("h2any: the connection closed during the run")
-    return elapsed, errors
-
-
-async def h2any_fanout_nowait(
-    origin: str, count: int, backend: str = "asyncio", native: bool = False
-) -> tuple[float, Counter[str]]:
-    """No task per request: one task queues every request with ``request_nowait``, then
-    awaits the responses in order (``backend`` and ``native`` do not apply)."""
-    path = "/" + core.SMALL_FILE
-    errors: Counter[str] = Counter()
-    async with h2any.Connection(origin, timeout=60.0) as conn:
-        started = time.perf_counter()
-        pending = [conn.request_nowait("GET", path) for _ in range(count)]
-        for response in pending:
-            await _h2any_check(response, errors)
+        if nowait:
+            pending = [conn.request_nowait("GET", path) for _ in range(count)]
+            for response in pending:
+                await _h2any_check(response, errors)
+        else:
+            await start_all(count, one, backend, native)
         elapsed = time.perf_counter() - started
         if conn.is_closed:
             raise core.BenchmarkError("h2any: the connection closed during the run")
@@ -977,14 +966,14 @@ def scenario_fanout(server: core.Server, plan: Plan) -> list[Row]:
     # h2any's tasks started both ways (anyio's task group costs several times the event
     # loop's own API per task: the spawn rows), and no task per request (request_nowait);
     # httpx's the anyio way only (its own cost per request dwarfs either).
-    variants: list[tuple[str, Callable[..., Any], bool | None]] = [
-        ("h2any", h2any_fanout, False),
-        ("h2any", h2any_fanout, True),
-        ("h2any", h2any_fanout_nowait, None),
-        ("httpx", httpx_fanout, False),
+    variants: list[tuple[str, Callable[..., Any], str]] = [
+        ("h2any", h2any_fanout, "anyio"),
+        ("h2any", h2any_fanout, "native"),
+        ("h2any", partial(h2any_fanout, nowait=True), "nowait"),
+        ("httpx", httpx_fanout, "anyio"),
     ]
     for client, func, how in variants:
-        native = bool(how)
+        native = how == "native"
         for backend in plan.backends:
             run = partial(core._run_async, backend)
             loop = "trio" if backend == "trio" else "asyncio"
@@ -998,11 +987,9 @@ def scenario_fanout(server: core.Server, plan: Plan) -> list[Row]:
                 failed = sum(errors.values())
                 return {"value": (count - failed) / elapsed, "errors": failed, "kinds": errors}
 
-            if how is None:
-                setup, group = f"{backend}, one task, request_nowait", backend
-            else:
-                setup = f"{backend}, {spawner(loop, native)}"
-                group = f"{backend} native" if native else backend
+            way = "one task, request_nowait" if how == "nowait" else spawner(loop, native)
+            setup = f"{backend}, {way}"
+            group = f"{backend} native" if native else backend
             jobs.append((Row("fanout", client, setup, "req/s", group=group), once))
     for backend in plan.backends:
         run = partial(core._run_async, backend)
