@@ -308,8 +308,9 @@ class PendingResponse:
     ``await pending`` returns its :class:`Response` once the response headers arrive (or
     raises what :meth:`Connection.request` would); it can be awaited once. Cancelling the
     awaiting task, or calling :meth:`cancel` before awaiting, resets the stream. A pending
-    response never awaited nor cancelled keeps its stream until the connection closes,
-    like a :class:`Response` never read.
+    response never awaited nor cancelled stays buffered (within its stream's window) until
+    the connection closes, like a :class:`Response` never read; one larger than the window
+    also keeps its stream slot.
     """
 
     __slots__ = ("_connection", "_source", "_stream", "_taken")
