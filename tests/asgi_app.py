@@ -20,6 +20,8 @@ Routes (HTTP only; lifespan is accepted and completed):
   is N zero bytes gzipped)
 * ``GET /push-page`` -> ``b"page"``, pushing ``/bytes/10`` and ``/bytes/20`` (hypercorn's push
   extension)
+* ``POST /echo-chunks`` -> 200 headers at once, then each request body piece echoed as it
+  arrives (full duplex); the response ends when the request does
 * anything else -> 404
 """
 
@@ -211,6 +213,8 @@ async def _dispatch(scope: Scope, receive: Receive, send: Send) -> None:
             arrived(query["signal"]).set()
         await anyio.sleep(float(query.get("delay", "1")))
         await _respond(send, 200, b"slow")
+    elif method == "POST" and path == "/echo-chunks":
+        await _echo_chunks(receive, send)
     else:
         await _respond(send, 404, b"not found")
 
@@ -319,3 +323,11 @@ async def _send_trailers(scope: Scope, send: Send) -> None:
                 "more_trailers": False,
             }
         )
+
+
+async def _echo_chunks(receive: Receive, send: Send) -> None:
+    headers = [(b"content-type", b"application/octet-stream")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    async for chunk in _body_chunks(receive):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
