@@ -143,6 +143,10 @@ def _build(package: str) -> Engine:
     extract_method_header = utilities.extract_method_header
     sendable_states = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)
     FrameBuffer = module("frame_buffer").FrameBuffer
+    # Where the engine's frame buffer keeps the bytes not yet parsed: ``_data`` (h2 4.3 and
+    # later, jh2 5.0.10 and later), ``data`` before (as bytes; _FrameBuffer makes it a
+    # bytearray, which the engine's own code also appends to and slices).
+    buffer_name = "_data" if "_data" in vars(FrameBuffer(server=False)) else "data"
     RstStreamFrame = frame_module.RstStreamFrame
     StreamClosedError = exceptions.StreamClosedError
     StreamIDTooLowError = exceptions.StreamIDTooLowError
@@ -174,13 +178,14 @@ def _build(package: str) -> Engine:
 
         def __init__(self) -> None:
             super().__init__(server=False)
+            setattr(self, buffer_name, bytearray())
             self.stream_errors: list[tuple[int, str]] = []
             if not hasattr(self, "_data_offset"):
                 self._data_offset = 0  # jh2 consumes by moving an offset; h2's stays 0
 
         def __next__(self) -> Any:
             while True:
-                data: bytearray = getattr(self, "_data")  # noqa: B009 (the engine's, untyped)
+                data: bytearray = getattr(self, buffer_name)
                 start: int = self._data_offset
                 available = len(data) - start
                 if available < 9 or self._headers_buffer:
@@ -241,12 +246,12 @@ def _build(package: str) -> Engine:
         def _consume(self, start: int, size: int) -> None:
             """Drop the ``size``-byte frame at ``start``: jh2 moves its offset (and starts
             afresh when all is read), h2 deletes the front of its buffer."""
-            data: bytearray = getattr(self, "_data")  # noqa: B009 (the engine's, untyped)
+            data: bytearray = getattr(self, buffer_name)
             end = start + size
             if start:
                 self._data_offset = end
                 if end == len(data):
-                    self._data = bytearray()
+                    setattr(self, buffer_name, bytearray())
                     self._data_offset = 0
             else:
                 del data[:end]
