@@ -16,6 +16,7 @@ import anyio
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import pytest
 from anyio.abc import SocketStream
 from h2.errors import ErrorCodes
@@ -139,6 +140,55 @@ async def test_send_accepts_bytes_bytearray_memoryview_and_str(hypercorn_server)
                 await stream.send_eof()
                 response = await stream.response()
                 assert await response.read() == b"bytes,bytearray,memoryview,str"
+
+
+async def test_stream_id_is_zero_while_the_stream_waits_for_a_slot() -> None:
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+        for _ in range(2):
+            request = await peer.expect_request()
+            await peer.respond(request.stream_id, end=False)  # the headers at once
+            body = await peer.read_body(request.stream_id)
+            await peer.send_data(request.stream_id, body.upper(), end=True)
+
+    with anyio.fail_after(5):
+        async with scripted_server(handler) as server, h2any.Connection(server.url) as conn:
+            await conn.ping()  # the server's SETTINGS (one stream at a time) are in force
+            async with conn.open_stream("POST", "/first") as first:
+                await first.send(b"first")
+                response = await first.response()
+                assert first.stream_id == 1
+                async with conn.open_stream("POST", "/second") as second:
+                    assert second.stream_id == 0  # queued behind the first
+                    await second.send(b"second")  # taken, to go out once it opens
+                    await second.send_eof()
+                    await first.send_eof()
+                    assert await response.read() == b"FIRST"
+                    assert await (await second.response()).read() == b"SECOND"
+                    assert second.stream_id == 3
+
+
+@pytest.mark.parametrize("api", ["request", "stream"])
+async def test_streamed_request_body_keeps_uploading_after_the_response_arrives(
+    hypercorn_server, api
+) -> None:
+    answered = anyio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"first,"
+        await answered.wait()  # the rest comes only once the caller holds the response
+        yield b"second"
+
+    with anyio.fail_after(5):
+        async with h2any.Connection(hypercorn_server.url_h2c) as conn:
+            if api == "request":
+                response = await conn.request("POST", ECHO, body=body())
+                answered.set()
+                assert await response.read() == b"first,second"
+            else:
+                async with conn.stream("POST", ECHO, body=body()) as response:
+                    answered.set()
+                    assert await response.read() == b"first,second"
 
 
 # -- request trailers --------------------------------------------------------------------------
@@ -281,6 +331,33 @@ async def test_send_after_send_eof_raises(hypercorn_server) -> None:
                 await stream.send_eof()
                 with pytest.raises((RuntimeError, h2any.H2anyError)):
                     await stream.send(b"b")
+
+
+async def test_send_is_bounded_and_raises_write_timeout_while_the_window_stays_shut() -> None:
+    async def handler(peer: ScriptedPeer) -> None:
+        peer.auto_ack_data = False  # the server takes one window's worth, then no more
+        await peer.handshake()
+        await peer.expect_request()
+        following = await peer.expect_request()
+        await peer.respond(following.stream_id, body=b"still serving")
+
+    accepted = 0
+    with anyio.fail_after(5):
+        async with scripted_server(handler) as server, h2any.Connection(server.url) as conn:
+            shut = h2any.Timeout(5, write=0.2)
+            async with conn.open_stream("POST", "/upload", timeout=shut) as stream:
+
+                async def send_until_it_fails() -> None:
+                    nonlocal accepted
+                    while True:
+                        await stream.send(b"x" * 4096)
+                        accepted += 4096
+
+                with pytest.raises(h2any.WriteTimeout):
+                    await send_until_it_fails()
+            assert accepted < 4 * 1024 * 1024  # the 64 KiB window and a bounded buffer
+            response = await conn.request("GET", "/next")
+            assert await response.read() == b"still serving"
 
 
 async def test_server_reset_reaches_response_and_then_send() -> None:
