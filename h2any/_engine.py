@@ -2,8 +2,9 @@
 
 ``jh2`` is an API-compatible fork of ``h2`` with compiled parts (the ``speed`` extra). The
 engine is chosen per connection: ``engine="h2"`` / ``"jh2"``, else the ``H2ANY_ENGINE``
-environment variable, else ``jh2`` if it imports and ``h2`` otherwise. Each engine gets the
-same subclass of its ``H2Connection`` with the fixes h2any needs.
+environment variable, else ``jh2`` if it imports and is a version h2any supports, and ``h2``
+otherwise. Each engine gets the same subclass of its ``H2Connection`` with the fixes h2any
+needs.
 
 Only the connection task ever calls into an engine's connection.
 
@@ -14,23 +15,33 @@ The rest of h2any sees an engine's connection only as :class:`EngineConnection`:
 h2's ``H2Connection`` API that it calls, plus what this module adds (``send_request_headers``,
 ``send_data_frame``, ``outbound_size``, ``reset_by_us`` ...). Everything that reaches into
 the engine's private members stays in this module, in the overrides below; each says why it
-exists and which private members it relies on.
+exists and which private members it relies on. Those members are checked once, when an
+engine is first chosen (``_check_version``, ``_check_members``): an engine older than
+``SUPPORTED`` says, or one that lacks what the overrides use, is refused with a
+``ValueError`` that names the versions h2any is tested with -- not an ``AttributeError`` in
+the middle of a read.
+
+The versions in ``SUPPORTED`` are the ones pyproject declares and ``nox -s engines`` (and
+``.ci/run``, for the oldest h2) tests.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._hpack_cache import caching_coders, caching_compiled_coders
 
 __all__ = (
+    "SUPPORTED",
     "Engine",
     "EngineConnection",
     "EngineDecoder",
@@ -41,6 +52,13 @@ __all__ = (
     "EngineStateMachine",
     "get_engine",
 )
+
+# The engine versions h2any supports: (oldest release, first major release not supported),
+# as pyproject declares them ("h2>=4.1,<5" in the dependencies, "jh2>=5,<6" in the extras).
+SUPPORTED: Final[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]] = {
+    "h2": ((4, 1), (5,)),
+    "jh2": ((5, 0), (6,)),
+}
 
 # Frame types and flags (RFC 9113 section 6).
 _DATA = 0x0
@@ -222,6 +240,7 @@ class Engine:
     """The pieces of one HTTP/2 implementation that h2any uses."""
 
     name: str
+    version: str
     events: ModuleType
     Settings: EngineSettingsFactory
     SettingCodes: EngineSettingCodes
@@ -255,15 +274,22 @@ _ENGINES: dict[str, Engine] = {}
 
 
 def get_engine(name: str | None = None) -> Engine:
-    """The engine for ``name`` ("h2", "jh2"), or the default (see the module docstring)."""
+    """The engine for ``name`` ("h2", "jh2"), or the default (see the module docstring).
+
+    Raises:
+        ValueError: ``name`` is neither, the engine is not installed, or h2any does not
+            support the installed version (the message names the versions it does).
+    """
     choice = (name or os.environ.get("H2ANY_ENGINE") or "auto").lower()
     if choice == "auto":
-        try:
-            importlib.import_module("jh2")
-        except ImportError:
-            choice = "h2"
-        else:
-            choice = "jh2"
+        engine = _ENGINES.get(choice)
+        if engine is None:
+            try:
+                engine = get_engine("jh2")
+            except ValueError:  # not installed, or a version h2any does not support
+                engine = get_engine("h2")
+            _ENGINES[choice] = engine
+        return engine
     if choice not in ("h2", "jh2"):
         raise ValueError(f"engine must be 'h2' or 'jh2', not {choice!r}")
     engine = _ENGINES.get(choice)
@@ -274,7 +300,32 @@ def get_engine(name: str | None = None) -> Engine:
             raise ValueError(
                 f"engine {choice!r} is not installed (pip install 'h2any[speed]' for jh2)"
             ) from exc
+        except AttributeError as exc:  # a public name moved: not a version h2any knows
+            raise ValueError(
+                f"{choice} {_installed_version(choice)} is not one h2any can drive ({exc}); "
+                f"h2any is tested with {_requirement(choice)}"
+            ) from exc
     return engine
+
+
+def _requirement(package: str) -> str:
+    """The versions of ``package`` h2any supports, as a pip requirement ("h2>=4.1,<5")."""
+    oldest, beyond = SUPPORTED[package]
+    return f"{package}>={'.'.join(map(str, oldest))},<{'.'.join(map(str, beyond))}"
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The release numbers that open ``version`` ("4.1.0rc1" -> (4, 1, 0))."""
+    match = re.match(r"\d+(?:\.\d+)*", version)
+    return tuple(int(part) for part in match.group().split(".")) if match else ()
+
+
+def _installed_version(package: str) -> str:
+    """The installed version of ``package``, from its metadata ("?" if it has none)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return str(getattr(importlib.import_module(package), "__version__", "?"))
 
 
 # ------------------------------------------------------------------ the engine's internals
@@ -285,6 +336,41 @@ def get_engine(name: str | None = None) -> Engine:
 # (_ConnectionFixes); those that use the engine's classes (frames, states, exceptions) are in
 # _build, which binds those classes as closure constants: the per-frame paths then look
 # nothing up.
+
+# The private (or undocumented) members the overrides use, by the object that has them:
+# _check_members refuses an engine that lacks one, once, when it is first chosen. (The frame
+# buffer's unparsed bytes, under ``_data`` or ``data``, are checked there separately.)
+_RELIED_ON: Final = {
+    "connection": ("_decode_headers",),
+    "H2Connection": (
+        "_data_to_send",
+        "_frame_dispatch_table",
+        "_begin_new_stream",
+        "_closed_streams",
+        "_inbound_flow_control_window_manager",
+        "_receive_frame",
+        "_receive_goaway_frame",
+        "_handle_data_on_closed_stream",
+        "_stream_is_closed_by_reset",
+        "_stream_is_closed_by_end",
+        "_prepare_for_sending",
+        "incoming_buffer",
+        "encoder",
+        "decoder",
+        "max_inbound_frame_size",
+    ),
+    "H2Stream": (
+        "_authority",
+        "request_method",
+        "receive_data",
+        "receive_headers",
+        "closed_by",
+        "outbound_flow_control_window",
+    ),
+    "FrameBuffer": ("_headers_buffer", "max_frame_size"),
+    "StreamClosedError": ("_events",),
+    "Flags": ("_valid_flags", "_flags"),
+}
 
 if TYPE_CHECKING:
     _EngineH2Connection = Any  # the engine's H2Connection: untyped, chosen at run time
@@ -378,7 +464,43 @@ class _ConnectionFixes(_EngineH2Connection):  # type: ignore[misc]
         self.max_inbound_frame_size = size
 
 
+def _check_version(package: str, version: str) -> None:
+    """Refuse an engine older than SUPPORTED says (a version that is not a release number
+    is left to _check_members)."""
+    release = _release(version)
+    if release and release < SUPPORTED[package][0]:
+        requirement = _requirement(package)
+        raise ValueError(
+            f"{package} {version} is too old for h2any, which needs {requirement} "
+            f"(pip install --upgrade '{requirement}')"
+        )
+
+
+def _check_members(package: str, version: str, probes: dict[str, Any]) -> None:
+    """Refuse an engine that lacks a private member the overrides use (``probes``: the
+    connection module, and an instance of each class named in _RELIED_ON, or None if it
+    could not be made)."""
+    missing = [
+        f"{owner}.{member}"
+        for owner, members in _RELIED_ON.items()
+        if probes[owner] is not None  # None: what makes one is missing (and reported)
+        for member in members
+        if not hasattr(probes[owner], member)
+    ]
+    buffer = probes["FrameBuffer"]
+    if not hasattr(buffer, "_data") and not hasattr(buffer, "data"):
+        missing.append("FrameBuffer._data")
+    if missing:
+        raise ValueError(
+            f"{package} {version} lacks what h2any relies on ({', '.join(missing)}); "
+            f"h2any is tested with {_requirement(package)}"
+        )
+
+
 def _build(package: str) -> Engine:
+    version = _installed_version(package)  # ImportError: not installed
+    _check_version(package, version)
+
     def module(name: str) -> Any:
         return importlib.import_module(f"{package}.{name}")
 
@@ -402,12 +524,26 @@ def _build(package: str) -> Engine:
     StreamClosedError = exceptions.StreamClosedError
     client_stream_ids = connection_module.AllowedStreamIDs.ODD
 
+    probe = H2Connection(config=configuration_class(client_side=True))
+    begin_new_stream = getattr(probe, "_begin_new_stream", None)
+    _check_members(
+        package,
+        version,
+        {
+            "connection": connection_module,
+            "H2Connection": probe,
+            "H2Stream": begin_new_stream(1, client_stream_ids) if begin_new_stream else None,
+            "FrameBuffer": FrameBuffer(server=False),
+            "StreamClosedError": StreamClosedError(1),
+            "Flags": Flags(DataFrame.defined_flags),
+        },
+    )
     # Cache the header blocks that repeat (_hpack_cache): around jh2's compiled coders when
     # it has them ("ALTERNATIVE_HPACK", then in (name, value, sensitive) triples), else as
     # subclasses of the engine's pure-Python hpack coders.
     compiled = getattr(connection_module, "ALTERNATIVE_HPACK", False)
     if compiled != getattr(stream_module, "ALTERNATIVE_HPACK", False):
-        raise ImportError(f"{package}'s modules disagree on which HPACK coders they use")
+        raise ValueError(f"{package}'s modules disagree on which HPACK coders they use")
     coders = (
         caching_compiled_coders(
             connection_module.Encoder, connection_module.Decoder, hpack.NeverIndexedHeaderTuple
@@ -721,6 +857,7 @@ def _build(package: str) -> Engine:
 
     return Engine(
         name=package,
+        version=version,
         events=module("events"),
         Settings=module("settings").Settings,
         SettingCodes=module("settings").SettingCodes,
