@@ -8,8 +8,8 @@ from ._client import request as request
 from ._config import Timeout as Timeout
 from ._connection import Connection as Connection
 from ._connection import PendingResponse as PendingResponse
-from ._connection import __version__ as __version__
 from ._connection import connect as connect
+from ._duplex import DuplexStream as DuplexStream
 from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ConnectionClosed as ConnectionClosed
 from ._exceptions import ConnectionTerminated as ConnectionTerminated
@@ -32,6 +32,7 @@ from ._flow import FlowControlManager as FlowControlManager
 from ._headers import Headers as Headers
 from ._push import PushedStream as PushedStream
 from ._response import Response as Response
+from ._version import __version__ as __version__
 
 __all__ = (
     "AdaptiveFlowControlManager",
@@ -43,6 +44,7 @@ __all__ = (
     "ConnectionClosed",
     "ConnectionTerminated",
     "DecodingError",
+    "DuplexStream",
     "FlowControlError",
     "FlowControlManager",
     "H2anyError",

@@ -34,7 +34,7 @@ import anyio.abc
 
 from ._body import BodyTypes
 from ._config import Origin, TimeoutTypes, as_timeout
-from ._connection import DEFAULT_TIMEOUT, Connection, _clone_error
+from ._connection import DEFAULT_TIMEOUT, Connection, connect, queue_request
 from ._exceptions import (
     ConnectionClosed,
     ConnectionTerminated,
@@ -42,6 +42,7 @@ from ._exceptions import (
     InvalidRequest,
     PoolTimeout,
     StreamReset,
+    clone_error,
 )
 from ._headers import Headers, HeaderTypes
 from ._proxy import environment_ca_bundle, environment_proxy
@@ -249,7 +250,8 @@ class Client:
             try:
                 # A retry of a request the server never processed goes ahead of others
                 # waiting for a stream slot.
-                stream, source = slot.connection._begin(
+                response = await queue_request(
+                    slot.connection,
                     method,
                     target,
                     request_headers,
@@ -258,7 +260,6 @@ class Client:
                     first_in_line=retried_unprocessed,
                     on_open=reservation.release,
                 )
-                response = await slot.connection._response(stream, source)
             except (StreamReset, ConnectionTerminated) as exc:
                 if not exc.retryable or replay_from is None:
                     raise
@@ -375,7 +376,7 @@ class Client:
                     slots.remove(slot)
                 error = slot.error
                 if isinstance(error, H2anyError):
-                    raise _clone_error(error)
+                    raise clone_error(error)
                 raise error
 
     async def _open(self, origin: Origin, slot: _Slot) -> None:
@@ -414,9 +415,7 @@ class _Reservation:
 async def _connect(
     task_group: anyio.abc.TaskGroup, url: str, options: Mapping[str, Any]
 ) -> Connection:
-    connection = Connection(url, **options)
-    await task_group.start(connection._run)
-    return connection
+    return await connect(task_group, url, **options)
 
 
 def _replay_position(body: BodyTypes) -> int | None:

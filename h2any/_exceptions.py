@@ -25,6 +25,7 @@ __all__ = (
     "TLSError",
     "TimeoutError",
     "WriteTimeout",
+    "clone_error",
 )
 
 
@@ -177,3 +178,19 @@ class ProxyError(ConnectError):
         self.status = status
         self.reason = reason
         self.proxy_authenticate = proxy_authenticate
+
+
+def clone_error(exc: H2anyError) -> H2anyError:
+    """A copy of ``exc`` to raise in one more task.
+
+    One exception object must not be raised in many tasks at once (tracebacks would pile
+    up on it), so each waiter gets its own copy, with the same cause.
+    """
+    # Not copy.copy: it calls __init__ with the message alone, which StreamReset and
+    # ConnectionTerminated do not take.
+    cls = type(exc)
+    clone = cls.__new__(cls, *exc.args)
+    clone.__dict__.update(exc.__dict__)
+    clone.__cause__ = exc.__cause__
+    clone.__traceback__ = None
+    return clone

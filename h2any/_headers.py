@@ -6,7 +6,13 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Union, final, overload
 
-__all__ = ("Headers", "HeaderTypes")
+__all__ = (
+    "HeaderTypes",
+    "Headers",
+    "has_wire_name",
+    "headers_from_wire",
+    "malformed_response_fields",
+)
 
 HeaderTypes = Union[
     "Headers",
@@ -142,6 +148,16 @@ _WHITESPACE = (0x20, 0x09)
 _GOOD_BLOCKS: tuple[set[tuple[tuple[bytes, bytes], ...]], ...] = (set(), set())
 _GOOD_BLOCKS_MAX = 256
 _GOOD_BLOCK_SIZE = 4096  # bytes of names and values: the sets hold at most 2 MiB
+
+
+def headers_from_wire(fields: list[tuple[bytes, bytes]]) -> Headers:
+    """:class:`Headers` over fields as received (decoded to text on first use)."""
+    return Headers._from_wire(fields)
+
+
+def has_wire_name(headers: Headers, name: bytes) -> bool:
+    """Whether ``headers`` has a field ``name`` (lowercase bytes), without decoding them."""
+    return headers._has_wire_name(name)
 
 
 def malformed_response_fields(fields: list[tuple[bytes, bytes]], *, trailers: bool) -> str | None:

@@ -273,7 +273,7 @@ async def _handshake(
     """Send CONNECT and read the answer; return the tunnel (any bytes the proxy sent after
     its head are returned by it first -- nothing should come before our ClientHello or h2
     preface, but nothing is lost if something does)."""
-    from ._connection import __version__
+    from ._version import __version__
 
     if _BAD_HOST.search(target.host):
         raise InvalidRequest(f"cannot tunnel to host {target.host!r}")

@@ -10,18 +10,18 @@ import anyio
 import anyio.lowlevel
 
 from ._decoders import ContentDecoder, make_decoder
-from ._exceptions import H2anyError, ProtocolError, ReadTimeout
-from ._headers import Headers
+from ._exceptions import ProtocolError, ReadTimeout
+from ._headers import Headers, has_wire_name, headers_from_wire
+from ._stream import Data, Ended, Failed, ResponseHeaders, Trailers
 
 if TYPE_CHECKING:
-    from ._connection import Connection, _Stream
+    from ._stream import Stream
 
-__all__ = ("Response",)
+__all__ = ("Response", "body_arrived", "body_read", "cached_body", "receive_response")
 
-_DATA = 1
-_TRAILERS = 2
-_END = 3
-_ERROR = 4
+# How long a failed request waits for its body's pump to stop (a sync source may be in the
+# middle of a read in a worker thread).
+PUMP_STOP_TIMEOUT = 2.0
 
 
 @final
@@ -51,13 +51,17 @@ class Response:
     http_version = "HTTP/2"
 
     def __init__(
-        self, connection: Connection, stream: _Stream, status: int, headers: Headers
+        self,
+        stream: Stream,
+        status: int,
+        headers: Headers,
+        max_decompressed_size: int | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
         self.stream_id = stream.stream_id
         self.trailers: Headers | None = None
-        self._connection = connection
+        self._max_decompressed_size = max_decompressed_size
         self._stream = stream
         self._complete = False
         self._closed = False
@@ -114,9 +118,7 @@ class Response:
                 "the body was already read decoded; the raw bytes were not kept "
                 "(call read(decode_content=False) first to have both)"
             )
-        decoder = make_decoder(
-            self.headers.get("content-encoding"), self._connection._max_decompressed_size
-        )
+        decoder = make_decoder(self.headers.get("content-encoding"), self._max_decompressed_size)
         return decoder.decode(self._content) + decoder.flush()
 
     def aiter_bytes(self, *, decode_content: bool = True) -> AsyncIterator[bytes]:
@@ -144,19 +146,18 @@ class Response:
         try:
             while items:
                 item = items.popleft()
-                kind = item[0]
-                if kind == _DATA:
-                    self._connection._consumed(stream, item[2])
-                    if item[1]:
-                        return item[1]  # type: ignore[no-any-return]
-                elif kind == _END:
+                kind = type(item)
+                if kind is Data:
+                    stream.consumed(item.flow_size)  # type: ignore[union-attr]
+                    if item.data:  # type: ignore[union-attr]
+                        return item.data  # type: ignore[union-attr]
+                elif kind is Ended:
                     self._complete = True
                     return None
-                elif kind == _TRAILERS:
-                    self.trailers = Headers._from_wire(item[1])
-                elif kind == _ERROR:
-                    error: H2anyError = item[1]
-                    raise error
+                elif kind is Trailers:
+                    self.trailers = headers_from_wire(item.fields)  # type: ignore[union-attr]
+                elif kind is Failed:
+                    raise item.error  # type: ignore[union-attr]
                 else:
                     raise ProtocolError(f"stream {self.stream_id}: unexpected second HEADERS")
         except BaseException:
@@ -168,27 +169,25 @@ class Response:
         """The next non-empty chunk of the body, or None at its end; each wait for data is
         bounded by the read timeout (kept by the connection's watchdog, see ``_watch``)."""
         stream = self._stream
-        connection = self._connection
         while True:
             chunk = self._take()
             if chunk is not EMPTY:
                 return chunk  # type: ignore[return-value]
             limit = stream.timeout.read
-            connection._watch(stream, limit)
             try:
-                await stream.next_item(connection._new_event)
+                await stream.watch(limit)
             except BaseException:
                 self._give_up()
                 raise
             finally:
-                connection._unwatch(stream)
+                stream.unwatch()
             if stream.timed_out and not stream.items:
                 self._give_up()
                 raise ReadTimeout(f"stream {self.stream_id}: no data for {limit} s")
 
     def _give_up(self) -> None:
         """Reading failed or was cancelled: reset the stream, release its unread data."""
-        self._connection._abandon(self._stream)
+        self._stream.abandon()
         self._closed = True
 
     async def aclose(self) -> None:
@@ -199,7 +198,7 @@ class Response:
         if not self._closed:
             self._closed = True
             if not self._complete or self._stream.items:
-                self._connection._abandon(self._stream)
+                self._stream.abandon()
         await anyio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> Response:
@@ -235,11 +234,11 @@ class _BodyIterator:
             headers = response.headers
             encoding = (
                 headers.get("content-encoding")
-                if decode_content and headers._has_wire_name(b"content-encoding")
+                if decode_content and has_wire_name(headers, b"content-encoding")
                 else None
             )
             if encoding:
-                self._decoder = make_decoder(encoding, response._connection._max_decompressed_size)
+                self._decoder = make_decoder(encoding, response._max_decompressed_size)
 
     def __aiter__(self) -> _BodyIterator:
         return self
@@ -291,3 +290,70 @@ class _BodyIterator:
             self.done = True
             return output or None
         return output
+
+
+def body_arrived(response: Response) -> bool:
+    """Whether the whole body has arrived (it may not have been read yet)."""
+    return response._stream.remote_done
+
+
+def body_read(response: Response) -> bool:
+    """Whether :meth:`Response.read` has read the body (and keeps it)."""
+    return response._content is not None
+
+
+def cached_body(response: Response, decode_content: bool = True) -> bytes | None:
+    """The body if :meth:`Response.read` already read it (as ``read`` would return it
+    again), else None."""
+    if response._content is None:
+        return None
+    return response._cached(decode_content)
+
+
+async def receive_response(stream: Stream, max_decompressed_size: int | None = None) -> Response:
+    """The :class:`Response` of ``stream`` once its headers arrive; the stream is
+    abandoned (reset) if this fails or is cancelled.
+
+    The wait is inlined here rather than in a helper coroutine: with thousands of
+    requests queued, every object a waiting request holds is walked by the garbage
+    collector (a coroutine layer less is 1% of a fan-out).
+
+    Raises:
+        PoolTimeout, WriteTimeout, ReadTimeout: per the stream's stage and timeouts.
+        StreamReset, ConnectionClosed, ConnectionTerminated, ProtocolError: it failed.
+        whatever a streamed request body's source raised.
+    """
+    items = stream.items
+    try:
+        while True:
+            if not items:
+                # The connection task moves the deadline as the stream progresses.
+                try:
+                    await stream.watch(stream.reader_limit())
+                finally:
+                    stream.unwatch()
+                if not items:
+                    if stream.timed_out:
+                        raise stream.timeout_error()
+                    continue
+            item = items.popleft()
+            kind = type(item)
+            if kind is ResponseHeaders:
+                raw = item.fields  # type: ignore[union-attr]
+                # Checked when received: exactly one :status, first, three digits.
+                return Response(
+                    stream, int(raw[0][1]), headers_from_wire(raw[1:]), max_decompressed_size
+                )
+            if kind is Failed:
+                raise item.error  # type: ignore[union-attr]
+            # DATA or END before HEADERS cannot happen: h2 rejects it as a protocol error.
+            raise ProtocolError(f"stream {stream.stream_id}: response ended before headers")
+    except BaseException:
+        stream.abandon()
+        pump_done = stream.pump_done
+        if pump_done is not None:
+            # A body= pump still running must stop before the caller learns of the failure
+            # (the Client rewinds the body to retry it); reset, it stops at its next step.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(PUMP_STOP_TIMEOUT):
+                await pump_done.wait()
+        raise

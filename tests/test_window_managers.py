@@ -110,9 +110,16 @@ async def test_a_manager_that_never_grants_stalls_the_stream_not_the_process(ngh
 
 @pytest.mark.parametrize("bad", [-1, 2**31, 1.5, "10"])
 async def test_nonsense_increments_fail_the_stream_with_a_clear_error(nghttpd, bad) -> None:
+    stream_managers: list[h2any.BaseFlowControlManager] = []
+
     class Nonsense(h2any.FlowControlManager):
+        def __init__(self, initial_window_size: int, document_size: int | None = None) -> None:
+            super().__init__(initial_window_size, document_size)
+            if initial_window_size == WINDOW:
+                stream_managers.append(self)
+
         def increase_window_size(self, frame_size: int) -> int:
-            if self.initial_window_size == WINDOW:  # stream managers only
+            if stream_managers and self is stream_managers[0]:  # the first stream's only
                 return bad  # type: ignore[no-any-return]
             return super().increase_window_size(frame_size)
 

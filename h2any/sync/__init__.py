@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._client import Client as Client
 from ._connection import Connection as Connection
+from ._connection import DuplexStream as DuplexStream
 from ._connection import PushedStream as PushedStream
 from ._connection import Response as Response
 from ._hyper import HTTP20Connection as HTTP20Connection
@@ -19,6 +20,7 @@ from ._hyper import HTTPHeaderMap as HTTPHeaderMap
 __all__ = (
     "Client",
     "Connection",
+    "DuplexStream",
     "HTTP20Connection",
     "HTTP20Push",
     "HTTP20Response",

@@ -12,7 +12,7 @@ from .._client import Client as AsyncClient
 from .._client import ParamTypes
 from .._config import TimeoutTypes
 from .._headers import HeaderTypes
-from ._connection import Response, _with_complete_body
+from ._connection import Response, with_complete_body
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 
 __all__ = ("Client",)
@@ -71,7 +71,7 @@ class Client(LoopHosted):
             json=json,
             timeout=timeout,
         )
-        return Response(self._loop, self._loop.call(_with_complete_body, call))
+        return Response(self._loop, self._loop.call(with_complete_body, call))
 
     @contextmanager
     def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[Response]:

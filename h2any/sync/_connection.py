@@ -17,12 +17,15 @@ from typing import Any, final
 from .._body import BodyTypes
 from .._config import TimeoutTypes
 from .._connection import Connection as AsyncConnection
-from .._headers import Headers, HeaderTypes
+from .._connection import run_connection
+from .._duplex import DuplexStream as AsyncDuplexStream
+from .._headers import Headers, HeaderTypes, has_wire_name
 from .._push import PushedStream as AsyncPushedStream
 from .._response import Response as AsyncResponse
+from .._response import body_arrived, body_read, cached_body
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 
-__all__ = ("Connection", "PushedStream", "Response")
+__all__ = ("Connection", "DuplexStream", "PushedStream", "Response", "take_complete_body")
 
 
 @final
@@ -64,10 +67,11 @@ class Response:
 
         Honours the read timeout between chunks; same errors as :meth:`h2any.Response.read`.
         """
-        if self._response._content is not None:
+        body = cached_body(self._response, decode_content)
+        if body is not None:
             # Already read (a small body comes back with its headers, see
-            # _take_complete_body): what read() would return is kept, no trip to the loop.
-            return self._response._cached(decode_content)
+            # take_complete_body): what read() would return is kept, no trip to the loop.
+            return body
         check_not_in_event_loop("Response.read()")
         return self._loop.call(
             functools.partial(self._response.read, decode_content=decode_content)
@@ -75,9 +79,9 @@ class Response:
 
     def iter_bytes(self, *, decode_content: bool = True) -> Iterator[bytes]:
         """Yield the body in chunks as they arrive, decoded unless ``decode_content=False``."""
-        if self._response._content is not None:
+        body = cached_body(self._response, decode_content)
+        if body is not None:
             # Already read: the body again, in one piece, as aiter_bytes() would replay it.
-            body = self._response._cached(decode_content)
             if body:
                 yield body
             return
@@ -93,7 +97,7 @@ class Response:
 
     def close(self) -> None:
         """Close the response; if its body was not read to the end, reset the stream."""
-        if self._loop.in_loop_thread or self._response._content is not None:
+        if self._loop.in_loop_thread or body_read(self._response):
             return  # nothing to reset once the whole body has been read
         try:
             self._loop.call(self._response.aclose)
@@ -112,20 +116,20 @@ class Response:
         self.close()
 
 
-async def _take_complete_body(response: AsyncResponse) -> AsyncResponse:
+async def take_complete_body(response: AsyncResponse) -> AsyncResponse:
     """In the loop thread, as a response's headers arrive: if its whole body has arrived
     with them (a small response), read it now, which saves the calling thread a second
     round trip into the loop for ``read()``. Nothing waits for data that is not there yet;
     compressed bodies are left for ``read()`` to decode, and to fail there if corrupt."""
-    if response._stream.remote_done and not response.headers._has_wire_name(b"content-encoding"):
+    if body_arrived(response) and not has_wire_name(response.headers, b"content-encoding"):
         await response.read()
     return response
 
 
-async def _with_complete_body(request: Callable[[], Awaitable[AsyncResponse]]) -> AsyncResponse:
+async def with_complete_body(request: Callable[[], Awaitable[AsyncResponse]]) -> AsyncResponse:
     """Send a request in the loop thread; return its response with a small body already
-    read (:func:`_take_complete_body`)."""
-    return await _take_complete_body(await request())
+    read (:func:`take_complete_body`)."""
+    return await take_complete_body(await request())
 
 
 async def _request(
@@ -138,7 +142,78 @@ async def _request(
 ) -> AsyncResponse:
     """:meth:`Connection.request` in the loop thread (positional arguments: the hot path)."""
     response = await connection.request(method, url, headers=headers, body=body, timeout=timeout)
-    return await _take_complete_body(response)
+    return await take_complete_body(response)
+
+
+async def _open_stream(
+    connection: AsyncConnection,
+    method: str,
+    url: str,
+    headers: HeaderTypes | None,
+    timeout: TimeoutTypes | None,
+) -> AsyncDuplexStream:
+    """:meth:`Connection.open_stream` in the loop thread (it posts to the connection task)."""
+    return connection.open_stream(method, url, headers=headers, timeout=timeout)
+
+
+@final
+class DuplexStream:
+    """A full-duplex stream on the blocking facade; see :class:`h2any.DuplexStream`.
+
+    Thread-safe: one thread may :meth:`send` while another waits in :meth:`response` or
+    reads the response's body.
+    """
+
+    def __init__(self, loop: LoopThread, stream: AsyncDuplexStream) -> None:
+        self._loop = loop
+        self._stream = stream
+        self._response: Response | None = None
+
+    def __repr__(self) -> str:
+        return f"<h2any.sync.DuplexStream stream {self.stream_id}>"
+
+    @property
+    def stream_id(self) -> int:
+        """The HTTP/2 stream id, or 0 while the stream waits for a free stream slot."""
+        return self._stream.stream_id
+
+    def send(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Send a piece of the request body; see :meth:`h2any.DuplexStream.send`."""
+        check_not_in_event_loop("DuplexStream.send()")
+        self._loop.call(self._stream.send, data)
+
+    def send_eof(self, trailers: HeaderTypes | None = None) -> None:
+        """End the request side, with optional trailers; see
+        :meth:`h2any.DuplexStream.send_eof`."""
+        check_not_in_event_loop("DuplexStream.send_eof()")
+        self._loop.call(self._stream.send_eof, trailers)
+
+    def response(self) -> Response:
+        """The :class:`Response`, as soon as its headers arrive; the same on every call."""
+        check_not_in_event_loop("DuplexStream.response()")
+        if self._response is None:
+            self._response = Response(self._loop, self._loop.call(self._stream.response))
+        return self._response
+
+    def close(self) -> None:
+        """Close the stream; if either side has not ended, reset it (RST_STREAM CANCEL)."""
+        if self._loop.in_loop_thread:
+            return
+        try:
+            self._loop.call(self._stream.aclose)
+        except RuntimeError:
+            pass  # the connection (and its loop) is already closed
+
+    def __enter__(self) -> DuplexStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 @final
@@ -198,7 +273,7 @@ class Connection(LoopHosted):
         try:
             # The connection task runs in the loop thread's own task group, as with
             # h2any.connect(task_group, url): nursery-scoped to the loop thread.
-            self._loop.start(connection._run)
+            self._loop.start(functools.partial(run_connection, connection))
         except BaseException:
             self._loop.stop()
             raise
@@ -249,6 +324,20 @@ class Connection(LoopHosted):
             yield response
         finally:
             response.close()
+
+    def open_stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> DuplexStream:
+        """Open a full-duplex stream (use it as a context manager); see
+        :meth:`h2any.Connection.open_stream`. One thread may send while another reads."""
+        check_not_in_event_loop("Connection.open_stream()")
+        stream = self._loop.call(_open_stream, self._connection, method, url, headers, timeout)
+        return DuplexStream(self._loop, stream)
 
     def get_pushes(
         self, stream_id: int | None = None, capture_all: bool = False

@@ -57,7 +57,8 @@ from .._exceptions import ConnectionClosed, InvalidRequest
 from .._flow import BaseFlowControlManager
 from .._headers import Headers
 from .._response import Response as AsyncResponse
-from ._connection import Connection, PushedStream, _take_complete_body
+from .._response import body_read, cached_body
+from ._connection import Connection, PushedStream, take_complete_body
 from ._connection import Response as SyncResponse
 from ._portal import LoopThread, _Call, check_not_in_event_loop
 
@@ -266,9 +267,9 @@ class HTTP20Response:
                 # Nothing read yet: the whole body at once -- already here if it came with
                 # the headers, else in one call into the loop.
                 self._decode = decode_content
-                if self._async._content is not None:
+                if body_read(self._async):
                     self._eof = True
-                    return self._async._cached(decode_content)
+                    return cached_body(self._async, decode_content)  # type: ignore[return-value]
                 body: bytes = self._loop.call(
                     functools.partial(self._async.read, decode_content=decode_content)
                 )
@@ -496,7 +497,7 @@ class _Runner:
         # the stream for the connection task) runs before submit() resumes.
         task_status.started()
         try:
-            response = await _take_complete_body(await call)
+            response = await take_complete_body(await call)
         except Exception as exc:
             pending.future.set_exception(exc)
         except BaseException:  # cancelled: the facade is closing its loop

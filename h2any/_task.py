@@ -1,0 +1,972 @@
+"""The connection task: the one owner of a connection's socket and HTTP/2 state machine.
+
+Theory of operation
+===================
+
+One task per connection -- :meth:`ConnectionTask.run` and the loops it starts in its own
+task group -- owns the socket and the engine's ``H2Connection``. Nothing else touches
+either. Invariants it keeps (here, and only here):
+
+* **Commands in.** Other tasks talk to it only by appending ``(function, argument)`` to
+  ``commands`` (a deque: appending never blocks and is safe under cancellation) and setting
+  the ``wake`` signal. The writer loop drains *every* queued command, then makes one socket
+  write: under load about a hundred requests go out per write.
+* **Events out.** Each stream has an inbox (``_stream.Stream``) that the reader loop feeds,
+  never blocking, with typed events; it handles every event of one socket read, then
+  yields. Reads happen whether or not anybody waits, so PING, SETTINGS and GOAWAY are
+  answered at once.
+* **Full duplex.** A stream's request side (the :class:`Outbox`) and response side (its
+  inbox) are independent: a response is delivered while its body is still being sent.
+* **Backpressure without starvation.** Every DATA frame reaches the window managers as it
+  arrives (``_flow.py``). The connection window is granted back at once, so no unread
+  stream can starve another; a stream's window only as its reader consumes, so an inbox
+  never holds more than its stream window.
+* **Slots.** ``active`` counts streams h2 considers open; a request beyond the peer's
+  MAX_CONCURRENT_STREAMS (100 until its first SETTINGS arrive) waits in ``pending`` until a
+  slot frees. Every way a stream ends goes through :meth:`finish`, which frees its slot
+  exactly once -- so cancelled requests never leak slots.
+* **Deadlines** are kept by one watchdog task (``_deadlines.py``); the connection task moves
+  a stream's deadlines as it progresses (pool -> write -> read).
+* **Failure reaches everyone.** Any end of the connection (socket loss, protocol error,
+  GOAWAY, ``close``) goes through :meth:`shutdown`, which posts a typed error into every
+  inbox and fails every pending request and PING. The loops never raise into a task group;
+  body pumps (tasks that feed a ``body=`` source to its stream) run in the connection's
+  task group and end with it.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSAttribute
+from h2.errors import ErrorCodes
+
+from . import _socket
+from ._config import Origin, Timeout
+from ._deadlines import Signal, Watchdog
+from ._exceptions import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectionTerminated,
+    ConnectTimeout,
+    FlowControlError,
+    H2anyError,
+    ProtocolError,
+    ReadTimeout,
+    StreamReset,
+    TLSError,
+    WriteTimeout,
+    clone_error,
+)
+from ._flow import BaseFlowControlManager, ConnectionWindow, StreamWindow
+from ._headers import malformed_response_fields
+from ._proxy import ProxyConfig, open_tunnel
+from ._push import PushedStream, PushRegistry
+from ._stream import (
+    CLOSED,
+    END,
+    HALF_CLOSED_LOCAL,
+    HALF_CLOSED_REMOTE,
+    OPEN,
+    Data,
+    ResponseHeaders,
+    Stream,
+    Trailers,
+)
+from ._upload import Outbox, pump_body
+
+if TYPE_CHECKING:
+    from h2 import events as ev
+
+    from ._engine import Engine, EngineConnection
+
+__all__ = ("ConnectionTask",)
+
+# Until the peer's first SETTINGS arrive h2 assumes no stream limit; a burst of requests
+# sent in that moment would be refused by any real server. Assume the RFC's recommended
+# minimum instead.
+EARLY_STREAM_LIMIT: Final = 100
+CLOSE_TIMEOUT: Final = 5.0
+READ_SIZE: Final = 1024 * 1024
+_HEADER_BLOCK_FRAMES: Final = frozenset({0x1, 0x5, 0x9})  # HEADERS, PUSH_PROMISE, CONTINUATION
+_END_HEADERS: Final = 0x4
+
+
+class ConnectionTask:
+    """The connection task of one connection, and the :class:`_stream.Link` of its streams."""
+
+    def __init__(
+        self,
+        *,
+        origin: Origin,
+        timeout: Timeout,
+        engine: Engine,
+        ssl_context: ssl.SSLContext | None,
+        proxy: ProxyConfig | None,
+        window_manager: type[BaseFlowControlManager],
+        initial_window_size: int,
+        connection_window_size: int,
+        max_frame_size: int,
+        max_concurrent_streams: int | None,
+        max_header_list_size: int,
+        enable_push: bool,
+        pushes: PushRegistry,
+        max_decompressed_size: int | None,
+        keepalive_interval: float | None,
+        keepalive_timeout: float,
+        frame_observer: Callable[[str, Any], None] | None,
+    ) -> None:
+        self.origin = origin
+        self.timeout = timeout
+        self.engine = engine
+        self._ssl_context = ssl_context
+        self._proxy = proxy
+        self._window_manager = window_manager
+        self._initial_window_size = initial_window_size
+        self._connection_window_size = connection_window_size
+        self._max_frame_size = max_frame_size
+        self._own_stream_limit = max_concurrent_streams or 2**31
+        self._max_header_list_size = max_header_list_size
+        # h2 holds up to 64 CONTINUATION frames of up to max_frame_size each before it
+        # gives up: with large frames that is far too much memory for one header block.
+        self._header_block_limit = max(2 * 1024 * 1024, 4 * max_header_list_size)
+        self._enable_push = enable_push
+        self.pushes = pushes
+        pushes.parents_done = self._parents_done
+        self._max_decompressed_size = max_decompressed_size
+        self._keepalive_interval = keepalive_interval
+        self._keepalive_timeout = keepalive_timeout
+
+        self.h2: EngineConnection = engine.new_connection()
+        self.h2.frame_observer = frame_observer
+        self._socket: anyio.abc.ByteStream | None = None
+        self.commands: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self.wake = Signal()
+        self.watchdog = Watchdog()
+        self.streams: dict[int, Stream] = {}
+        self.pending: deque[Stream] = deque()
+        self.outbox = Outbox(
+            self.h2, engine.StreamClosedError, self._ended_locally, self._progressed
+        )
+        self.active = 0
+        self._got_settings = False
+        self._connection_window = ConnectionWindow(window_manager(connection_window_size))
+        self._grants: dict[Stream, int] = {}  # stream increments readers released
+        self.pings: dict[bytes, tuple[anyio.Event, list[float]]] = {}
+        self.goaway: ev.ConnectionTerminated | None = None
+        self.error: H2anyError | None = None
+        self.closing = False
+        self.started = False
+        self._socket_lost = False
+        self._said_goodbye = False
+        self._writing = False  # a write in progress: cutting it off leaves half a frame
+        self._done: anyio.Event | None = None
+        self._run_scope: anyio.CancelScope | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._last_receive = 0.0
+        self._frame_skip = 0
+        self._frame_header = b""
+        self._header_block = 0  # bytes of an unfinished header block (HEADERS + CONTINUATIONs)
+        self._settings_received: anyio.Event | None = None
+
+    # ------------------------------------------------------------------ the streams' Link
+
+    def post(self, function: Callable[[Any], None], argument: Any) -> None:
+        self.commands.append((function, argument))
+        self.wake.set()
+
+    def post_reset(self, stream: Stream) -> None:
+        self.post(self._cmd_reset, stream)
+
+    def post_flush(self, stream: Stream) -> None:
+        self.post(self._cmd_flush, stream)
+
+    def post_grant(self, stream: Stream, increment: int) -> None:
+        grants = self._grants
+        if not grants:
+            self.post(self._cmd_grant, None)
+        grants[stream] = grants.get(stream, 0) + increment
+
+    def slot_report(self) -> str:
+        return f"{self.active} of {self.stream_limit()} streams open"
+
+    # ------------------------------------------------------------------ for Connection
+
+    def check_open(self) -> None:
+        """Raise why no new stream can start, if one cannot."""
+        if not self.started:
+            raise RuntimeError(
+                "the Connection is not open: use 'async with Connection(...)' or connect()"
+            )
+        goaway = self.goaway
+        if goaway is not None:
+            raise ConnectionTerminated(
+                goaway.error_code or 0,
+                goaway.last_stream_id or 0,
+                retryable=True,
+                additional_data=goaway.additional_data,
+            )
+        if self.closing:
+            raise clone_error(self.error or ConnectionClosed("the connection is closed"))
+
+    def queue(self, stream: Stream, first_in_line: bool = False) -> None:
+        """Open ``stream`` as soon as a slot is free (``first_in_line``: ahead of the others
+        waiting for one). Raises if the connection takes no new streams."""
+        self.check_open()
+        self.post(self._cmd_open_first if first_in_line else self._cmd_open, stream)
+
+    def start_pump(self, stream: Stream, source: AsyncIterator[bytes]) -> None:
+        """Feed a streamed ``body=`` to ``stream`` from a task of the connection's own."""
+        assert self._task_group is not None
+        stream.pump_done = anyio.Event()
+        self._task_group.start_soon(self._pump, stream, source)
+
+    async def _pump(self, stream: Stream, source: AsyncIterator[bytes]) -> None:
+        try:
+            await pump_body(stream, source)
+        except Exception as exc:  # the body's own errors included: the reader raises them
+            self.post(self._cmd_fail, (stream, exc))
+        finally:
+            assert stream.pump_done is not None
+            stream.pump_done.set()
+
+    def new_stream(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        payload: bytes | None,
+        streaming: bool,
+        timeout: Timeout,
+    ) -> Stream:
+        return Stream(self, headers, payload, streaming, timeout)
+
+    def stream_limit(self) -> int:
+        limit: int = self.h2.remote_settings.max_concurrent_streams
+        if not self._got_settings:
+            limit = min(limit, EARLY_STREAM_LIMIT)
+        return min(limit, self._own_stream_limit)
+
+    async def ping(self, timeout: float | None) -> float:
+        """Send a PING; the round-trip time. Raises ReadTimeout, ConnectionClosed."""
+        self.check_open()
+        payload = os.urandom(8)
+        done = anyio.Event()
+        result: list[float] = []
+        self.pings[payload] = (done, result)
+        started = time.perf_counter()
+        self.post(self._cmd_ping, payload)
+        limit = self.timeout.read if timeout is None else timeout
+        try:
+            with anyio.fail_after(limit):
+                await done.wait()
+        except TimeoutError:
+            raise ReadTimeout(f"no PING acknowledgement within {limit} s") from None
+        finally:
+            self.pings.pop(payload, None)
+        if not result:
+            raise clone_error(self.error or ConnectionClosed("the connection is closed"))
+        return result[0] - started
+
+    async def close(self) -> None:
+        """GOAWAY, fail open streams, close the socket; wait (shielded, a few seconds at
+        most) until the connection task has finished."""
+        if not self.started or self._done is None:
+            return
+        if not self.closing:
+            self.shutdown(ConnectionClosed("the connection was closed by the client"))
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(CLOSE_TIMEOUT):
+                await self._done.wait()
+            if not self._done.is_set() and self._run_scope is not None:
+                self._run_scope.cancel()
+                await self._done.wait()
+
+    # ------------------------------------------------------------------ the connection task
+
+    async def _open_socket(self) -> anyio.abc.ByteStream:
+        origin = self.origin
+        try:
+            with anyio.fail_after(self.timeout.connect):
+                if self._proxy is not None:
+                    # A CONNECT tunnel through the proxy (TLS to the target inside it, for
+                    # https:// targets); ProxyError for anything the proxy does wrong.
+                    stream = await open_tunnel(self._proxy, origin, self._ssl_context)
+                    if self._ssl_context is None:
+                        return stream
+                else:
+                    stream = await _socket.connect_tcp(origin.host, origin.port, READ_SIZE)
+                    if self._ssl_context is None:
+                        return stream
+                    stream = await _socket.start_tls(stream, origin.host, self._ssl_context)
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"could not connect to {origin} within {self.timeout.connect} s"
+            ) from None
+        except ssl.SSLError as exc:
+            raise TLSError(f"TLS handshake with {origin} failed: {exc}") from exc
+        except anyio.BrokenResourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError):
+                raise TLSError(f"TLS handshake with {origin} failed: {cause}") from cause
+            raise ConnectError(f"could not connect to {origin}: {cause or exc}") from exc
+        except OSError as exc:
+            raise ConnectError(f"could not connect to {origin}: {exc}") from exc
+        if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
+            await anyio.aclose_forcefully(stream)
+            raise ConnectError(f"{origin} does not speak HTTP/2 (ALPN did not select 'h2')")
+        return stream
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """The connection task: connect, then read and write until the connection ends."""
+        if self._done is not None:
+            raise RuntimeError("this Connection was already started")
+        self._done = anyio.Event()
+        self._settings_received = anyio.Event()
+        self.watchdog.start()
+        self._socket = await self._open_socket()
+        h2 = self.h2
+        engine = self.engine
+        codes = engine.SettingCodes
+        h2.local_settings = engine.Settings(
+            client=True,
+            initial_values={
+                codes.ENABLE_PUSH: int(self._enable_push),
+                codes.INITIAL_WINDOW_SIZE: self._initial_window_size,
+                codes.MAX_FRAME_SIZE: self._max_frame_size,
+                codes.MAX_CONCURRENT_STREAMS: 100,
+                codes.MAX_HEADER_LIST_SIZE: self._max_header_list_size,
+            },
+        )
+        h2.decoder.max_header_list_size = self._max_header_list_size
+        h2.decoder.max_allowed_table_size = h2.local_settings.header_table_size
+        h2.set_max_inbound_frame_size(self._max_frame_size)
+        h2.initiate_connection()
+        extra = self._connection_window_size - 65535
+        if extra:
+            h2.increment_flow_control_window(extra)
+        self.wake.set()
+        failure: H2anyError | None = None
+        try:
+            with anyio.CancelScope() as self._run_scope:
+                async with anyio.create_task_group() as task_group:
+                    self._task_group = task_group
+                    task_group.start_soon(self._read_loop)
+                    task_group.start_soon(self._write_then_stop, task_group)
+                    task_group.start_soon(self.watchdog.run)
+                    if self._keepalive_interval is not None:
+                        task_group.start_soon(self._keepalive_loop, self._keepalive_interval)
+                    failure = await self._wait_for_settings()
+                    if failure is None:
+                        self.started = True
+                        task_status.started()
+                    else:
+                        task_group.cancel_scope.cancel()
+        finally:
+            self.shutdown(ConnectionClosed("the connection was closed"))
+            with anyio.CancelScope(shield=True):
+                if not self._said_goodbye:
+                    # Cancelled from outside (the task group or an enclosing scope): still
+                    # tell the peer, briefly, unless a write was cut off mid-frame.
+                    with anyio.move_on_after(0.5):
+                        await self._say_goodbye()
+                await anyio.aclose_forcefully(self._socket)
+            self._done.set()
+        if failure is not None:
+            raise failure
+
+    async def _wait_for_settings(self) -> H2anyError | None:
+        """Wait for the server's first SETTINGS: the connection is usable only then.
+
+        Knowing the server's stream limit before the first request avoids a burst of
+        refused streams, and a server that does not speak HTTP/2 fails here, as a
+        ConnectError, rather than in the first request.
+        """
+        assert self._settings_received is not None
+        with anyio.move_on_after(self.timeout.connect):
+            await self._settings_received.wait()
+        if self._got_settings:
+            return None
+        if self.error is not None:
+            failure: H2anyError = ConnectError(
+                f"{self.origin} did not start an HTTP/2 session: {self.error}"
+            )
+            failure.__cause__ = self.error
+            return failure
+        return ConnectTimeout(
+            f"{self.origin} sent no HTTP/2 SETTINGS within {self.timeout.connect} s"
+        )
+
+    async def _write_then_stop(self, task_group: anyio.abc.TaskGroup) -> None:
+        await self._write_loop()
+        task_group.cancel_scope.cancel()
+
+    async def _read_loop(self) -> None:
+        assert self._socket is not None
+        receive = self._socket.receive
+        h2 = self.h2
+        connection_window = self._connection_window
+        current_time = anyio.current_time
+        error: H2anyError
+        try:
+            while True:
+                data = await receive(READ_SIZE)
+                self._last_receive = current_time()
+                self._check_frame_headers(data)
+                events = h2.receive_data(data)
+                self._handle_events(events)
+                if h2.frame_buffer.stream_errors:
+                    self._stream_errors(h2.frame_buffer.stream_errors)
+                if h2.absorbed:
+                    # Late DATA on streams we reset: h2 took it in; the connection's
+                    # manager hears of it like any other frame.
+                    connection_window.on_data(h2.absorbed)
+                    h2.absorbed = 0
+                grant = connection_window.take_grant()
+                if grant:
+                    h2.increment_flow_control_window(grant)
+                if self.commands or h2.has_data_to_send():
+                    self.wake.set()
+        except anyio.EndOfStream:
+            self._socket_lost = True
+            error = ConnectionClosed("the server closed the connection")
+        except (anyio.BrokenResourceError, OSError) as exc:
+            self._socket_lost = True
+            error = ConnectionClosed(f"the connection was lost: {exc.__cause__ or exc}")
+            error.__cause__ = exc
+        except self.engine.FlowControlError as exc:
+            error = ProtocolError(f"the server broke flow control: {exc}", 3)
+            error.__cause__ = exc
+        except self.engine.ProtocolError as exc:
+            code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
+            error = ProtocolError(f"the server broke the HTTP/2 protocol: {exc}", int(code))
+            error.__cause__ = exc
+        except anyio.ClosedResourceError:
+            return
+        except H2anyError as exc:
+            error = exc
+        self.shutdown(error)
+
+    async def _keepalive_loop(self, interval: float) -> None:
+        """PING the server after ``interval`` seconds of silence; no answer kills the
+        connection, so that waiters fail promptly instead of waiting out their timeouts."""
+        self._last_receive = anyio.current_time()
+        while True:
+            idle = anyio.current_time() - self._last_receive
+            if idle < interval:
+                await anyio.sleep(interval - idle)
+                continue
+            payload = os.urandom(8)
+            answered = anyio.Event()
+            self.pings[payload] = (answered, [])
+            self.post(self._cmd_ping, payload)
+            with anyio.move_on_after(self._keepalive_timeout):
+                await answered.wait()
+            self.pings.pop(payload, None)
+            if self.closing:
+                return
+            if not answered.is_set():
+                self.shutdown(
+                    ConnectionClosed(
+                        f"the server did not answer a keepalive PING within "
+                        f"{self._keepalive_timeout} s; the connection is considered dead"
+                    )
+                )
+                return
+            self._last_receive = anyio.current_time()
+
+    def _check_frame_headers(self, data: bytes) -> None:
+        # h2 waits for a frame's whole declared length before it checks that length, so a
+        # peer that is not speaking HTTP/2 ("HTTP/1.1 400 ..." reads as a 4.7 MB frame) would
+        # leave us waiting for bytes that never come. Follow the frame boundaries here and
+        # fail at once on a length above our SETTINGS_MAX_FRAME_SIZE.
+        skip = self._frame_skip
+        header = self._frame_header
+        position = 0
+        size = len(data)
+        limit = self._max_frame_size
+        while True:
+            if skip:
+                taken = min(skip, size - position)
+                position += taken
+                skip -= taken
+            if position >= size:
+                break
+            needed = 9 - len(header)
+            header += data[position : position + needed]
+            position += needed
+            if len(header) < 9:
+                break
+            length = int.from_bytes(header[:3], "big")
+            if length > limit:
+                raise ProtocolError(
+                    f"the server sent a frame of {length} bytes, above our limit of {limit} "
+                    f"(frame header {header.hex()}; is it speaking HTTP/2?)",
+                    ErrorCodes.FRAME_SIZE_ERROR,
+                )
+            frame_type = header[3]
+            if frame_type in _HEADER_BLOCK_FRAMES or self._header_block:
+                # h2 buffers a header block's frames until END_HEADERS: bound what it holds.
+                self._header_block += length
+                if header[4] & _END_HEADERS:
+                    self._header_block = 0
+                elif self._header_block > self._header_block_limit:
+                    raise ProtocolError(
+                        f"the server sent a header block of over {self._header_block} bytes "
+                        "without ending it",
+                        ErrorCodes.ENHANCE_YOUR_CALM,
+                    )
+            skip = length
+            header = b""
+        self._frame_skip = skip
+        self._frame_header = header
+
+    async def _write_loop(self) -> None:
+        assert self._socket is not None
+        send = self._socket.send
+        # Plain sockets on asyncio: a write the socket takes whole needs no timeout (a
+        # cancel scope with a deadline per write was an eighth of a small-window upload).
+        send_now: Callable[[bytes], int] | None = getattr(self._socket, "send_now", None)
+        h2 = self.h2
+        commands = self.commands
+        outbox = self.outbox
+        while True:
+            await self.wake.wait()
+            while commands:
+                function, argument = commands.popleft()
+                try:
+                    function(argument)
+                except H2anyError as exc:
+                    self.shutdown(exc)
+            if outbox.sending and not outbox.pump():
+                self.wake.set()  # more to send once this batch is written
+            if self.closing:
+                await self._say_goodbye()
+                return
+            data = h2.data_to_send()
+            if data:
+                self._writing = True
+                try:
+                    sent = 0 if send_now is None else send_now(data)
+                    if sent < len(data):
+                        with anyio.fail_after(self.timeout.write):
+                            await send(data[sent:])
+                    self._writing = False
+                except TimeoutError:
+                    self._socket_lost = True
+                    self.shutdown(
+                        WriteTimeout(
+                            f"the server read nothing for {self.timeout.write} s; "
+                            "the connection is abandoned"
+                        )
+                    )
+                    return
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    self._socket_lost = True
+                    error = ConnectionClosed(f"the connection was lost: {exc.__cause__ or exc}")
+                    error.__cause__ = exc
+                    self.shutdown(error)
+                    return
+
+    async def _say_goodbye(self) -> None:
+        """Send GOAWAY (unless the peer is gone) and whatever h2 still has queued."""
+        assert self._socket is not None
+        self._said_goodbye = True
+        h2 = self.h2
+        lost = self._socket_lost or self._writing
+        try:
+            if not lost and h2.state_machine.state.name != "CLOSED":
+                error = self.error
+                code = error.error_code if isinstance(error, ProtocolError) else 0
+                h2.close_connection(code)
+        except self.engine.ProtocolError:
+            pass
+        data = h2.data_to_send()
+        if data and not lost:
+            with anyio.move_on_after(1.0):
+                try:
+                    await self._socket.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    pass
+
+    # ------------------------------------------------------------------ commands
+
+    def _cmd_open(self, stream: Stream) -> None:
+        if stream.abandoned or stream.finished:
+            return
+        if self.closing or self.goaway is not None:
+            self._fail_unsent(stream)
+        elif self.pending or self.active >= self.stream_limit():
+            self.pending.append(stream)
+        else:
+            self._start(stream)
+
+    def _cmd_open_first(self, stream: Stream) -> None:
+        if self.pending and not stream.abandoned and not self.closing and self.goaway is None:
+            self.pending.appendleft(stream)
+        else:
+            self._cmd_open(stream)
+
+    def _fail_unsent(self, stream: Stream) -> None:
+        goaway = self.goaway
+        if goaway is not None:
+            exc: H2anyError = ConnectionTerminated(
+                goaway.error_code or 0,
+                goaway.last_stream_id or 0,
+                retryable=True,
+                additional_data=goaway.additional_data,
+            )
+        else:
+            exc = clone_error(self.error or ConnectionClosed("the connection is closed"))
+        stream.fail(exc)
+        stream.terminate()
+
+    def _start(self, stream: Stream) -> None:
+        h2 = self.h2
+        stream_id = h2.get_next_available_stream_id()
+        no_body = stream.out_closed and not stream.out and stream.trailers_out is None
+        h2.send_request_headers(stream_id, stream.headers, no_body)
+        stream.stream_id = stream_id
+        stream.state = HALF_CLOSED_LOCAL if no_body else OPEN
+        if stream.on_open is not None:
+            stream.on_open()
+        stream.window = StreamWindow(self._window_manager(self._initial_window_size))
+        self.streams[stream_id] = stream
+        self.active += 1
+        h2.outbound_open_count = self.active
+        if not no_body:
+            self.outbox.add(stream)  # sent by Outbox.pump, fairly, after this batch
+        self._progressed(stream)
+
+    def _progressed(self, stream: Stream) -> None:
+        """The stream made progress: its waiters' deadlines restart."""
+        watchdog = self.watchdog
+        if stream.event is not None:
+            watchdog.restart(stream, stream.reader_limit())
+        writer = stream.writer
+        if writer is not None and writer.event is not None:
+            watchdog.restart(writer, stream.timeout.write)
+
+    def _ended_locally(self, stream: Stream) -> None:
+        """Our END_STREAM for ``stream`` went out."""
+        stream.ended_locally()
+        if stream.state is CLOSED:
+            self.finish(stream)
+        else:
+            self._progressed(stream)  # its reader now waits with the read timeout
+
+    def _cmd_flush(self, stream: Stream) -> None:
+        """A sender offered more body (or ended it): queue the stream for the pump."""
+        stream.flush_posted = False
+        if stream.opened and not stream.finished and not stream.local_done:
+            self.outbox.add(stream)
+
+    def _cmd_grant(self, _: None) -> None:
+        """Send the stream WINDOW_UPDATEs that readers released as they consumed data."""
+        grants, self._grants = self._grants, {}
+        h2 = self.h2
+        closed = self.engine.StreamClosedError
+        for stream, increment in grants.items():
+            if stream.state is OPEN or stream.state is HALF_CLOSED_LOCAL:
+                try:
+                    h2.increment_flow_control_window(increment, stream.stream_id)
+                except closed:
+                    pass
+
+    def _cmd_reset(self, stream: Stream) -> None:
+        """The user gave up on ``stream``: RST_STREAM CANCEL if it is open on the wire."""
+        if stream.finished:
+            return
+        if not stream.opened:
+            try:
+                self.pending.remove(stream)
+            except ValueError:
+                pass
+            stream.terminate()
+            return
+        self._reset(stream, ErrorCodes.CANCEL)
+
+    def _reset(self, stream: Stream, code: int) -> None:
+        stream_id = stream.stream_id
+        self.h2.reset_by_us.add(stream_id)
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except (self.engine.StreamClosedError, self.engine.ProtocolError):
+            pass
+        self.finish(stream)
+
+    def _cmd_fail(self, argument: tuple[Stream, BaseException]) -> None:
+        """A body pump failed (its source raised, or a timeout): fail the stream with it."""
+        stream, error = argument
+        if stream.finished:
+            return
+        if not stream.opened:
+            try:
+                self.pending.remove(stream)
+            except ValueError:
+                pass
+            stream.fail(error)
+            stream.terminate()
+            return
+        stream.fail(error)
+        self._reset(stream, ErrorCodes.CANCEL)
+
+    def _cmd_ping(self, payload: bytes) -> None:
+        self.h2.ping(payload)
+
+    # ------------------------------------------------------------------ streams ending
+
+    def finish(self, stream: Stream) -> None:
+        """The stream is over on the wire: free its slot, exactly once."""
+        stream.terminate()
+        if self.streams.pop(stream.stream_id, None) is None:
+            return  # already finished (or never opened)
+        self.outbox.discard(stream)
+        self._grants.pop(stream, None)
+        if not stream.is_push:
+            self.active -= 1
+            self.h2.outbound_open_count = self.active
+        self.h2.forget_stream(stream.stream_id)
+        if self.pending:
+            self._open_pending()
+        goaway = self.goaway
+        if goaway is not None and not self.streams:
+            self.shutdown(
+                ConnectionTerminated(
+                    goaway.error_code or 0,
+                    goaway.last_stream_id or 0,
+                    additional_data=goaway.additional_data,
+                )
+            )
+
+    def _open_pending(self) -> None:
+        pending = self.pending
+        limit = self.stream_limit()
+        while pending and self.active < limit and not self.closing and self.goaway is None:
+            self._start(pending.popleft())
+
+    def _fail_stream(
+        self, stream: Stream, error: H2anyError, code: int = ErrorCodes.INTERNAL_ERROR
+    ) -> None:
+        """Fail one stream (reset it); the connection carries on."""
+        if not stream.finished:
+            stream.fail(error)
+            try:
+                self.h2.reset_closed_or_open(stream.stream_id, code)
+            except self.engine.ProtocolError:
+                pass
+            self.finish(stream)
+
+    def _malformed(self, stream: Stream, problem: str) -> None:
+        """A stream error (RFC 9113 section 5.4.2): reset that stream, keep the connection."""
+        self._fail_stream(
+            stream,
+            ProtocolError(
+                f"stream {stream.stream_id}: malformed response: {problem}",
+                ErrorCodes.PROTOCOL_ERROR,
+            ),
+            ErrorCodes.PROTOCOL_ERROR,
+        )
+
+    def _stream_errors(self, errors: list[tuple[int, str]]) -> None:
+        """Frames the frame buffer took out as stream errors: reset those streams."""
+        for stream_id, problem in errors:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                self._malformed(stream, f"the server sent {problem}")
+        errors.clear()
+
+    # ------------------------------------------------------------------ events
+
+    def _handle_events(self, events: Iterable[ev.Event]) -> None:
+        ev = self.engine.events  # the engine's event classes (h2's or jh2's)
+        streams = self.streams
+        for event in events:
+            if isinstance(event, ev.DataReceived):
+                size = event.flow_controlled_length or 0
+                self._connection_window.on_data(size)
+                stream = streams.get(event.stream_id or 0)
+                if stream is None or stream.abandoned:
+                    continue  # a reset is on its way; the bytes are already granted back
+                window = stream.window
+                if window is not None:
+                    try:
+                        window.on_data(size, bool(event.stream_ended))
+                    except FlowControlError as exc:
+                        self._fail_stream(stream, exc)
+                        continue
+                stream.put(Data(event.data, size))
+            elif isinstance(event, ev.ResponseReceived):
+                stream = streams.get(event.stream_id or 0)
+                if stream is not None:
+                    problem = malformed_response_fields(event.headers, trailers=False)
+                    if problem is not None:
+                        self._malformed(stream, problem)
+                        continue
+                    stream.put(ResponseHeaders(event.headers))
+                    window = stream.window
+                    if window is not None:
+                        for name, value in event.headers:
+                            if name == b"content-length" and value.isdigit():
+                                window.manager.document_size = int(value)
+            elif isinstance(event, ev.StreamEnded):
+                stream = streams.get(event.stream_id or 0)
+                if stream is not None:
+                    self._ended_remotely(stream)
+            elif isinstance(event, ev.TrailersReceived):
+                stream = streams.get(event.stream_id or 0)
+                if stream is not None:
+                    problem = malformed_response_fields(event.headers, trailers=True)
+                    if problem is not None:
+                        self._malformed(stream, problem)
+                        continue
+                    stream.put(Trailers(event.headers))
+            elif isinstance(event, ev.StreamReset):
+                stream = streams.get(event.stream_id or 0)
+                if stream is not None:
+                    code = int(event.error_code or 0)
+                    if not (code == ErrorCodes.NO_ERROR and stream.remote_done):
+                        # RFC 9113 section 8.1: NO_ERROR after a complete response only
+                        # asks us to stop sending; the response stands.
+                        stream.fail(StreamReset(stream.stream_id, code))
+                    self.finish(stream)
+            elif isinstance(event, ev.WindowUpdated):
+                if self.outbox.sending:
+                    self.outbox.pump()
+            elif isinstance(event, ev.RemoteSettingsChanged):
+                if not self._got_settings:
+                    self._got_settings = True
+                    assert self._settings_received is not None
+                    self._settings_received.set()
+                if self.pending:
+                    self._open_pending()
+                if self.outbox.sending:
+                    self.outbox.pump()
+            elif isinstance(event, ev.PingAckReceived):
+                waiter = self.pings.get(event.ping_data or b"")
+                if waiter is not None:
+                    waiter[1].append(time.perf_counter())
+                    waiter[0].set()
+            elif isinstance(event, ev.ConnectionTerminated):
+                self._on_goaway(event)
+            elif isinstance(event, ev.PushedStreamReceived):
+                self._on_push_promise(event)
+            elif isinstance(event, ev.InformationalResponseReceived):
+                stream = streams.get(event.stream_id or 0)
+                problem = malformed_response_fields(event.headers, trailers=False)
+                if stream is not None and problem is not None:
+                    self._malformed(stream, problem)
+            # Ignored: other 1xx responses, SETTINGS acks, PRIORITY, unknown frames.
+
+    def _ended_remotely(self, stream: Stream) -> None:
+        """The server's END_STREAM for ``stream`` arrived."""
+        stream.ended_remotely()
+        stream.put(END)
+        if stream.state is HALF_CLOSED_REMOTE:
+            if stream.duplex:
+                self._progressed(stream)
+            else:
+                # The server answered in full before the body= was all sent (RFC 9113
+                # section 8.1): the rest of it is not needed. Stop sending; the response
+                # stands.
+                self._reset(stream, ErrorCodes.CANCEL)
+        else:
+            self.finish(stream)
+        self.pushes.news()
+
+    def _on_push_promise(self, event: ev.PushedStreamReceived) -> None:
+        pushed_id = event.pushed_stream_id or 0
+        stream = Stream(self, [], None, False, self.timeout)
+        stream.stream_id = pushed_id
+        stream.state = HALF_CLOSED_LOCAL
+        stream.is_push = True
+        stream.window = StreamWindow(self._window_manager(self._initial_window_size))
+        push = PushedStream(
+            stream,
+            event.parent_stream_id or 0,
+            list(event.headers or []),
+            self._max_decompressed_size,
+        )
+        if self.closing or not self.pushes.accepts(push):
+            self.h2.reset_by_us.add(pushed_id)
+            self.h2.reset_stream(pushed_id, ErrorCodes.REFUSED_STREAM)
+            return
+        self.streams[pushed_id] = stream
+        self.pushes.add(push)
+
+    def _parents_done(self, stream_id: int | None) -> bool:
+        if self.closing:
+            return True
+        if stream_id is None:
+            return all(s.remote_done or s.is_push for s in self.streams.values())
+        parent = self.streams.get(stream_id)
+        return parent is None or parent.remote_done
+
+    def _on_goaway(self, event: ev.ConnectionTerminated) -> None:
+        error_code = int(event.error_code or 0)
+        last_stream_id = event.last_stream_id if event.last_stream_id is not None else 2**31 - 1
+        self.goaway = event
+        for stream_id, stream in list(self.streams.items()):
+            if stream_id % 2 and stream_id > last_stream_id:
+                stream.fail(
+                    ConnectionTerminated(
+                        error_code,
+                        last_stream_id,
+                        retryable=True,
+                        additional_data=event.additional_data,
+                        stream_id=stream_id,
+                    )
+                )
+                self.finish(stream)
+        while self.pending:
+            self._fail_unsent(self.pending.popleft())
+        if not self.streams and not self.closing:
+            self.shutdown(
+                ConnectionTerminated(
+                    error_code, last_stream_id, additional_data=event.additional_data
+                )
+            )
+
+    def shutdown(self, error: H2anyError) -> None:
+        """End the connection: every waiter gets a typed error, the writer says goodbye."""
+        if self.error is None:
+            self.error = error
+        self.closing = True
+        error = self.error
+        for stream in list(self.streams.values()):
+            if not stream.finished:
+                if isinstance(error, ConnectionTerminated) and stream.stream_id:
+                    goaway = ConnectionTerminated(
+                        error.error_code,
+                        error.last_stream_id,
+                        retryable=stream.stream_id > error.last_stream_id,
+                        additional_data=error.additional_data,
+                        stream_id=stream.stream_id,
+                    )
+                    goaway.__cause__ = error.__cause__
+                    stream.fail(goaway)
+                else:
+                    stream.fail(clone_error(error))
+                stream.terminate()
+        self.streams.clear()
+        self.outbox.clear()
+        while self.pending:
+            self._fail_unsent(self.pending.popleft())
+        # Requests posted but not yet taken by the connection task: nobody will take them.
+        # (Other commands -- grants, flushes, resets, PINGs -- have nothing left to act on.)
+        opens = (self._cmd_open, self._cmd_open_first)
+        while self.commands:
+            function, argument = self.commands.popleft()
+            if function in opens and not argument.finished:
+                self._fail_unsent(argument)
+        for done, _ in self.pings.values():
+            done.set()
+        if self._settings_received is not None:
+            self._settings_received.set()
+        self.pushes.clear()
+        self.wake.set()
