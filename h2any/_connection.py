@@ -282,7 +282,7 @@ class Connection:
             PoolTimeout, WriteTimeout, ReadTimeout: per :class:`Timeout`.
             StreamReset: the server reset the stream.
             ConnectionClosed, ConnectionTerminated, ProtocolError: the connection ended.
-            whatever a streamed body's source raised while it was being sent.
+            Exception: whatever a streamed body's source raised while it was being sent.
         """
         stream = self._begin(method, url, headers, body, timeout)
         return await receive_response(stream, self._max_decompressed_size)

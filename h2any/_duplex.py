@@ -3,8 +3,7 @@
 The request side and the response side of an HTTP/2 stream run independently: one task
 may send while another reads, and the response is visible as soon as its headers arrive,
 whatever the request side is doing. This is the primitive that protocols over HTTP/2 need
-(gRPC streaming, WebSockets over HTTP/2, an echo that answers each chunk, a server that
-answers early).
+(gRPC streaming, an echo that answers each chunk, a server that answers early).
 """
 
 from __future__ import annotations
@@ -61,8 +60,8 @@ class DuplexStream:
     async def send(self, data: bytes | bytearray | memoryview | str) -> None:
         """Send a piece of the request body (``str`` is sent as UTF-8).
 
-        Returns once the connection has taken it (at most a few hundred KiB wait ahead of
-        the wire per stream); an empty piece sends nothing.
+        Returns once the connection has taken it (about 1 MiB at most waits ahead of the
+        wire per stream, plus the piece being sent); an empty piece sends nothing.
 
         Raises:
             RuntimeError: after :meth:`send_eof` or :meth:`aclose`.

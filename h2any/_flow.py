@@ -164,9 +164,12 @@ def checked_increment(manager: BaseFlowControlManager, method: str, increment: o
 def _on_frame(manager: BaseFlowControlManager, size: int) -> int:
     """hyper's order for one arriving DATA frame: ask the manager, then lower its window.
     The increment decided."""
-    increment = checked_increment(
-        manager, "increase_window_size", manager.increase_window_size(size)
-    )
+    increment = manager.increase_window_size(size)
+    manager.window_size -= size
+    if increment.__class__ is int and increment == 0:
+        return 0  # most frames: nothing to check or count
+    manager.window_size += size  # as the manager saw it when it answered
+    increment = checked_increment(manager, "increase_window_size", increment)
     manager.window_size -= size
     return increment
 

@@ -321,7 +321,7 @@ async def receive_response(stream: Stream, max_decompressed_size: int | None = N
     Raises:
         PoolTimeout, WriteTimeout, ReadTimeout: per the stream's stage and timeouts.
         StreamReset, ConnectionClosed, ConnectionTerminated, ProtocolError: it failed.
-        whatever a streamed request body's source raised.
+        Exception: whatever a streamed request body's source raised.
     """
     items = stream.items
     try:

@@ -679,9 +679,12 @@ class ConnectionTask:
                     pass
 
     def _cmd_reset(self, stream: Stream) -> None:
-        """The user gave up on ``stream``: RST_STREAM CANCEL if it is open on the wire."""
+        """The user gave up on ``stream``: RST_STREAM CANCEL if it is open on the wire.
+        A task still waiting on it (another task reading the response of a DuplexStream
+        closed elsewhere) learns it at once."""
         if stream.finished:
             return
+        stream.fail(StreamReset(stream.stream_id, ErrorCodes.CANCEL, remote=False))
         if not stream.opened:
             try:
                 self.pending.remove(stream)

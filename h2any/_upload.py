@@ -69,7 +69,7 @@ async def pump_body(stream: Stream, source: AsyncIterator[bytes]) -> None:
     Raises:
         InvalidRequest: the body disagrees with its declared content-length.
         PoolTimeout, WriteTimeout: as :func:`wait_writable`.
-        whatever the body's source raises.
+        Exception: whatever the body's source raises.
     """
     declared = stream.declared_length
     sent = 0
