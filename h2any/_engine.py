@@ -57,7 +57,7 @@ __all__ = (
 # as pyproject declares them ("h2>=4.1,<5" in the dependencies, "jh2>=5,<6" in the extras).
 SUPPORTED: Final[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]] = {
     "h2": ((4, 1), (5,)),
-    "jh2": ((5, 0), (6,)),
+    "jh2": ((5,), (6,)),
 }
 
 # Frame types and flags (RFC 9113 section 6).
