@@ -11,7 +11,9 @@ from __future__ import annotations
 from types import TracebackType
 from typing import final
 
+import anyio
 import anyio.lowlevel
+from h2.errors import ErrorCodes
 
 from ._exceptions import ConnectionClosed, H2anyError, InvalidRequest, StreamReset, clone_error
 from ._headers import HeaderTypes
@@ -38,12 +40,23 @@ class DuplexStream:
     (RST_STREAM CANCEL); the connection carries on.
     """
 
-    __slots__ = ("_closed", "_eof_sent", "_max_decompressed_size", "_response", "_sent", "_stream")
+    __slots__ = (
+        "_closed",
+        "_eof_sent",
+        "_fetching",
+        "_max_decompressed_size",
+        "_response",
+        "_response_error",
+        "_sent",
+        "_stream",
+    )
 
     def __init__(self, stream: Stream, max_decompressed_size: int | None = None) -> None:
         self._stream = stream
         self._max_decompressed_size = max_decompressed_size
         self._response: Response | None = None
+        self._fetching: anyio.Event | None = None  # set once the headers wait is over
+        self._response_error: BaseException | None = None
         self._eof_sent = False
         self._closed = False
         self._sent = 0
@@ -138,8 +151,27 @@ class DuplexStream:
             PoolTimeout, ReadTimeout: per the stream's timeouts (the stream is reset).
             StreamReset, ConnectionClosed, ConnectionTerminated, ProtocolError: it failed.
         """
-        if self._response is None:
+        if self._response is not None:
+            return self._response
+        fetching = self._fetching
+        if fetching is not None:
+            # Another task is waiting for the headers: share its outcome.
+            await fetching.wait()
+            if self._response is not None:
+                return self._response
+            error = self._response_error
+            if isinstance(error, H2anyError):
+                raise clone_error(error)
+            stream = self._stream
+            raise StreamReset(stream.stream_id, ErrorCodes.CANCEL, remote=False)
+        self._fetching = fetching = anyio.Event()
+        try:
             self._response = await receive_response(self._stream, self._max_decompressed_size)
+        except BaseException as exc:
+            self._response_error = exc
+            raise
+        finally:
+            fetching.set()
         return self._response
 
     def _check_open(self) -> None:

@@ -34,6 +34,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, NamedTuple, Protocol, final
 
+import anyio
+
 from ._config import Timeout
 from ._deadlines import EventLike, Waiter, Watchdog
 from ._exceptions import FlowControlError, H2anyError, PoolTimeout, ReadTimeout, WriteTimeout
@@ -148,6 +150,7 @@ class Stream(Waiter):
         "out_closed",
         "out_pending",
         "pump_done",
+        "pump_scope",
         "state",
         "stream_id",
         "timeout",
@@ -194,6 +197,7 @@ class Stream(Waiter):
         self.failure: BaseException | None = None  # why it failed, for its sender
         self.on_open: Callable[[], None] | None = None
         self.pump_done: EventLike | None = None  # set when a body= pump task has ended
+        self.pump_scope: anyio.CancelScope | None = None  # of that pump, while it runs
 
     def __repr__(self) -> str:
         return f"<Stream {self.stream_id or '(not open)'} {self.state.value}>"
@@ -253,6 +257,9 @@ class Stream(Waiter):
         self.out.clear()
         self.out_pending = 0
         self.wake_writer()
+        if self.pump_scope is not None:
+            # A body= pump may be waiting on its source: nothing more will be sent.
+            self.pump_scope.cancel()
 
     # -------------------------------------------------------------- the reader's port
 

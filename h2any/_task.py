@@ -230,10 +230,16 @@ class ConnectionTask:
 
     async def _pump(self, stream: Stream, source: AsyncIterator[bytes]) -> None:
         try:
-            await pump_body(stream, source)
+            # Cancelled when the stream ends first (Stream.terminate): the source is then
+            # closed at once, not when it next yields.
+            with anyio.CancelScope() as stream.pump_scope:
+                if stream.finished:
+                    stream.pump_scope.cancel()
+                await pump_body(stream, source)
         except Exception as exc:  # the body's own errors included: the reader raises them
             self.post(self._cmd_fail, (stream, exc))
         finally:
+            stream.pump_scope = None
             assert stream.pump_done is not None
             stream.pump_done.set()
 

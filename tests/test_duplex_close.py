@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 
 import anyio
 import h2.events
@@ -97,3 +98,47 @@ def test_sync_close_from_one_thread_wakes_the_thread_in_response(backend: str) -
     anyio.run(main, backend=backend)
     (error,) = outcome
     assert isinstance(error, h2any.StreamReset)
+
+
+async def test_two_tasks_awaiting_response_get_the_same_object(hypercorn_server) -> None:
+    got: list[h2any.Response] = []
+    with anyio.fail_after(5):
+        async with h2any.Connection(hypercorn_server.url_h2c) as conn:
+            async with conn.open_stream("POST", "/echo-chunks") as stream:
+
+                async def wait_for_it() -> None:
+                    got.append(await stream.response())
+
+                async with anyio.create_task_group() as task_group:
+                    task_group.start_soon(wait_for_it)
+                    task_group.start_soon(wait_for_it)
+                    await stream.send(b"x")
+                assert got[0] is got[1]
+                await stream.send_eof()
+                assert await got[0].read() == b"x"
+
+
+async def test_leaving_a_stream_block_closes_a_body_source_that_is_waiting(
+    hypercorn_server,
+) -> None:
+    # The pump of a body= is cancelled when its stream ends: a source that has nothing
+    # more to give yet is closed at once, not when it next yields (or the connection ends).
+    closed = anyio.Event()
+    never = anyio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            await never.wait()  # a producer with nothing more to give yet
+            yield b"never"
+        finally:
+            closed.set()
+
+    with anyio.fail_after(5):
+        async with h2any.Connection(hypercorn_server.url_h2c) as conn:
+            async with conn.stream("POST", "/echo-chunks", body=body()) as response:
+                assert await anext(response.aiter_bytes()) == b"first"
+            await closed.wait()
+            assert not conn.is_closed
+            response = await conn.request("POST", "/echo-chunks", body=b"again")
+            assert await response.read() == b"again"
