@@ -455,3 +455,8 @@ async def request(method: str, url: str, **kwargs: Any) -> Response:
 async def get(url: str, **kwargs: Any) -> Response:
     """``request("GET", url, ...)``, for one-off requests."""
     return await request("GET", url, **kwargs)
+
+
+async def wait_closed(client: Client) -> None:
+    """Wait until ``client`` is closed (the blocking facade holds it open until then)."""
+    await client._closed_event().wait()

@@ -9,7 +9,7 @@ from typing import Any, final
 
 from .._body import BodyTypes
 from .._client import Client as AsyncClient
-from .._client import ParamTypes
+from .._client import ParamTypes, wait_closed
 from .._config import TimeoutTypes
 from .._headers import HeaderTypes
 from ._connection import Response, with_complete_body
@@ -100,4 +100,4 @@ async def _run_client(client: AsyncClient, *, task_status: Any) -> None:
     """Hold the client open in the loop thread until it is closed."""
     async with client:
         task_status.started()
-        await client._closed_event().wait()
+        await wait_closed(client)

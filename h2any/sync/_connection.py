@@ -25,7 +25,14 @@ from .._response import Response as AsyncResponse
 from .._response import body_arrived, body_read, cached_body
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 
-__all__ = ("Connection", "DuplexStream", "PushedStream", "Response", "take_complete_body")
+__all__ = (
+    "Connection",
+    "DuplexStream",
+    "PushedStream",
+    "Response",
+    "hosted_connection",
+    "take_complete_body",
+)
 
 
 @final
@@ -357,3 +364,8 @@ class Connection(LoopHosted):
         """Send a PING and return the round-trip time in seconds."""
         check_not_in_event_loop("Connection.ping()")
         return self._loop.call(functools.partial(self._connection.ping, timeout))
+
+
+def hosted_connection(connection: Connection) -> AsyncConnection:
+    """The async :class:`h2any.Connection` that ``connection`` hosts in its loop thread."""
+    return connection._connection

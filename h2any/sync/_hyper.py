@@ -58,9 +58,9 @@ from .._flow import BaseFlowControlManager
 from .._headers import Headers
 from .._response import Response as AsyncResponse
 from .._response import body_read, cached_body
-from ._connection import Connection, PushedStream, take_complete_body
+from ._connection import Connection, PushedStream, hosted_connection, take_complete_body
 from ._connection import Response as SyncResponse
-from ._portal import LoopThread, _Call, check_not_in_event_loop
+from ._portal import Call, LoopThread, check_not_in_event_loop
 
 __all__ = ("HTTP20Connection", "HTTP20Push", "HTTP20Response", "HTTPHeaderMap")
 
@@ -610,7 +610,7 @@ class HTTP20Connection:
                 **self._options,
             )
             try:
-                runner = _Runner(connection._connection)
+                runner = _Runner(hosted_connection(connection))
                 connection._loop.start(runner.host)
             except BaseException:
                 connection.close()
@@ -703,7 +703,7 @@ class HTTP20Connection:
         return stream_id
 
     def _wait_submitted(
-        self, loop: LoopThread, submitted: _Call, stream_id: int, allocated: bool
+        self, loop: LoopThread, submitted: Call, stream_id: int, allocated: bool
     ) -> None:
         try:
             loop.wait(submitted)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
-__all__ = ("LoopHosted", "LoopThread", "check_not_in_event_loop")
+__all__ = ("Call", "LoopHosted", "LoopThread", "check_not_in_event_loop")
 
 T = TypeVar("T")
 
@@ -61,7 +61,7 @@ def check_not_in_event_loop(what: str) -> None:
     )
 
 
-class _Call:
+class Call:
     """One call from a thread into the loop: the result, and a lock released when done."""
 
     __slots__ = ("args", "cancelled", "done", "error", "function", "result", "scope")
@@ -135,13 +135,13 @@ class LoopThread:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self._queue: deque[_Call | object] = deque()
+        self._queue: deque[Call | object] = deque()
         self._wake_pending = False
         self._running = False
         self._call_soon: Callable[..., object] | None = None
-        self._spawn: Callable[[_Call], None] | None = None
-        self._running_calls: dict[_Call, None] = {}  # dispatched, not finished
-        self._idle_workers: list[asyncio.Future[_Call | None]] = []  # asyncio
+        self._spawn: Callable[[Call], None] | None = None
+        self._running_calls: dict[Call, None] = {}  # dispatched, not finished
+        self._idle_workers: list[asyncio.Future[Call | None]] = []  # asyncio
         self._stopping: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._thread = threading.Thread(
@@ -184,7 +184,7 @@ class LoopThread:
                 late = list(self._queue)
                 self._queue.clear()
             for call in late:
-                if isinstance(call, _Call):
+                if isinstance(call, Call):
                     self._fail(call, RuntimeError("this h2any.sync object is closed"))
 
     async def _serve_asyncio(self) -> None:
@@ -194,7 +194,7 @@ class LoopThread:
         idle = self._idle_workers
         workers: set[asyncio.Task[None]] = set()
 
-        def spawn(call: _Call) -> None:
+        def spawn(call: Call) -> None:
             running[call] = None
             while idle:
                 waiter = idle.pop()
@@ -222,7 +222,7 @@ class LoopThread:
                 if workers:
                     await asyncio.wait(workers)
 
-    async def _asyncio_worker(self, call: _Call) -> None:
+    async def _asyncio_worker(self, call: Call) -> None:
         """Run ``call``, then the calls handed to this worker while it waits idle, until
         one of them is cancelled or the loop stops.
 
@@ -234,7 +234,7 @@ class LoopThread:
         stopping = self._stopping
         idle = self._idle_workers
         create_future = asyncio.get_running_loop().create_future
-        current: _Call | None = call
+        current: Call | None = call
         try:
             with anyio.CancelScope() as scope:
                 while current is not None:
@@ -255,7 +255,7 @@ class LoopThread:
                         # A cancelled scope (the call swallowed the cancellation) serves no
                         # further call; nor is a worker kept beyond the idle ones wanted.
                         return
-                    waiter: asyncio.Future[_Call | None] = create_future()
+                    waiter: asyncio.Future[Call | None] = create_future()
                     idle.append(waiter)
                     current = await waiter
         finally:
@@ -272,7 +272,7 @@ class LoopThread:
             run_call = self._run_trio_call
             running = self._running_calls
 
-            def spawn(call: _Call) -> None:
+            def spawn(call: Call) -> None:
                 running[call] = None
                 start_soon(run_call, call)
 
@@ -285,7 +285,7 @@ class LoopThread:
                 self._cancel(call, _closed_during_the_call())
             nursery.cancel_scope.cancel()
 
-    async def _run_trio_call(self, call: _Call) -> None:
+    async def _run_trio_call(self, call: Call) -> None:
         import trio
 
         try:
@@ -306,7 +306,7 @@ class LoopThread:
             call.scope = None
             self._finish(call)
 
-    def _finish(self, call: _Call) -> None:
+    def _finish(self, call: Call) -> None:
         self._running_calls.pop(call, None)
         call.done.release()
 
@@ -316,7 +316,7 @@ class LoopThread:
         self._ready.set()
 
     @staticmethod
-    def _fail(call: _Call, error: BaseException) -> None:
+    def _fail(call: Call, error: BaseException) -> None:
         call.error = error
         call.done.release()
 
@@ -331,29 +331,29 @@ class LoopThread:
         for index, call in enumerate(calls):
             if call is _STOP:
                 for late in calls[index + 1 :]:
-                    if isinstance(late, _Call):  # pragma: no cover - refused once stopping
+                    if isinstance(late, Call):  # pragma: no cover - refused once stopping
                         self._fail(late, RuntimeError("this h2any.sync object is closed"))
                 assert self._stopping is not None
                 self._stopping.set()
                 return
-            assert isinstance(call, _Call)
+            assert isinstance(call, Call)
             spawn(call)
 
     @staticmethod
-    def _cancel(call: _Call, reason: BaseException) -> None:
+    def _cancel(call: Call, reason: BaseException) -> None:
         """Cancel ``call``'s scope; it fails with ``reason`` (unless it is already done)."""
         if call.cancelled is None:
             call.cancelled = reason
         if call.scope is not None:
             call.scope.cancel()
 
-    def _interrupt(self, call: _Call) -> None:
+    def _interrupt(self, call: Call) -> None:
         """The calling thread of ``call`` was interrupted: cancel the call."""
         self._cancel(call, KeyboardInterrupt())
 
     # ------------------------------------------------------------------ from any thread
 
-    def _schedule(self, item: _Call | object) -> None:
+    def _schedule(self, item: Call | object) -> None:
         with self._lock:
             if not self._running:
                 raise RuntimeError("this h2any.sync object is closed")
@@ -376,19 +376,19 @@ class LoopThread:
         If the calling thread is interrupted while it waits (KeyboardInterrupt), the task
         in the loop is cancelled, so nothing is left running on its behalf.
         """
-        call = _Call(function, args)
+        call = Call(function, args)
         self._schedule(call)
         return self.wait(call)  # type: ignore[no-any-return]
 
-    def submit(self, function: Callable[..., Awaitable[Any]], *args: Any) -> _Call:
+    def submit(self, function: Callable[..., Awaitable[Any]], *args: Any) -> Call:
         """Queue ``await function(*args)`` for the loop and return at once; :meth:`wait`
         gives the result. Calls start in the order they were submitted (on asyncio their
         first steps also run in that order; trio shuffles the tasks it runs)."""
-        call = _Call(function, args)
+        call = Call(function, args)
         self._schedule(call)
         return call
 
-    def wait(self, call: _Call) -> Any:
+    def wait(self, call: Call) -> Any:
         """The result of a :meth:`submit`-ted call, once it is done (or raise its error);
         an interrupted wait cancels the call, as in :meth:`call`."""
         try:
