@@ -9,7 +9,8 @@ Usage::
 The *baseline* is a git ref (default ``d7407d8``, the commit before the restructuring of
 the core package) checked out with ``git worktree add --detach`` into a temporary directory,
 and removed again at the end; the *current* tree is this checkout's working tree, uncommitted
-changes included, or with ``--current REF`` a second ref checked out the same way (two refs
+changes included (its ``h2any/`` copied at the start, so that edits during the run don't
+mix into it), or with ``--current REF`` a second ref checked out like the baseline (two refs
 -- or the same ref twice -- prove the harness and show its noise floor).
 
 Every measurement runs in a Python process of its own whose ``PYTHONPATH`` starts with the
@@ -51,10 +52,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import platform
 import select
+import shutil
 import signal
 import statistics
 import subprocess
@@ -226,11 +229,24 @@ def checkout(ref: str, name: str, tmp: Path) -> Iterator[Tree]:
             git("worktree", "remove", "--force", str(path))
 
 
-def working_tree() -> Tree:
+def working_tree(tmp: Path) -> Tree:
+    """A copy of the working tree's ``h2any/`` taken now, so that edits made while the run
+    goes on (someone else's, say) cannot mix two versions into one column."""
     head = git("rev-parse", "--short=9", "HEAD")
     dirty = git("status", "--porcelain", "--", "h2any")
-    changes = f", {len(dirty.splitlines())} changed path(s) in h2any/" if dirty else ", clean"
-    return Tree("current", REPO, f"working tree {REPO} (HEAD {head}{changes})")
+    changes = f"{len(dirty.splitlines())} changed path(s) in h2any/" if dirty else "clean"
+    root = tmp / "current"
+    shutil.copytree(REPO / "h2any", root / "h2any", ignore=shutil.ignore_patterns("__pycache__"))
+    digest = hashlib.sha256()
+    for path in sorted((root / "h2any").rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    stamp = time.strftime("%H:%M:%S")
+    what = (
+        f"working tree {REPO} (HEAD {head}, {changes}), h2any/ copied at {stamp} "
+        f"(content SHA-256 {digest.hexdigest()[:12]})"
+    )
+    return Tree("current", root, what)
 
 
 # ---------------------------------------------------------------------------- the parent
@@ -588,7 +604,7 @@ def report(
         "",
         f"- baseline: {trees[0].what}",
         f"- current: {trees[1].what}",
-        f"- backend {plan.backend}, `H2ANY_ENGINE={plan.engine}`; {plan.rounds} rounds, each "
+        f"- backend {plan.backend}, `H2ANY_ENGINE={plan.engine}`; {plan.rounds} round(s), each "
         f"a fresh process per tree and peer, taking turns at {plan.repeat} timed runs "
         f"(baseline, current, peer, then current, baseline, peer), the best run kept; "
         f"{minutes:.1f} minutes",
@@ -691,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
             plan.tmp = tmp
             baseline = stack.enter_context(checkout(args.baseline, "baseline", tmp))
             if args.current is None:
-                current = working_tree()
+                current = working_tree(tmp)
             else:
                 current = stack.enter_context(checkout(args.current, "current", tmp))
             trees = (baseline, current)
