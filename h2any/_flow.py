@@ -161,17 +161,14 @@ def checked_increment(manager: BaseFlowControlManager, method: str, increment: o
     return increment
 
 
-def _on_frame(manager: BaseFlowControlManager, size: int) -> int:
-    """hyper's order for one arriving DATA frame: ask the manager, then lower its window.
-    The increment decided."""
-    increment = manager.increase_window_size(size)
-    manager.window_size -= size
-    if increment.__class__ is int and increment == 0:
-        return 0  # most frames: nothing to check or count
-    manager.window_size += size  # as the manager saw it when it answered
-    increment = checked_increment(manager, "increase_window_size", increment)
-    manager.window_size -= size
-    return increment
+def _checked_answer(manager: BaseFlowControlManager, size: int, increment: object) -> int:
+    """Check and count what ``increase_window_size(size)`` returned, once the window has
+    been lowered by ``size`` (as the manager saw its window when it answered)."""
+    manager.window_size += size
+    try:
+        return checked_increment(manager, "increase_window_size", increment)
+    finally:
+        manager.window_size -= size
 
 
 class ConnectionWindow:
@@ -194,7 +191,11 @@ class ConnectionWindow:
         back is collected for :meth:`take_grant`. Raises FlowControlError."""
         manager = self.manager
         self._peer_window -= size
-        increment = _on_frame(manager, size)
+        # hyper's order: ask, then lower the window (inline: every DATA frame).
+        increment = manager.increase_window_size(size)
+        manager.window_size -= size
+        if increment.__class__ is not int or increment != 0:
+            increment = _checked_answer(manager, size, increment)
         if self._peer_window <= 0:
             increment += checked_increment(manager, "blocked", manager.blocked())
         if self._asks_on_consumption:
@@ -246,9 +247,15 @@ class StreamWindow:
         self._received += size
         self._peer_window -= size
         manager = self.manager
-        increment = _on_frame(manager, size)
+        # hyper's order: ask, then lower the window (inline: every DATA frame).
+        increment = manager.increase_window_size(size)
+        manager.window_size -= size
         if stream_ended:
+            if increment.__class__ is not int or increment != 0:
+                _checked_answer(manager, size, increment)  # nonsense is an error still
             return
+        if increment.__class__ is not int or increment != 0:
+            increment = _checked_answer(manager, size, increment)
         if self._peer_window <= 0:
             # The peer has used up the window it was given (grants held for the reader
             # do not count): it is blocked.

@@ -53,12 +53,7 @@ class Headers:
 
     @classmethod
     def _from_wire(cls, fields: list[tuple[bytes, bytes]]) -> Headers:
-        # Received fields are kept as bytes and decoded on first use: many responses'
-        # headers are never looked at.
-        self = cls.__new__(cls)
-        self._wire = fields
-        self._decoded = None
-        return self
+        return headers_from_wire(fields)
 
     @property
     def _fields(self) -> list[tuple[str, str]]:
@@ -72,9 +67,7 @@ class Headers:
 
     def _has_wire_name(self, name: bytes) -> bool:
         """Whether a field ``name`` (lowercase bytes) is present, without decoding."""
-        if self._wire is not None:
-            return any(n == name for n, _ in self._wire)
-        return name.decode("latin-1") in self
+        return has_wire_name(self, name)
 
     @overload
     def get(self, name: str) -> str | None: ...
@@ -151,13 +144,26 @@ _GOOD_BLOCK_SIZE = 4096  # bytes of names and values: the sets hold at most 2 Mi
 
 
 def headers_from_wire(fields: list[tuple[bytes, bytes]]) -> Headers:
-    """:class:`Headers` over fields as received (decoded to text on first use)."""
-    return Headers._from_wire(fields)
+    """:class:`Headers` over fields as received (decoded to text on first use: many
+    responses' headers are never looked at)."""
+    headers = _new_headers(Headers)
+    headers._wire = fields
+    headers._decoded = None
+    return headers
+
+
+_new_headers = object.__new__
 
 
 def has_wire_name(headers: Headers, name: bytes) -> bool:
     """Whether ``headers`` has a field ``name`` (lowercase bytes), without decoding them."""
-    return headers._has_wire_name(name)
+    wire = headers._wire
+    if wire is not None:
+        for field_name, _ in wire:
+            if field_name == name:
+                return True
+        return False
+    return name.decode("latin-1") in headers
 
 
 def malformed_response_fields(fields: list[tuple[bytes, bytes]], *, trailers: bool) -> str | None:

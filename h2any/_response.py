@@ -328,10 +328,11 @@ async def receive_response(stream: Stream, max_decompressed_size: int | None = N
         while True:
             if not items:
                 # The connection task moves the deadline as the stream progresses.
+                watchdog = stream.link.watchdog
                 try:
-                    await stream.watch(stream.reader_limit())
+                    await watchdog.watch(stream, stream.reader_limit())
                 finally:
-                    stream.unwatch()
+                    watchdog.unwatch(stream)
                 if not items:
                     if stream.timed_out:
                         raise stream.timeout_error()

@@ -70,9 +70,6 @@ HALF_CLOSED_LOCAL: Final = StreamState.HALF_CLOSED_LOCAL
 HALF_CLOSED_REMOTE: Final = StreamState.HALF_CLOSED_REMOTE
 CLOSED: Final = StreamState.CLOSED
 RESET: Final = StreamState.RESET
-_LOCAL_DONE: Final = frozenset({HALF_CLOSED_LOCAL, CLOSED, RESET})
-_REMOTE_DONE: Final = frozenset({HALF_CLOSED_REMOTE, CLOSED})
-_FINISHED: Final = frozenset({CLOSED, RESET})
 
 
 # Inbox events: what the connection task tells the reader of a stream, in order.
@@ -210,16 +207,20 @@ class Stream(Waiter):
 
     @property
     def local_done(self) -> bool:
-        return self.state in _LOCAL_DONE
+        # Identity tests: an Enum member's hash is a Python-level call (hot path).
+        state = self.state
+        return state is HALF_CLOSED_LOCAL or state is CLOSED or state is RESET
 
     @property
     def remote_done(self) -> bool:
         """The whole response has arrived (END_STREAM)."""
-        return self.state in _REMOTE_DONE
+        state = self.state
+        return state is HALF_CLOSED_REMOTE or state is CLOSED
 
     @property
     def finished(self) -> bool:
-        return self.state in _FINISHED
+        state = self.state
+        return state is CLOSED or state is RESET
 
     # -------------------------------------------------------------- connection task side
 
@@ -254,9 +255,11 @@ class Stream(Waiter):
             self.state = CLOSED  # the response is complete; only our side was cut short
         elif state is not CLOSED:
             self.state = RESET
-        self.out.clear()
-        self.out_pending = 0
-        self.wake_writer()
+        if self.out:
+            self.out.clear()
+            self.out_pending = 0
+        if self.writer is not None:
+            self.writer.wake()
         if self.pump_scope is not None:
             # A body= pump may be waiting on its source: nothing more will be sent.
             self.pump_scope.cancel()
@@ -280,9 +283,10 @@ class Stream(Waiter):
         """The reader's timeout for the stage the stream is in: pool until it opens, the
         write timeout while a request body is being sent for it, read after."""
         timeout = self.timeout
-        if not self.opened:
+        if not self.stream_id:
             return timeout.pool
-        if self.duplex or self.local_done:
+        state = self.state
+        if self.duplex or state is HALF_CLOSED_LOCAL or state is CLOSED or state is RESET:
             return timeout.read
         return timeout.write
 

@@ -89,6 +89,10 @@ if TYPE_CHECKING:
 
 __all__ = ("ConnectionTask",)
 
+# Inbox events are built with tuple.__new__: a NamedTuple's own __new__ is a Python-level
+# call, paid for every frame of every response.
+new_data: Final = tuple.__new__
+
 # Until the peer's first SETTINGS arrive h2 assumes no stream limit; a burst of requests
 # sent in that moment would be refused by any real server. Assume the RFC's recommended
 # minimum instead.
@@ -219,8 +223,10 @@ class ConnectionTask:
     def queue(self, stream: Stream, first_in_line: bool = False) -> None:
         """Open ``stream`` as soon as a slot is free (``first_in_line``: ahead of the others
         waiting for one). Raises if the connection takes no new streams."""
-        self.check_open()
-        self.post(self._cmd_open_first if first_in_line else self._cmd_open, stream)
+        if not self.started or self.closing or self.goaway is not None:
+            self.check_open()  # raises
+        self.commands.append((self._cmd_open_first if first_in_line else self._cmd_open, stream))
+        self.wake.set()
 
     def start_pump(self, stream: Stream, source: AsyncIterator[bytes]) -> None:
         """Feed a streamed ``body=`` to ``stream`` from a task of the connection's own."""
@@ -603,7 +609,7 @@ class ConnectionTask:
     # ------------------------------------------------------------------ commands
 
     def _cmd_open(self, stream: Stream) -> None:
-        if stream.abandoned or stream.finished:
+        if stream.abandoned or stream.failure is not None:
             return
         if self.closing or self.goaway is not None:
             self._fail_unsent(stream)
@@ -647,7 +653,8 @@ class ConnectionTask:
         h2.outbound_open_count = self.active
         if not no_body:
             self.outbox.add(stream)  # sent by Outbox.pump, fairly, after this batch
-        self._progressed(stream)
+        if stream.event is not None or stream.writer is not None:
+            self._progressed(stream)  # out of the pool stage
 
     def _progressed(self, stream: Stream) -> None:
         """The stream made progress: its waiters' deadlines restart."""
@@ -735,8 +742,9 @@ class ConnectionTask:
         stream.terminate()
         if self.streams.pop(stream.stream_id, None) is None:
             return  # already finished (or never opened)
-        self.outbox.discard(stream)
-        self._grants.pop(stream, None)
+        self.outbox.sending.pop(stream, None)
+        if self._grants:
+            self._grants.pop(stream, None)
         if not stream.is_push:
             self.active -= 1
             self.h2.outbound_open_count = self.active
@@ -809,7 +817,7 @@ class ConnectionTask:
                     except FlowControlError as exc:
                         self._fail_stream(stream, exc)
                         continue
-                stream.put(Data(event.data, size))
+                stream.put(new_data(Data, (event.data, size)))
             elif isinstance(event, ev.ResponseReceived):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
@@ -817,7 +825,7 @@ class ConnectionTask:
                     if problem is not None:
                         self._malformed(stream, problem)
                         continue
-                    stream.put(ResponseHeaders(event.headers))
+                    stream.put(new_data(ResponseHeaders, (event.headers,)))
                     window = stream.window
                     if window is not None:
                         for name, value in event.headers:
@@ -874,7 +882,10 @@ class ConnectionTask:
 
     def _ended_remotely(self, stream: Stream) -> None:
         """The server's END_STREAM for ``stream`` arrived."""
-        stream.ended_remotely()
+        if stream.state is HALF_CLOSED_LOCAL:
+            stream.state = CLOSED
+        else:
+            stream.ended_remotely()
         stream.put(END)
         if stream.state is HALF_CLOSED_REMOTE:
             if stream.duplex:
@@ -886,7 +897,8 @@ class ConnectionTask:
                 self._reset(stream, ErrorCodes.CANCEL)
         else:
             self.finish(stream)
-        self.pushes.news()
+        if self._enable_push:
+            self.pushes.news()
 
     def _on_push_promise(self, event: ev.PushedStreamReceived) -> None:
         pushed_id = event.pushed_stream_id or 0
