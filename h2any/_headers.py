@@ -159,7 +159,7 @@ def has_wire_name(headers: Headers, name: bytes) -> bool:
     """Whether ``headers`` has a field ``name`` (lowercase bytes), without decoding them."""
     wire = headers._wire
     if wire is not None:
-        for field_name, _ in wire:
+        for field_name, _ in wire:  # noqa: SIM110 (a loop: no generator per response)
             if field_name == name:
                 return True
         return False
