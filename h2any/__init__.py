@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._client import Client as Client
 from ._client import get as get
 from ._client import request as request
+from ._config import RetryPolicy as RetryPolicy
 from ._config import Timeout as Timeout
 from ._connection import Connection as Connection
 from ._connection import PendingResponse as PendingResponse
@@ -57,6 +58,7 @@ __all__ = (
     "PushedStream",
     "ReadTimeout",
     "Response",
+    "RetryPolicy",
     "StreamReset",
     "TLSError",
     "Timeout",

@@ -9,11 +9,21 @@ Retry rules:
 
 * Streams above a GOAWAY's ``last_stream_id``, streams reset with REFUSED_STREAM, and
   requests refused because their connection was already going away were never processed:
-  they are sent again, whatever the method, as often as needed within the request's time
-  budget, ahead of new requests -- provided the body can be replayed (none, bytes/str, or a
-  seekable file).
+  they are sent again, whatever the method, ahead of new requests -- provided the body can
+  be replayed (none, bytes/str, or a seekable file) -- up to the :class:`RetryPolicy`'s
+  ``max_attempts``, after an exponentially growing, jittered delay, and never past
+  ``retry_timeout``.
+* ENHANCE_YOUR_CALM (in GOAWAY or RST_STREAM) is never retried: the server asked us to
+  stop, so the error is raised at once.
 * A request that may have been processed (the connection was lost mid-request) is retried
   only if its method is idempotent, and then at most once.
+
+# Why back off: a server that refuses every request (GOAWAY with last_stream_id=0 on each
+# new connection, or REFUSED_STREAM on each stream) used to be retried in a tight loop for
+# the whole retry_timeout -- thousands of connections a second. The attempt cap bounds the
+# total, the delay bounds the rate. A graceful GOAWAY (NO_ERROR) with last_stream_id > 0 --
+# the server served streams on that connection and is rotating it, everyday traffic -- is
+# retried at once and not counted: it costs no latency, and the server made progress.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import inspect
 import json as jsonlib
 import math
 import os
+import random
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,7 +44,7 @@ import anyio
 import anyio.abc
 
 from ._body import BodyTypes
-from ._config import Origin, TimeoutTypes, as_timeout
+from ._config import Origin, RetryPolicy, TimeoutTypes, as_timeout
 from ._connection import DEFAULT_TIMEOUT, Connection, connect, queue_request
 from ._exceptions import (
     ConnectionClosed,
@@ -50,6 +61,8 @@ from ._response import Response
 
 __all__ = ("Client", "get", "request")
 
+_NO_ERROR = 0x0
+_ENHANCE_YOUR_CALM = 0xB
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 ParamTypes = Mapping[str, Any] | Sequence[tuple[str, Any]] | str
 
@@ -94,7 +107,10 @@ class Client:
             default), requests wait for a stream slot instead.
         retry_timeout: how long, from its start, a request may keep being retried on
             fresh connections (each attempt is still bounded by ``timeout``); ``None``: as
-            long as it takes.
+            long as it takes (still at most ``retries.max_attempts`` tries).
+        retries: the :class:`RetryPolicy` for requests the server never processed (tries
+            per request, backoff between them), or an ``int``: ``max_attempts`` with the
+            default backoff. Default: ``RetryPolicy()`` (5 tries, 50 ms doubling to 2 s).
         trust_env: take proxies from ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (minus
             ``NO_PROXY``) and the CA bundle from ``SSL_CERT_FILE`` when no ``proxy=``/
             ``verify=`` is given. ``proxy=`` (an HTTP proxy URL) applies to every origin.
@@ -109,6 +125,7 @@ class Client:
         keepalive_expiry: float | None = 60.0,
         max_connections_per_origin: int = 1,
         retry_timeout: float | None = 60.0,
+        retries: RetryPolicy | int | None = None,
         trust_env: bool = True,
         **connection_options: Any,
     ) -> None:
@@ -120,6 +137,13 @@ class Client:
         self._keepalive_expiry = keepalive_expiry
         self._max_per_origin = max_connections_per_origin
         self._retry_timeout = math.inf if retry_timeout is None else retry_timeout
+        if retries is None:
+            retries = RetryPolicy()
+        elif isinstance(retries, int) and not isinstance(retries, bool):
+            retries = RetryPolicy(max_attempts=retries)
+        elif not isinstance(retries, RetryPolicy):
+            raise TypeError(f"retries must be a RetryPolicy or an int, not {retries!r}")
+        self.retries = retries
         self._options = connection_options
         self._options["timeout"] = self.timeout
         self._trust_env = trust_env
@@ -242,7 +266,9 @@ class Client:
         deadline = anyio.current_time() + self._retry_timeout
         retried_unprocessed = False
         retried_maybe_processed = False
+        attempts = failed_attempts = 0
         while True:
+            attempts += 1
             slot = await self._slot_for(origin, deadline)
             assert slot.connection is not None
             slot.last_used = anyio.current_time()
@@ -261,18 +287,37 @@ class Client:
                     on_open=reservation.release,
                 )
             except (StreamReset, ConnectionTerminated) as exc:
-                if not exc.retryable or replay_from is None:
+                if not exc.retryable or replay_from is None or exc.error_code == _ENHANCE_YOUR_CALM:
                     raise
-                if anyio.current_time() >= deadline:
+                # A graceful GOAWAY after the server processed streams on this connection
+                # is everyday connection rotation: retried at once, and not counted.
+                rotation = (
+                    isinstance(exc, ConnectionTerminated)
+                    and exc.error_code == _NO_ERROR
+                    and exc.last_stream_id > 0
+                )
+                if rotation:
+                    attempts -= 1
+                    delay = 0.0
+                elif attempts >= self.retries.max_attempts:
+                    raise
+                else:
+                    failed_attempts += 1
+                    delay = self.retries.delay(failed_attempts, random.random())
+                if anyio.current_time() + delay >= deadline:
                     raise
                 retried_unprocessed = True
                 self._forget_if_closed(origin, slot)
+                reservation.release()
+                if delay:
+                    await anyio.sleep(delay)
                 body = _rewind(body, replay_from)
             except ConnectionClosed:
                 if (
                     retried_maybe_processed
                     or method not in IDEMPOTENT_METHODS
                     or replay_from is None
+                    or attempts >= self.retries.max_attempts
                     or anyio.current_time() >= deadline
                 ):
                     raise
@@ -378,6 +423,10 @@ class Client:
                 if isinstance(error, H2anyError):
                     raise clone_error(error)
                 raise error
+            if slot.connection is not None and slot.connection.is_closed:
+                # Closed as soon as opened (a GOAWAY right after SETTINGS): let the request
+                # fail on it, as one attempt, rather than open another connection here.
+                return slot
 
     async def _open(self, origin: Origin, slot: _Slot) -> None:
         assert self._task_group is not None

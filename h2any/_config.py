@@ -13,7 +13,7 @@ import certifi
 
 from ._exceptions import InvalidRequest
 
-__all__ = ("Origin", "Timeout", "TimeoutTypes", "VerifyTypes", "make_ssl_context")
+__all__ = ("Origin", "RetryPolicy", "Timeout", "TimeoutTypes", "VerifyTypes", "make_ssl_context")
 
 
 class _Unset:
@@ -57,6 +57,50 @@ class Timeout:
             if chosen is not None and not chosen > 0:
                 raise ValueError(f"Timeout.{name} must be positive or None, not {chosen!r}")
             object.__setattr__(self, name, chosen)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a :class:`Client` retries requests the server never processed.
+
+    Requests refused with REFUSED_STREAM or cut off above a GOAWAY's ``last_stream_id`` are
+    sent again, at most ``max_attempts`` times in all (the first try included), and only
+    within the Client's ``retry_timeout``. Before each retry the client waits an
+    exponentially growing delay with jitter: before retry *n* (1, 2, ...) a random time
+    between half and all of ``min(max_backoff, backoff * 2 ** (n - 1))``.
+
+    A graceful GOAWAY (``NO_ERROR``) with ``last_stream_id`` above 0 -- a server that served
+    streams on the connection and now rotates or shuts it down -- is everyday traffic: the
+    requests it turned away are retried at once, and that retry is not counted.
+
+    A server that answers with ENHANCE_YOUR_CALM (in GOAWAY or RST_STREAM) is not retried
+    at all: the error is raised at once.
+
+    Arguments:
+        max_attempts: tries per request, the first included (1: never retry).
+        backoff: the delay before the first retry that waits, in seconds; doubled each time.
+        max_backoff: the largest delay between two tries, in seconds.
+
+    Raises:
+        ValueError: ``max_attempts`` below 1, or a negative delay.
+    """
+
+    max_attempts: int = 5
+    backoff: float = 0.05
+    max_backoff: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError(
+                f"RetryPolicy.max_attempts must be at least 1, not {self.max_attempts!r}"
+            )
+        if not self.backoff >= 0 or not self.max_backoff >= 0:
+            raise ValueError("RetryPolicy.backoff and max_backoff must not be negative")
+
+    def delay(self, retry: int, random: float) -> float:
+        """The wait before retry number ``retry`` (1 for the first), for ``random`` in [0, 1)."""
+        ceiling = min(self.max_backoff, self.backoff * 2.0 ** min(retry - 1, 60))
+        return ceiling * (0.5 + 0.5 * random)
 
 
 TimeoutTypes = Union[Timeout, float, None]
