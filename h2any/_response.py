@@ -253,8 +253,14 @@ class _BodyIterator:
                 return replay
             raise StopAsyncIteration
         response = self._response
+        decoder = self._decoder
         while True:
-            output = self._emit(await response._next_chunk())
+            if decoder is not None and decoder.more:
+                # The last chunk decodes to more than one piece: the next piece, with
+                # no new input (decoded output stays bounded, however large the bomb).
+                output: bytes | None = self._emit(b"")
+            else:
+                output = self._emit(await response._next_chunk())
             if output is None:
                 raise StopAsyncIteration
             if output:
@@ -264,7 +270,13 @@ class _BodyIterator:
         """The (decoded) chunks of what has already arrived, without waiting."""
         chunks = []
         response = self._response
+        decoder = self._decoder
         while not self.done:
+            if decoder is not None and decoder.more:
+                output = self._emit(b"")
+                if output:
+                    chunks.append(output)
+                continue
             chunk = response._take()
             if chunk is EMPTY:
                 break
@@ -275,14 +287,16 @@ class _BodyIterator:
 
     def _emit(self, chunk: bytes | None) -> bytes | None:
         """What to hand out for ``chunk`` (None: the body's end): the (decoded) bytes, b""
-        if the decoder kept them all for now, or None once the body is over."""
+        if the decoder kept them all for now, or None once the body is over. A decoder
+        hands out one bounded piece per call; while ``decoder.more``, the callers call
+        again with b"" before they take the next chunk."""
         decoder = self._decoder
         if decoder is None:
             if chunk is None:
                 self.done = True
             return chunk
         try:
-            output = decoder.flush() if chunk is None else decoder.decode(chunk)
+            output = decoder.flush() if chunk is None else decoder.decode_piece(chunk)
         except BaseException:
             self._response._give_up()
             raise
