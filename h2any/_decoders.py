@@ -213,16 +213,18 @@ class _BrotliDecoder(_Decoder):
     def decode_piece(self, data: bytes) -> bytes:
         if data:
             self._seen = True
-            self._input = self._input + data if self._input else data
         decompressor = self._decompressor
         cap = self._limit.cap()
         try:
             if _BROTLI_OUTPUT_LIMIT:
-                # New input only once the last piece's output has all been taken.
-                if self._input and decompressor.can_accept_more_data():
-                    data, self._input = self._input, b""
-                else:
-                    data = b""
+                if self.more:
+                    # New input only once the last piece's output has all been taken.
+                    if data:
+                        self._input += data
+                    if self._input and decompressor.can_accept_more_data():
+                        data, self._input = self._input, b""
+                    else:
+                        data = b""
                 output = decompressor.process(data, output_buffer_limit=cap)
                 self.more = (
                     bool(self._input)
@@ -232,6 +234,8 @@ class _BrotliDecoder(_Decoder):
             else:
                 # No output cap: the input in slices, a byte at a time while output runs
                 # large (one byte can still give a 16 MiB meta-block).
+                if data:
+                    self._input += data
                 data = self._input
                 size = 1 if self._large else 1024
                 self._input = data[size:]
@@ -427,27 +431,36 @@ def make_decoder(content_encoding: str | None, max_size: int | None = None) -> C
     """
     if not content_encoding:
         return _IdentityDecoder()
+    if "," not in content_encoding:  # the common case, kept short
+        name = content_encoding.strip().lower()
+        if name in ("", "identity"):
+            return _IdentityDecoder()
+        return _one_decoder(name, _Limit(max_size))
     names = [
         name
         for name in (c.strip().lower() for c in reversed(content_encoding.split(",")))
         if name not in ("", "identity")
     ]
-    decoders: list[ContentDecoder] = []
-    for position, name in enumerate(names):
-        limit = _Limit(max_size if position == len(names) - 1 else None)
-        if name in ("gzip", "x-gzip"):
-            decoders.append(_ZlibDecoder("gzip", zlib.MAX_WBITS | 16, limit))
-        elif name == "deflate":
-            decoders.append(_ZlibDecoder("deflate", zlib.MAX_WBITS, limit))
-        elif name == "br" and _brotli is not None:
-            decoders.append(_BrotliDecoder(limit))
-        elif name == "zstd" and _zstd is not None:
-            decoders.append(_ZstdDecoder(limit))
-        else:
-            raise DecodingError(
-                f"unsupported Content-Encoding {name!r} (this installation decodes "
-                f"{', '.join(SUPPORTED_ENCODINGS)}; read(decode_content=False) gives the raw bytes)"
-            )
-    if not decoders:
+    if not names:
         return _IdentityDecoder()
+    last = len(names) - 1
+    decoders = [
+        _one_decoder(name, _Limit(max_size if position == last else None))
+        for position, name in enumerate(names)
+    ]
     return decoders[0] if len(decoders) == 1 else _ChainDecoder(decoders)
+
+
+def _one_decoder(name: str, limit: _Limit) -> ContentDecoder:
+    if name in ("gzip", "x-gzip"):
+        return _ZlibDecoder("gzip", zlib.MAX_WBITS | 16, limit)
+    if name == "deflate":
+        return _ZlibDecoder("deflate", zlib.MAX_WBITS, limit)
+    if name == "br" and _brotli is not None:
+        return _BrotliDecoder(limit)
+    if name == "zstd" and _zstd is not None:
+        return _ZstdDecoder(limit)
+    raise DecodingError(
+        f"unsupported Content-Encoding {name!r} (this installation decodes "
+        f"{', '.join(SUPPORTED_ENCODINGS)}; read(decode_content=False) gives the raw bytes)"
+    )

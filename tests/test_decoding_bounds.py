@@ -252,3 +252,15 @@ def test_a_400_mb_bomb_costs_little_memory_in_every_coding(anyio_backend: str) -
         assert streamed["total"] == 400 << 20, figures
         assert streamed["biggest"] <= BOUND, figures
         assert streamed["rss"] < 30 * 1024 * 1024, figures
+
+
+def test_brotli_without_an_output_cap_is_fed_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    # brotli < 1.2 and brotlicffi have no output_buffer_limit: the input goes in slices.
+    monkeypatch.setattr("h2any._decoders._BROTLI_OUTPUT_LIMIT", False)
+    payload = br_bomb(20)
+    decoder = make_decoder("br")
+    assert len(decoder.decode(payload)) == 20 << 20
+    assert decoder.flush() == b""
+    decoder = make_decoder("br", max_size=1_000_000)
+    with pytest.raises(h2any.DecodingError, match="max_decompressed_size"):
+        decoder.decode(payload)
