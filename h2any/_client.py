@@ -44,7 +44,15 @@ import anyio
 import anyio.abc
 
 from ._body import BodyTypes
-from ._config import Origin, RetryPolicy, TimeoutTypes, as_timeout
+from ._config import (
+    Origin,
+    RetryPolicy,
+    TimeoutTypes,
+    as_timeout,
+    check_url_characters,
+    make_ssl_context,
+    mask_url,
+)
 from ._connection import DEFAULT_TIMEOUT, Connection, connect, queue_request
 from ._exceptions import (
     ConnectionClosed,
@@ -151,8 +159,13 @@ class Client:
             bundle = environment_ca_bundle()
             if bundle is not None:
                 self._options["verify"] = bundle
-        # Fail on bad options now, not on the first request.
+        # Fail on bad options now, not on the first request (TLS files too, when named:
+        # the check connection is h2c, so it would not load them).
         Connection("http://localhost", **self._options)
+        verify = self._options.get("verify", True)
+        cert = self._options.get("cert")
+        if cert is not None or isinstance(verify, (str, os.PathLike)):
+            make_ssl_context(verify, cert)
         self._pool: dict[Origin, list[_Slot]] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed = False
@@ -362,12 +375,30 @@ class Client:
     # ------------------------------------------------------------------ pool
 
     def _split(self, url: str, params: ParamTypes | None) -> tuple[Origin, str]:
+        # Checked before urljoin/urlsplit, which silently drop tabs and newlines; a space
+        # in the host or path is refused by Origin.parse and the connection, as there.
+        check_url_characters(url)
         if self.base_url is not None:
+            check_url_characters(self.base_url, "base_url")
             url = urljoin(self.base_url, url)
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise InvalidRequest(f"invalid URL {mask_url(url)!r}") from None
         if not parts.scheme or not parts.netloc:
-            raise InvalidRequest(f"URL {url!r} is not absolute (and there is no base_url)")
-        origin = Origin.parse(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
+            raise InvalidRequest(
+                f"URL {mask_url(url)!r} is not absolute (and there is no base_url)"
+            )
+        try:
+            origin = Origin.parse(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
+        except InvalidRequest:
+            if "@" not in url:
+                raise
+            # The netloc may be a piece of an unencoded password ("user:pa/ss@host").
+            raise InvalidRequest(
+                f"invalid URL {mask_url(url)!r} (percent-encode any / # ? @ : in its user "
+                "name or password)"
+            ) from None
         query = parts.query
         if params is not None:
             extra = params if isinstance(params, str) else urlencode(params, doseq=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any, Union
@@ -11,9 +12,56 @@ from urllib.parse import urlsplit
 
 import certifi
 
-from ._exceptions import InvalidRequest
+from ._exceptions import InvalidRequest, TLSError
 
-__all__ = ("Origin", "RetryPolicy", "Timeout", "TimeoutTypes", "VerifyTypes", "make_ssl_context")
+__all__ = (
+    "Origin",
+    "RetryPolicy",
+    "Timeout",
+    "TimeoutTypes",
+    "VerifyTypes",
+    "check_url_characters",
+    "make_ssl_context",
+    "mask_url",
+)
+
+# Control characters: urlsplit silently strips tab, CR and LF (WHATWG), which would send
+# another path or host than the caller wrote; the others have no place in a URL either.
+# (A space is refused later, in a host or a path, where it matters: a password may hold one.)
+_BAD_URL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+# What cannot be in a host name (RFC 3986 reg-name, loosely), checked after urlsplit.
+_BAD_HOST_CHARACTER = re.compile(r"[\x00-\x20\x7f/\\?#@<>\"{}|^`]")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (or anything that might be one) replaced by ``****``.
+
+    For messages and reprs. A password may hold characters the caller did not
+    percent-encode (``/``, ``#``, ``?``, ``@``, ...), so the authority is not taken to end at
+    the first ``/``: everything before the *last* ``@`` counts as user information. Only the
+    user name before the first ``:`` is kept, and not even that when it holds a ``/``, ``?``
+    or ``#`` (then it was not a user name). Errs on masking too much.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, after = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    if any(char in user for char in "/?#"):
+        masked = "****@"
+    else:
+        masked = f"{user}:****@" if colon else f"{user}@"
+    return f"{scheme}{sep}{masked}{after}"
+
+
+def check_url_characters(url: str, what: str = "URL") -> None:
+    """Raise :class:`InvalidRequest` if ``url`` holds control characters (tab, CR, LF, ...)."""
+    if _BAD_URL_CHARACTER.search(url):
+        raise InvalidRequest(
+            f"{what} {mask_url(url)!r} contains control characters (percent-encode them)"
+        )
 
 
 class _Unset:
@@ -123,20 +171,37 @@ class Origin:
 
     @classmethod
     def parse(cls, url: str) -> Origin:
+        """The origin of ``url``; :class:`InvalidRequest` if it is not a valid one (messages
+        never hold the URL's password)."""
+        check_url_characters(url)
+        shown = mask_url(url)
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise InvalidRequest(f"invalid URL {url!r}: {exc}") from None
+            if "@" in url:
+                # urlsplit's message may quote part of the password: leave it out.
+                raise InvalidRequest(
+                    f"invalid URL {shown!r} (percent-encode any / # ? @ : in its user name "
+                    "or password)"
+                ) from None
+            raise InvalidRequest(f"invalid URL {shown!r}: {exc}") from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
-            raise InvalidRequest(f"URL {url!r} must start with https:// or http:// (h2c)")
+            raise InvalidRequest(f"URL {shown!r} must start with https:// or http:// (h2c)")
         host = parts.hostname
         if not host:
-            raise InvalidRequest(f"URL {url!r} has no host")
+            raise InvalidRequest(f"URL {shown!r} has no host")
+        if _BAD_HOST_CHARACTER.search(host):
+            raise InvalidRequest(f"URL {shown!r} has an invalid host {host!r}")
+        if not host.isascii():
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise InvalidRequest(f"URL {shown!r} has an invalid host {host!r}") from None
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise InvalidRequest(
-                f"a connection URL names only an origin; {url!r} has a path or query "
+                f"a connection URL names only an origin; {shown!r} has a path or query "
                 "(pass the path to request())"
             )
         return cls(scheme, host, port or (443 if scheme == "https" else 80))
@@ -168,6 +233,11 @@ def make_ssl_context(
     (used as given, with ALPN ``h2`` set on it), or ``False`` (no verification at all).
     ``cert`` is a client certificate: a PEM path holding both, or ``(certfile, keyfile)``
     or ``(certfile, keyfile, password)``.
+
+    Raises:
+        InvalidRequest: a ``verify`` or ``cert`` path that does not exist.
+        TLSError: a CA bundle or client certificate that does not load (not PEM, a key at
+            odds with its certificate, a wrong key password); the message names the file.
     """
     if isinstance(verify, ssl.SSLContext):
         context = verify
@@ -179,22 +249,58 @@ def make_ssl_context(
         context = ssl.create_default_context(cafile=certifi.where())
     elif isinstance(verify, (str, os.PathLike)):
         path = os.fspath(verify)
-        if os.path.isdir(path):
-            context = ssl.create_default_context(capath=path)
-        elif os.path.isfile(path):
-            context = ssl.create_default_context(cafile=path)
-        else:
-            raise InvalidRequest(f"verify={path!r}: no such CA bundle file or directory")
+        try:
+            if os.path.isdir(path):
+                context = ssl.create_default_context(capath=path)
+            elif os.path.isfile(path):
+                context = ssl.create_default_context(cafile=path)
+            else:
+                raise InvalidRequest(f"verify={path!r}: no such CA bundle file or directory")
+        except (OSError, ssl.SSLError) as exc:
+            raise TLSError(f"verify={path!r}: cannot load the CA bundle: {_reason(exc)}") from exc
     else:
         raise TypeError(f"verify must be a bool, a path or an ssl.SSLContext, not {verify!r}")
     if not isinstance(verify, ssl.SSLContext):
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if cert is not None:
-            if isinstance(cert, str):
-                context.load_cert_chain(cert)
-            elif len(cert) == 2:
-                context.load_cert_chain(cert[0], cert[1])
-            else:
-                context.load_cert_chain(cert[0], cert[1], cert[2])
+            _load_client_certificate(context, cert)
     context.set_alpn_protocols(["h2"])
     return context
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong loading a file, without echoing file contents or passwords."""
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or exc.__class__.__name__
+    if isinstance(exc, OSError):
+        return exc.strerror or exc.__class__.__name__
+    return exc.__class__.__name__
+
+
+def _load_client_certificate(
+    context: ssl.SSLContext, cert: str | tuple[str, str] | tuple[str, str, str]
+) -> None:
+    """``load_cert_chain`` with typed errors naming the files (never the key's password):
+    :class:`InvalidRequest` for a file that does not exist, :class:`TLSError` for one that
+    does not load (not PEM, key and certificate at odds, wrong password)."""
+    if isinstance(cert, (str, os.PathLike)):
+        files: tuple[str, ...] = (os.fspath(cert),)
+        password = None
+    elif isinstance(cert, tuple) and len(cert) in (2, 3):
+        files = (os.fspath(cert[0]), os.fspath(cert[1]))
+        password = cert[2] if len(cert) == 3 else None
+    else:
+        raise TypeError(
+            "cert must be a PEM path, (certfile, keyfile) or (certfile, keyfile, password)"
+        )
+    named = " and ".join(repr(name) for name in files)
+    for name in files:
+        if not os.path.isfile(name):
+            raise InvalidRequest(f"cert: no such certificate or key file {name!r}")
+    try:
+        context.load_cert_chain(files[0], files[1] if len(files) == 2 else None, password)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSError(
+            f"cert: cannot load the client certificate from {named}: {_reason(exc)} "
+            "(a PEM certificate and its private key, the key's password if it has one)"
+        ) from exc

@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Union, final, overload
 
+from ._exceptions import InvalidRequest
+
 __all__ = (
     "HeaderTypes",
     "Headers",
@@ -21,6 +23,32 @@ HeaderTypes = Union[
     Sequence[tuple[str, str]],
     Sequence[tuple[bytes, bytes]],
 ]
+
+
+def _unencodable(fields: list[tuple[str, str]]) -> InvalidRequest:
+    """The error for a field that is not latin-1 text (HTTP fields are bytes; h2any takes
+    ``str`` as latin-1). The value itself is not quoted: it may be a credential."""
+    for name, value in fields:
+        if not _is_latin_1(name):
+            return InvalidRequest(
+                f"header name {name!r} has characters outside latin-1 (pass bytes, or "
+                "encode it yourself)"
+            )
+        if not _is_latin_1(value):
+            position = next(i for i, char in enumerate(value) if ord(char) > 0xFF)
+            return InvalidRequest(
+                f"the value of header {name!r} has a character outside latin-1 at position "
+                f"{position} (pass bytes, or encode it yourself, e.g. percent-encoding)"
+            )
+    return InvalidRequest("a header has characters outside latin-1")  # pragma: no cover
+
+
+def _is_latin_1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(value: str | bytes) -> str:
@@ -96,7 +124,10 @@ class Headers:
         """Every field as ``bytes`` pairs, in wire order."""
         if self._wire is not None:
             return list(self._wire)
-        return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self._fields]
+        try:
+            return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self._fields]
+        except UnicodeEncodeError:
+            raise _unencodable(self._fields) from None
 
     def __getitem__(self, name: str) -> str:
         values = self.get_list(name)

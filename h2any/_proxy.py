@@ -35,7 +35,7 @@ import anyio
 import anyio.abc
 import certifi
 
-from ._config import Origin
+from ._config import Origin, check_url_characters, mask_url
 from ._exceptions import InvalidRequest, ProxyError
 from ._socket import start_tls
 
@@ -89,10 +89,17 @@ class ProxyConfig:
                 f"proxy URL {_mask(url)!r} has no scheme (write http://host:port or "
                 "https://host:port)"
             )
+        check_url_characters(url, "proxy URL")
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
+            if "@" in url:
+                # urlsplit's message may quote part of the password: leave it out.
+                raise InvalidRequest(
+                    f"invalid proxy URL {_mask(url)!r} (percent-encode any / # ? @ : in its "
+                    "user name or password)"
+                ) from None
             raise InvalidRequest(f"invalid proxy URL {_mask(url)!r}: {exc}") from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
@@ -149,20 +156,9 @@ def _host_port(host: str, port: int) -> str:
 
 
 def _mask(url: str) -> str:
-    """``url`` with any ``user:password@`` reduced to ``user:****@`` (for messages)."""
-    scheme, sep, rest = url.rpartition("://")
-    authority_end = len(rest)
-    for char in "/?#":
-        index = rest.find(char)
-        if index != -1:
-            authority_end = min(authority_end, index)
-    authority = rest[:authority_end]
-    userinfo, at, hostport = authority.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    masked = f"{user}:****@" if colon else f"{user}@"
-    return f"{scheme}{sep}{masked}{hostport}{rest[authority_end:]}"
+    """``url`` with any ``user:password@`` reduced to ``user:****@`` (for messages), whatever
+    characters the password holds (see :func:`mask_url`)."""
+    return mask_url(url)
 
 
 class _PrefixedStream(anyio.abc.ByteStream):

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Final, final
 
-from ._config import Origin
+from ._config import Origin, mask_url
 from ._decoders import accept_encoding
 from ._exceptions import InvalidRequest
 from ._headers import Headers, HeaderTypes
@@ -22,6 +22,9 @@ __all__ = ("RequestBuilder", "check_headers")
 _TOKEN: Final = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
 _BAD_VALUE: Final = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
 _BAD_PATH: Final = re.compile(rb"[\x00-\x20\x7f]")
+# What a URL's host cannot hold (as Origin.parse refuses), for a Host header sent as
+# :authority; userinfo ("@") is not allowed in :authority either (RFC 9113 section 8.3.1).
+_BAD_AUTHORITY: Final = re.compile(rb"[\x00-\x20\x7f-\xff/\\?#@<>\"{}|^`]")
 _CONNECTION_SPECIFIC: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
@@ -120,6 +123,8 @@ class RequestBuilder:
                 seen.add(name)
         for name, value in user:
             if name == b"host":
+                if not value or _BAD_AUTHORITY.search(value):
+                    raise InvalidRequest(f"invalid host header {value!r}")
                 fields[2] = (b":authority", value)
             elif name == b"content-length":
                 if not value.isdigit():
@@ -150,16 +155,20 @@ class RequestBuilder:
         elif "://" in url:
             try:
                 target = Origin.parse(url.split("/", 3)[0] + "//" + url.split("/", 3)[2])
-            except InvalidRequest:
-                raise InvalidRequest(f"invalid URL {url!r}") from None
+            except InvalidRequest as exc:
+                # With an "@" the message might quote a piece of an unencoded password.
+                why = "" if "@" in url else f": {exc}"
+                raise InvalidRequest(f"invalid URL {mask_url(url)!r}{why}") from None
             if target != self.origin:
                 raise InvalidRequest(
-                    f"URL {url!r} is not on this connection's origin {self.origin}"
+                    f"URL {mask_url(url)!r} is not on this connection's origin {self.origin}"
                 )
             rest = url.split("/", 3)[3] if url.count("/") >= 3 else ""
             path = "/" + rest
         else:
-            raise InvalidRequest(f"URL {url!r} must be a path starting with '/' or absolute")
+            raise InvalidRequest(
+                f"URL {mask_url(url)!r} must be a path starting with '/' or absolute"
+            )
         path = path.split("#", 1)[0]
         encoded = path.encode("utf-8")
         if _BAD_PATH.search(encoded):
