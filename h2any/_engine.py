@@ -522,6 +522,8 @@ def _build(package: str) -> Engine:
     DataFrame = frame_module.DataFrame
     HeadersFrame = frame_module.HeadersFrame
     StreamClosedError = exceptions.StreamClosedError
+    EngineProtocolError = exceptions.ProtocolError
+    H2Stream = stream_module.H2Stream
     client_stream_ids = connection_module.AllowedStreamIDs.ODD
 
     probe = H2Connection(config=configuration_class(client_side=True))
@@ -677,6 +679,29 @@ def _build(package: str) -> Engine:
             else:
                 del data[:end]
 
+    class _H2Stream(H2Stream):  # type: ignore[misc,valid-type]
+        # The engine's stream, but a header block that decoded (so HPACK state is intact) and
+        # is not a valid next step of the response -- a second HEADERS without END_STREAM,
+        # an empty header block (trailers without END_STREAM) -- is a malformed response,
+        # a *stream* error (RFC 9113 section 8.1.1), where the engine's ProtocolError ends
+        # the connection. The stream reports it in ``stream_errors`` (the frame buffer's
+        # list, set by _begin_new_stream) and yields no events; the connection task then
+        # resets just that stream (PROTOCOL_ERROR). Both ways a HEADERS frame is received
+        # (the engine's, and _receive_on_stream) come through here.
+        # Relies on: the stream's ``receive_headers`` being where the engine checks a header
+        # block against the stream's state.
+
+        stream_errors: list[tuple[int, str]]
+
+        def receive_headers(self, headers: Any, end_stream: bool, header_encoding: Any) -> Any:
+            try:
+                return super().receive_headers(headers, end_stream, header_encoding)
+            except EngineProtocolError as exc:
+                if isinstance(exc, StreamClosedError):
+                    raise
+                self.stream_errors.append((self.stream_id, f"a header block out of place ({exc})"))
+                return [], []
+
     class _H2Connection(_ConnectionFixes, H2Connection):  # type: ignore[misc,valid-type]
         # The engine's H2Connection with _ConnectionFixes (module level), and the overrides
         # that use the engine's own classes.
@@ -695,6 +720,14 @@ def _build(package: str) -> Engine:
             self.encoder = encoder_class()
             self.decoder = decoder
             self.frame_buffer = self.incoming_buffer = _FrameBuffer()
+
+        def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
+            # Each stream is an _H2Stream (above). Relies on: ``_begin_new_stream`` making
+            # every stream, and the engine's stream class taking a subclass in its place.
+            stream = super()._begin_new_stream(stream_id, allowed_ids)
+            stream.__class__ = _H2Stream
+            stream.stream_errors = self.frame_buffer.stream_errors
+            return stream
 
         def _receive_frame(self, frame: Any) -> Any:
             # h2's own version, less its eager ``repr(frame)`` for a trace log nobody reads

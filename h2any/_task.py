@@ -64,6 +64,7 @@ from ._exceptions import (
     TLSError,
     WriteTimeout,
     clone_error,
+    error_code_name,
 )
 from ._flow import BaseFlowControlManager, ConnectionWindow, StreamWindow
 from ._headers import malformed_response_fields
@@ -101,6 +102,22 @@ CLOSE_TIMEOUT: Final = 5.0
 READ_SIZE: Final = 1024 * 1024
 _HEADER_BLOCK_FRAMES: Final = frozenset({0x1, 0x5, 0x9})  # HEADERS, PUSH_PROMISE, CONTINUATION
 _END_HEADERS: Final = 0x4
+_END_STREAM: Final = 0x1
+_DATA: Final = 0x0
+_SETTINGS: Final = 0x4
+
+# Flood defences, in nghttp2's manner (its "glitch" rate limit: a burst of 1000, then 33 a
+# second). A *glitch* is a frame that costs us work and gives nothing: a DATA frame that
+# carries no byte and does not end its stream, an empty HEADERS or CONTINUATION fragment, a
+# PUSH_PROMISE we refuse (CVE-2019-9518, "empty frames flood"; and a push flood). A peer that
+# sends more than the bucket holds ends the connection with GOAWAY ENHANCE_YOUR_CALM.
+GLITCH_BURST: Final = 1000
+GLITCH_RATE: Final = 33.0
+# Replies h2 queues by itself as frames arrive (PING and SETTINGS ACKs, RST_STREAMs) pile up
+# in its outbound buffer while a peer does not read (CVE-2019-9512, "ping flood"): past this
+# many bytes queued behind a write the peer does not take, the connection ends
+# (ENHANCE_YOUR_CALM). nghttp2 allows 1000 such frames (17 bytes a PING ACK).
+OUTBOUND_REPLY_LIMIT: Final = 64 * 1024
 
 
 class ConnectionTask:
@@ -178,6 +195,9 @@ class ConnectionTask:
         self._frame_skip = 0
         self._frame_header = b""
         self._header_block = 0  # bytes of an unfinished header block (HEADERS + CONTINUATIONs)
+        self._glitches = float(GLITCH_BURST)  # the flood defences' bucket (see GLITCH_BURST)
+        self._glitch_time = 0.0
+        self.refused_pushes = 0
         self._settings_received: anyio.Event | None = None
 
     # ------------------------------------------------------------------ the streams' Link
@@ -443,6 +463,8 @@ class ConnectionTask:
                 if grant:
                     h2.increment_flow_control_window(grant)
                 if self.commands or h2.has_data_to_send():
+                    if self._writing and h2.outbound_size() > OUTBOUND_REPLY_LIMIT:
+                        self._replies_pile_up(h2.outbound_size())
                     self.wake.set()
         except anyio.EndOfStream:
             self._socket_lost = True
@@ -463,6 +485,10 @@ class ConnectionTask:
         except H2anyError as exc:
             error = exc
         self.shutdown(error)
+        if self._writing and self._task_group is not None:
+            # The writer is stuck in a write the peer does not take (it stopped reading):
+            # nothing more can be said to it; end now, not when the write timeout fires.
+            self._task_group.cancel_scope.cancel()
 
     async def _keepalive_loop(self, interval: float) -> None:
         """PING the server after ``interval`` seconds of silence; no answer kills the
@@ -491,6 +517,29 @@ class ConnectionTask:
                 )
                 return
             self._last_receive = anyio.current_time()
+
+    def _replies_pile_up(self, queued: int) -> None:
+        """The peer does not read, yet its frames keep asking for replies."""
+        raise ProtocolError(
+            f"the server sends frames that need replies but reads none of them: {queued} "
+            f"bytes queued, above the limit of {OUTBOUND_REPLY_LIMIT} (a flood)",
+            ErrorCodes.ENHANCE_YOUR_CALM,
+        )
+
+    def _glitch(self, what: str) -> None:
+        """The peer sent ``what``, a frame that costs work and carries nothing: take one from
+        the bucket (see GLITCH_BURST); ProtocolError ENHANCE_YOUR_CALM when it is empty."""
+        now = anyio.current_time()
+        tokens = min(float(GLITCH_BURST), self._glitches + (now - self._glitch_time) * GLITCH_RATE)
+        self._glitch_time = now
+        if tokens < 1.0:
+            raise ProtocolError(
+                f"the server floods the connection with {what} (more than {GLITCH_BURST} "
+                f"frames that carry nothing, or refused pushes, at over {GLITCH_RATE:g} a "
+                "second)",
+                ErrorCodes.ENHANCE_YOUR_CALM,
+            )
+        self._glitches = tokens - 1.0
 
     def _check_frame_headers(self, data: bytes) -> None:
         # h2 waits for a frame's whole declared length before it checks that length, so a
@@ -522,6 +571,14 @@ class ConnectionTask:
                     ErrorCodes.FRAME_SIZE_ERROR,
                 )
             frame_type = header[3]
+            if not length and frame_type != _SETTINGS:
+                # A frame that carries nothing (SETTINGS ACKs aside): an empty DATA that
+                # ends its stream is fine; any other is a glitch (an empty-frames flood).
+                if frame_type == _DATA:
+                    if not header[4] & _END_STREAM:
+                        self._glitch("empty DATA frames")
+                elif frame_type in _HEADER_BLOCK_FRAMES:
+                    self._glitch("empty header block fragments")
             if frame_type in _HEADER_BLOCK_FRAMES or self._header_block:
                 # h2 buffers a header block's frames until END_HEADERS: bound what it holds.
                 self._header_block += length
@@ -806,6 +863,10 @@ class ConnectionTask:
         for event in events:
             if isinstance(event, ev.DataReceived):
                 size = event.flow_controlled_length or 0
+                if not size and not event.stream_ended:
+                    # Carries nothing (counted as a glitch in _check_frame_headers): not
+                    # progress, so its reader is not woken and its read deadline stands.
+                    continue
                 self._connection_window.on_data(size)
                 stream = streams.get(event.stream_id or 0)
                 if stream is None or stream.abandoned:
@@ -847,7 +908,17 @@ class ConnectionTask:
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
                     code = int(event.error_code or 0)
-                    if not (code == ErrorCodes.NO_ERROR and stream.remote_done):
+                    if not event.remote_reset:
+                        # The engine reset the stream itself: the server broke the
+                        # protocol on it (a WINDOW_UPDATE overflowing its window, say).
+                        stream.fail(
+                            ProtocolError(
+                                f"stream {stream.stream_id}: the server broke the protocol "
+                                f"on this stream; h2any reset it ({error_code_name(code)})",
+                                code,
+                            )
+                        )
+                    elif not (code == ErrorCodes.NO_ERROR and stream.remote_done):
                         # RFC 9113 section 8.1: NO_ERROR after a complete response only
                         # asks us to stop sending; the response stands.
                         stream.fail(StreamReset(stream.stream_id, code))
@@ -914,8 +985,14 @@ class ConnectionTask:
             self._max_decompressed_size,
         )
         if self.closing or not self.pushes.accepts(push):
-            self.h2.reset_by_us.add(pushed_id)
-            self.h2.reset_stream(pushed_id, ErrorCodes.REFUSED_STREAM)
+            # Refused: nothing of it stays behind (the engine's table included), and a
+            # flood of refused pushes is a glitch (see GLITCH_BURST).
+            h2 = self.h2
+            h2.reset_by_us.add(pushed_id)
+            h2.reset_stream(pushed_id, ErrorCodes.REFUSED_STREAM)
+            h2.forget_stream(pushed_id)
+            self.refused_pushes += 1
+            self._glitch("refused PUSH_PROMISEs")
             return
         self.streams[pushed_id] = stream
         self.pushes.add(push)
