@@ -8,20 +8,6 @@ intermediate steps of a chain such as ``gzip, gzip`` do not count), and is check
 piece is produced -- a piece is never made larger than what the limit still allows (plus a
 zstd block, 128 KiB, at most) -- so a decompression bomb raises :class:`DecodingError`
 having allocated about one piece, not the bomb.
-
-# How each coding is bounded
-#
-# * gzip, deflate: zlib's ``decompress(data, max_length)`` with ``unconsumed_tail``.
-# * br: brotli >= 1.2's ``process(data, output_buffer_limit=...)`` and
-#   ``can_accept_more_data()``. Without them (older brotli, brotlicffi) the input is fed a
-#   byte at a time while the output runs large -- a brotli meta-block can still expand one
-#   byte to 16 MiB there, which is the bound such an installation gets.
-# * zstd: neither zstandard's ``decompressobj`` nor the stdlib's (before max_length) caps
-#   its output, so the frame is skimmed: block headers are three bytes that give each
-#   block's size and at most how much it decodes to (its own size for a raw block, the size
-#   it names for an RLE block, 128 KiB for a compressed one). The input is cut after the
-#   blocks that fill a piece, and the rest waits. A frame that cannot be skimmed (an unknown
-#   magic number, say) is fed 32 bytes at a time: 8 blocks, 1 MiB at most.
 """
 
 from __future__ import annotations
@@ -32,6 +18,21 @@ from collections import deque
 from typing import Any, Protocol
 
 from ._exceptions import DecodingError
+
+# How each coding is bounded
+#
+# * gzip, deflate: zlib's ``decompress(data, max_length)`` with ``unconsumed_tail``.
+# * br: brotli >= 1.2's ``process(data, output_buffer_limit=...)`` and
+#   ``can_accept_more_data()``. Without them (older brotli, brotlicffi) the input is fed a
+#   byte at a time while the output runs large -- a brotli meta-block can still expand one
+#   byte to 16 MiB there, which is the bound such an installation gets.
+# * zstd: zstandard's ``decompressobj`` cannot cap its output (Python 3.14's
+#   ``compression.zstd`` could, but one way for both is simpler), so the frame is
+#   skimmed: block headers are three bytes that give each block's size and at most how
+#   much it decodes to (its own size for a raw block, the size it names for an RLE block,
+#   128 KiB for a compressed one). The input is cut after the blocks that fill a piece,
+#   and the rest waits. A frame that cannot be skimmed (an unknown magic number, say) is
+#   fed 32 bytes at a time: 8 blocks, 1 MiB at most.
 
 __all__ = ("PIECE", "SUPPORTED_ENCODINGS", "ContentDecoder", "accept_encoding", "make_decoder")
 
