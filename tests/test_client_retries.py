@@ -176,3 +176,35 @@ def test_sync_client_takes_a_retry_policy() -> None:
 
     with Client(retries=FAST) as client:
         assert client._client.retries is FAST
+
+
+async def test_a_connection_closed_right_after_settings_is_one_attempt_not_a_loop() -> None:
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        await peer.close()
+
+    with anyio.fail_after(5):
+        async with scripted_server(handler) as server, h2any.Client(retries=FAST) as client:
+            with pytest.raises(h2any.ConnectionClosed):
+                await client.get(server.url + "/")
+            # The first try, and one retry of a request that may have been processed.
+            assert server.connections <= 2
+
+
+async def test_concurrent_refused_requests_are_each_capped() -> None:
+    refuser = Refuser("reset")
+    failures: list[BaseException] = []
+
+    async def one(client: h2any.Client, url: str) -> None:
+        try:
+            await client.get(url)
+        except h2any.StreamReset as exc:
+            failures.append(exc)
+
+    with anyio.fail_after(5):
+        async with scripted_server(refuser) as server, h2any.Client(retries=FAST) as client:
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(one, client, server.url + "/")
+    assert len(failures) == 20
+    assert len(refuser.arrivals) == 20 * 5
