@@ -7,7 +7,7 @@ import os
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Union, final
 from urllib.parse import urlsplit
 
 import certifi
@@ -107,6 +107,7 @@ class Timeout:
             object.__setattr__(self, name, chosen)
 
 
+@final
 @dataclass(frozen=True)
 class RetryPolicy:
     """How a :class:`Client` retries requests the server never processed.
