@@ -524,6 +524,8 @@ def _build(package: str) -> Engine:
     StreamClosedError = exceptions.StreamClosedError
     EngineProtocolError = exceptions.ProtocolError
     H2Stream = stream_module.H2Stream
+    stock_receive_headers = H2Stream.receive_headers
+    stock_begin_new_stream = H2Connection._begin_new_stream
     client_stream_ids = connection_module.AllowedStreamIDs.ODD
 
     probe = H2Connection(config=configuration_class(client_side=True))
@@ -695,7 +697,7 @@ def _build(package: str) -> Engine:
 
         def receive_headers(self, headers: Any, end_stream: bool, header_encoding: Any) -> Any:
             try:
-                return super().receive_headers(headers, end_stream, header_encoding)
+                return stock_receive_headers(self, headers, end_stream, header_encoding)
             except EngineProtocolError as exc:
                 if isinstance(exc, StreamClosedError):
                     raise
@@ -724,7 +726,7 @@ def _build(package: str) -> Engine:
         def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
             # Each stream is an _H2Stream (above). Relies on: ``_begin_new_stream`` making
             # every stream, and the engine's stream class taking a subclass in its place.
-            stream = super()._begin_new_stream(stream_id, allowed_ids)
+            stream = stock_begin_new_stream(self, stream_id, allowed_ids)
             stream.__class__ = _H2Stream
             stream.stream_errors = self.frame_buffer.stream_errors
             return stream
@@ -818,7 +820,10 @@ def _build(package: str) -> Engine:
                 self.send_headers(stream_id, headers, end_stream=end_stream)
                 return
             self.state_machine.process_input(connection_inputs.SEND_HEADERS)
-            stream = self._begin_new_stream(stream_id, client_stream_ids)
+            # Our _begin_new_stream (above), inlined: a call less per request.
+            stream = stock_begin_new_stream(self, stream_id, client_stream_ids)
+            stream.__class__ = _H2Stream
+            stream.stream_errors = self.frame_buffer.stream_errors
             stream.state_machine.process_input(stream_inputs.SEND_HEADERS)
             block = self.encoder.encode_fields(headers)
             size = self.max_outbound_frame_size
