@@ -485,7 +485,7 @@ class ConnectionTask:
         except H2anyError as exc:
             error = exc
         self.shutdown(error)
-        if self._writing and self._task_group is not None:
+        if self._writing and self.started and self._task_group is not None:
             # The writer is stuck in a write the peer does not take (it stopped reading):
             # nothing more can be said to it; end now, not when the write timeout fires.
             self._task_group.cancel_scope.cancel()
