@@ -45,6 +45,7 @@ from scripted import (
     scripted_server,
 )
 from test_hostile_peers import record_resets
+from test_push import _promise
 
 import h2any
 from h2any._task import GLITCH_BURST
@@ -199,6 +200,31 @@ async def test_refused_pushes_leave_nothing_in_the_engine_stream_table() -> None
                 assert engine_streams(conn) <= 32
                 again = await conn.request("GET", "/second")
                 assert await again.read() == b"still fine"
+
+
+async def test_cancelled_and_refused_pushes_leave_nothing_in_the_engine_stream_table() -> None:
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        request = await peer.expect_request()
+        for index in range(34):  # 32 kept (max_unclaimed_pushes), 2 refused
+            _promise(peer, request.stream_id, f"/pushed/{index}", request.authority)
+        await peer.respond(request.stream_id, body=b"page")
+        after = await peer.expect_request()
+        await peer.respond(after.stream_id, body=b"after")
+
+    with anyio.fail_after(LIMIT):
+        async with scripted_server(handler) as server:
+            async with h2any.Connection(server.url, enable_push=True) as conn:
+                response = await conn.request("GET", "/")
+                cancelled = 0
+                async for push in conn.get_pushes(response.stream_id, capture_all=True):
+                    await push.cancel()
+                    cancelled += 1
+                assert await response.read() == b"page"
+                assert await (await conn.request("GET", "/after")).read() == b"after"
+                assert cancelled == 32
+                assert conn._task.refused_pushes == 2  # type: ignore[attr-defined]
+                assert engine_streams(conn) == 0
 
 
 async def test_a_push_flood_ends_the_connection_with_enhance_your_calm() -> None:
