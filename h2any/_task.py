@@ -113,11 +113,12 @@ _SETTINGS: Final = 0x4
 # sends more than the bucket holds ends the connection with GOAWAY ENHANCE_YOUR_CALM.
 GLITCH_BURST: Final = 1000
 GLITCH_RATE: Final = 33.0
-# Replies h2 queues by itself as frames arrive (PING and SETTINGS ACKs, RST_STREAMs) pile up
-# in its outbound buffer while a peer does not read (CVE-2019-9512, "ping flood"): past this
-# many bytes queued behind a write the peer does not take, the connection ends
-# (ENHANCE_YOUR_CALM). nghttp2 allows 1000 such frames (17 bytes a PING ACK).
-OUTBOUND_REPLY_LIMIT: Final = 64 * 1024
+# Replies the engine queues by itself as frames arrive (PING and SETTINGS ACKs) pile up while a
+# peer does not read (CVE-2019-9512, "ping flood"): past this many queued behind a write the
+# peer does not take, the connection ends (ENHANCE_YOUR_CALM). nghttp2's limit (its outbound
+# queue's flood threshold) is the same. (Request DATA queued meanwhile is not counted: it is
+# bounded by the flow-control windows.)
+QUEUED_REPLY_LIMIT: Final = 1000
 
 
 class ConnectionTask:
@@ -188,6 +189,7 @@ class ConnectionTask:
         self._socket_lost = False
         self._said_goodbye = False
         self._writing = False  # a write in progress: cutting it off leaves half a frame
+        self._replies = 0  # PING / SETTINGS ACKs the engine queued since the last write
         self._done: anyio.Event | None = None
         self._run_scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -463,7 +465,7 @@ class ConnectionTask:
                 if grant:
                     h2.increment_flow_control_window(grant)
                 if self.commands or h2.has_data_to_send():
-                    if self._writing and h2.outbound_size() > OUTBOUND_REPLY_LIMIT:
+                    if self._writing and self._replies > QUEUED_REPLY_LIMIT:
                         self._replies_pile_up(h2.outbound_size())
                     self.wake.set()
         except anyio.EndOfStream:
@@ -522,7 +524,7 @@ class ConnectionTask:
         """The peer does not read, yet its frames keep asking for replies."""
         raise ProtocolError(
             f"the server sends frames that need replies but reads none of them: {queued} "
-            f"bytes queued, above the limit of {OUTBOUND_REPLY_LIMIT} (a flood)",
+            f"bytes queued, over {QUEUED_REPLY_LIMIT} replies (a flood)",
             ErrorCodes.ENHANCE_YOUR_CALM,
         )
 
@@ -626,6 +628,7 @@ class ConnectionTask:
                         with anyio.fail_after(self.timeout.write):
                             await send(data[sent:])
                     self._writing = False
+                    self._replies = 0
                 except TimeoutError:
                     self._socket_lost = True
                     self.shutdown(
@@ -926,7 +929,10 @@ class ConnectionTask:
             elif isinstance(event, ev.WindowUpdated):
                 if self.outbox.sending:
                     self.outbox.pump()
+            elif isinstance(event, ev.PingReceived):
+                self._replies += 1  # the engine queued the ACK
             elif isinstance(event, ev.RemoteSettingsChanged):
+                self._replies += 1
                 if not self._got_settings:
                     self._got_settings = True
                     assert self._settings_received is not None
