@@ -247,7 +247,10 @@ async def test_a_push_flood_ends_the_connection_with_enhance_your_calm() -> None
                     await conn.request("GET", "/")
                 assert caught.value.error_code == ErrorCodes.ENHANCE_YOUR_CALM
                 assert "PUSH_PROMISE" in str(caught.value)
-    assert goaway == [ErrorCodes.ENHANCE_YOUR_CALM]
+    # The client closes while the server may still be writing promises: its kernel then
+    # resets the connection, and the GOAWAY can be lost with the unread bytes. When it
+    # arrives, it says why.
+    assert goaway in ([], [ErrorCodes.ENHANCE_YOUR_CALM])
 
 
 # -- replies to a peer that does not read (CVE-2019-9512) -----------------------------------
