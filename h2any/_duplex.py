@@ -15,12 +15,12 @@ import anyio
 import anyio.lowlevel
 from h2.errors import ErrorCodes
 
-from ._exceptions import ConnectionClosed, H2anyError, InvalidRequest, StreamReset, clone_error
+from ._exceptions import ConnectionClosed, H2anyError, StreamReset, clone_error
 from ._headers import HeaderTypes
 from ._request import check_trailers
 from ._response import Response, receive_response
 from ._stream import Stream
-from ._upload import OUTBOUND_BUFFER, wait_writable
+from ._upload import OUTBOUND_BUFFER, body_length_error, wait_writable
 
 __all__ = ("DuplexStream",)
 
@@ -95,10 +95,7 @@ class DuplexStream:
         self._sent += len(piece)
         if declared is not None and self._sent > declared:
             stream.abandon()
-            raise InvalidRequest(
-                f"the request body is longer than its content-length {declared}; "
-                "the stream was reset"
-            )
+            raise body_length_error(declared, self._sent)
         if not piece:
             await anyio.lowlevel.checkpoint()
             return
@@ -132,10 +129,7 @@ class DuplexStream:
         declared = stream.declared_length
         if declared is not None and self._sent != declared:
             stream.abandon()
-            raise InvalidRequest(
-                f"the request body ended after {self._sent} bytes, short of its "
-                f"content-length {declared}; the stream was reset"
-            )
+            raise body_length_error(declared, self._sent)
         self._eof_sent = True
         await anyio.lowlevel.checkpoint()
         if stream.finished and stream.remote_done:

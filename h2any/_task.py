@@ -271,15 +271,6 @@ class ConnectionTask:
             assert stream.pump_done is not None
             stream.pump_done.set()
 
-    def new_stream(
-        self,
-        headers: list[tuple[bytes, bytes]],
-        payload: bytes | None,
-        streaming: bool,
-        timeout: Timeout,
-    ) -> Stream:
-        return Stream(self, headers, payload, streaming, timeout)
-
     def stream_limit(self) -> int:
         limit: int = self.h2.remote_settings.max_concurrent_streams
         if not self._got_settings:
@@ -755,9 +746,18 @@ class ConnectionTask:
         """The user gave up on ``stream``: RST_STREAM CANCEL if it is open on the wire.
         A task still waiting on it (another task reading the response of a DuplexStream
         closed elsewhere) learns it at once."""
+        self._abort(stream, StreamReset(stream.stream_id, ErrorCodes.CANCEL, remote=False))
+
+    def _cmd_fail(self, argument: tuple[Stream, BaseException]) -> None:
+        """A body pump failed (its source raised, or a timeout): fail the stream with it."""
+        self._abort(*argument)
+
+    def _abort(self, stream: Stream, error: BaseException) -> None:
+        """End ``stream`` with ``error`` for its waiters: RST_STREAM CANCEL if it is open on
+        the wire, out of the queue for a slot if it is not."""
         if stream.finished:
             return
-        stream.fail(StreamReset(stream.stream_id, ErrorCodes.CANCEL, remote=False))
+        stream.fail(error)
         if not stream.opened:
             try:
                 self.pending.remove(stream)
@@ -775,22 +775,6 @@ class ConnectionTask:
         except (self.engine.StreamClosedError, self.engine.ProtocolError):
             pass
         self.finish(stream)
-
-    def _cmd_fail(self, argument: tuple[Stream, BaseException]) -> None:
-        """A body pump failed (its source raised, or a timeout): fail the stream with it."""
-        stream, error = argument
-        if stream.finished:
-            return
-        if not stream.opened:
-            try:
-                self.pending.remove(stream)
-            except ValueError:
-                pass
-            stream.fail(error)
-            stream.terminate()
-            return
-        stream.fail(error)
-        self._reset(stream, ErrorCodes.CANCEL)
 
     def _cmd_ping(self, payload: bytes) -> None:
         self.h2.ping(payload)
@@ -959,10 +943,7 @@ class ConnectionTask:
 
     def _ended_remotely(self, stream: Stream) -> None:
         """The server's END_STREAM for ``stream`` arrived."""
-        if stream.state is HALF_CLOSED_LOCAL:
-            stream.state = CLOSED
-        else:
-            stream.ended_remotely()
+        stream.ended_remotely()
         stream.put(END)
         if stream.state is HALF_CLOSED_REMOTE:
             if stream.duplex:

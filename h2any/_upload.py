@@ -32,12 +32,32 @@ if TYPE_CHECKING:
     from ._engine import EngineConnection
     from ._stream import Stream
 
-__all__ = ("OUTBOUND_BUFFER", "SEND_BATCH", "Outbox", "pump_body", "wait_writable")
+__all__ = (
+    "OUTBOUND_BUFFER",
+    "SEND_BATCH",
+    "Outbox",
+    "body_length_error",
+    "pump_body",
+    "wait_writable",
+)
 
 # At most this much request body goes into h2's outbound buffer per socket write.
 SEND_BATCH: Final = 1024 * 1024
 # A sender hands the connection task at most this much ahead of the wire.
 OUTBOUND_BUFFER: Final = 4 * PIECE_SIZE
+
+
+def body_length_error(declared: int, sent: int) -> InvalidRequest:
+    """The error for a request body of ``sent`` bytes (too many, or it ended with too few)
+    that disagrees with its declared content-length."""
+    if sent > declared:
+        return InvalidRequest(
+            f"the request body is longer than its content-length {declared}; the stream was reset"
+        )
+    return InvalidRequest(
+        f"the request body ended after {sent} bytes, short of its content-length "
+        f"{declared}; the stream was reset"
+    )
 
 
 async def wait_writable(stream: Stream) -> None:
@@ -81,20 +101,14 @@ async def pump_body(stream: Stream, source: AsyncIterator[bytes]) -> None:
                 continue
             sent += len(piece)
             if declared is not None and sent > declared:
-                raise InvalidRequest(
-                    f"the request body is longer than its content-length {declared}; "
-                    "the stream was reset"
-                )
+                raise body_length_error(declared, sent)
             if stream.out_pending >= OUTBOUND_BUFFER:
                 await wait_writable(stream)
                 if stream.finished:
                     return
             stream.offer(piece)
         if declared is not None and sent != declared:
-            raise InvalidRequest(
-                f"the request body ended after {sent} bytes, short of its content-length "
-                f"{declared}; the stream was reset"
-            )
+            raise body_length_error(declared, sent)
         if not stream.finished:
             stream.close_outbound()
     finally:
@@ -130,9 +144,6 @@ class Outbox:
     def add(self, stream: Stream) -> None:
         """``stream`` (open) has body, trailers or its END_STREAM to send."""
         self.sending[stream] = None
-
-    def discard(self, stream: Stream) -> None:
-        self.sending.pop(stream, None)
 
     def clear(self) -> None:
         self.sending.clear()
