@@ -1,10 +1,10 @@
 """Command line entry point: ``python -m h2any`` (or the ``h2any`` console script).
 
 ``h2any demo`` runs the demo below; anything else is the curl-like client of
-:mod:`h2any._cli` (``h2any [METHOD] URL [options]``).
+`h2any._cli` (``h2any [METHOD] URL [options]``).
 
-The demo starts the embedded HTTP/2 server from :mod:`h2any.testing` on a free loopback
-port, opens ONE :class:`h2any.Connection` to it and multiplexes many concurrent requests
+The demo starts the embedded HTTP/2 server from `h2any.testing` on a free loopback
+port, opens ONE [`h2any.Connection`][h2any.Connection] to it and multiplexes many concurrent requests
 over it, checking every response body.
 """
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``h2any`` command line; return the process exit status.
 
     ``h2any demo ...`` runs the demo; every other command line goes to the HTTP/2 client
-    (:func:`h2any._cli.main`).
+    (`h2any._cli.main`).
     """
     args_list = sys.argv[1:] if argv is None else list(argv)
     if not args_list or args_list[0] != "demo":

@@ -50,7 +50,7 @@ _NO_BODY = PreparedBody(None, None, None)
 
 
 def prepare_body(body: BodyTypes) -> PreparedBody:
-    """Classify ``body``; raise :class:`InvalidRequest` for what cannot be sent."""
+    """Classify ``body``; raise [`InvalidRequest`][h2any.InvalidRequest] for what cannot be sent."""
     if body is None:
         return _NO_BODY
     if isinstance(body, bytes):

@@ -57,7 +57,7 @@ def mask_url(url: str) -> str:
 
 
 def check_url_characters(url: str, what: str = "URL") -> None:
-    """Raise :class:`InvalidRequest` if ``url`` holds control characters (tab, CR, LF, ...)."""
+    """Raise [`InvalidRequest`][h2any.InvalidRequest] if ``url`` holds control characters (tab, CR, LF, ...)."""
     if _BAD_URL_CHARACTER.search(url):
         raise InvalidRequest(
             f"{what} {mask_url(url)!r} contains control characters (percent-encode them)"
@@ -110,7 +110,7 @@ class Timeout:
 @final
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How a :class:`Client` retries requests the server never processed.
+    """How a [`Client`][h2any.Client] retries requests the server never processed.
 
     Requests refused with REFUSED_STREAM or cut off above a GOAWAY's ``last_stream_id`` are
     sent again, at most ``max_attempts`` times in all (the first try included), and only
@@ -172,7 +172,7 @@ class Origin:
 
     @classmethod
     def parse(cls, url: str) -> Origin:
-        """The origin of ``url``; :class:`InvalidRequest` if it is not a valid one (messages
+        """The origin of ``url``; [`InvalidRequest`][h2any.InvalidRequest] if it is not a valid one (messages
         never hold the URL's password)."""
         check_url_characters(url)
         shown = mask_url(url)
@@ -230,7 +230,7 @@ def make_ssl_context(
 ) -> ssl.SSLContext:
     """Build the client TLS context: certifi roots and hostname checks unless told otherwise.
 
-    ``verify`` is ``True`` (certifi bundle), a CA bundle path, an :class:`ssl.SSLContext`
+    ``verify`` is ``True`` (certifi bundle), a CA bundle path, an `ssl.SSLContext`
     (used as given, with ALPN ``h2`` set on it), or ``False`` (no verification at all).
     ``cert`` is a client certificate: a PEM path holding both, or ``(certfile, keyfile)``
     or ``(certfile, keyfile, password)``.
@@ -282,7 +282,7 @@ def _load_client_certificate(
     context: ssl.SSLContext, cert: str | tuple[str, str] | tuple[str, str, str]
 ) -> None:
     """``load_cert_chain`` with typed errors naming the files (never the key's password):
-    :class:`InvalidRequest` for a file that does not exist, :class:`TLSError` for one that
+    [`InvalidRequest`][h2any.InvalidRequest] for a file that does not exist, [`TLSError`][h2any.TLSError] for one that
     does not load (not PEM, key and certificate at odds, wrong password)."""
     if isinstance(cert, (str, os.PathLike)):
         files: tuple[str, ...] = (os.fspath(cert),)

@@ -3,8 +3,8 @@
 A thin object over the rooms below it: the connection task (``_task.py``) owns the socket
 and the state machine; streams (``_stream.py``) carry each exchange; requests are checked
 and built by ``_request.py``; bodies are sent by ``_upload.py``; responses are read by
-``_response.py``. :meth:`Connection.open_stream` gives the full-duplex primitive;
-:meth:`Connection.request` and :meth:`Connection.stream` are a few lines over the same
+``_response.py``. [`Connection.open_stream`][h2any.Connection.open_stream] gives the full-duplex primitive;
+[`Connection.request`][h2any.Connection.request] and [`Connection.stream`][h2any.Connection.stream] are a few lines over the same
 stream.
 """
 
@@ -49,13 +49,13 @@ DEFAULT_TIMEOUT: Final = Timeout()
 
 @final
 class PendingResponse:
-    """A request queued by :meth:`Connection.request_nowait`.
+    """A request queued by [`Connection.request_nowait`][h2any.Connection.request_nowait].
 
-    ``await pending`` returns its :class:`Response` once the response headers arrive (or
-    raises what :meth:`Connection.request` would); it can be awaited once. Cancelling the
-    awaiting task, or calling :meth:`cancel` before awaiting, resets the stream. A pending
+    ``await pending`` returns its [`Response`][h2any.Response] once the response headers arrive (or
+    raises what [`Connection.request`][h2any.Connection.request] would); it can be awaited once. Cancelling the
+    awaiting task, or calling `cancel` before awaiting, resets the stream. A pending
     response never awaited nor cancelled stays buffered (within its stream's window) until
-    the connection closes, like a :class:`Response` never read; one larger than the window
+    the connection closes, like a [`Response`][h2any.Response] never read; one larger than the window
     also keeps its stream slot.
     """
 
@@ -96,31 +96,31 @@ class Connection:
     ``url`` is an origin: ``https://host[:port]`` (TLS, ALPN ``h2``) or ``http://host[:port]``
     (h2c with prior knowledge). Use it as an async context manager, which runs the
     connection task in a task group of its own; or start it in your own task group with
-    :func:`connect`.
+    [`connect`][h2any.connect].
 
     Arguments:
         verify: ``True`` (certifi roots, hostname checked), a CA bundle path, an
-            :class:`ssl.SSLContext`, or ``False`` to skip verification (insecure).
+            `ssl.SSLContext`, or ``False`` to skip verification (insecure).
         cert: a client certificate: PEM path, ``(certfile, keyfile)`` or with a password.
-        timeout: a :class:`Timeout`, or seconds for all of its parts, or ``None``.
-        window_manager: the :class:`BaseFlowControlManager` *class* that decides when to
+        timeout: a [`Timeout`][h2any.Timeout], or seconds for all of its parts, or ``None``.
+        window_manager: the [`BaseFlowControlManager`][h2any.BaseFlowControlManager] *class* that decides when to
             grant received bytes back to the server.
         initial_window_size: the receive window of each stream, in bytes.
         connection_window_size: the receive window of the whole connection.
         max_frame_size: the largest DATA frame the server may send.
         max_concurrent_streams: a limit of our own on open streams (the server's applies too).
         headers: default headers sent with every request.
-        max_decompressed_size: the largest decoded body :meth:`Response.read` will
-            produce; a larger one raises :class:`DecodingError` (decompression bombs).
+        max_decompressed_size: the largest decoded body [`Response.read`][h2any.Response.read] will
+            produce; a larger one raises [`DecodingError`][h2any.DecodingError] (decompression bombs).
         enable_push: accept server push (off by default: SETTINGS_ENABLE_PUSH=0).
-        push_policy: decides which pushes to accept, given the :class:`PushedStream`;
+        push_policy: decides which pushes to accept, given the [`PushedStream`][h2any.PushedStream];
             by default only pushes for this connection's own origin are.
-        max_unclaimed_pushes: how many promised pushes may wait for :meth:`get_pushes`;
+        max_unclaimed_pushes: how many promised pushes may wait for `get_pushes`;
             further ones are refused (RST_STREAM REFUSED_STREAM).
         keepalive_interval: after this many seconds without hearing from the server, send
             a PING; if no acknowledgement arrives within ``keepalive_timeout`` (default: the
             read timeout, or 20 s), the connection is declared dead and every waiter gets
-            :class:`ConnectionClosed`. ``None`` (the default) sends no keepalive PINGs.
+            [`ConnectionClosed`][h2any.ConnectionClosed]. ``None`` (the default) sends no keepalive PINGs.
         max_header_list_size: the largest decoded header list accepted from the server
             (advertised in SETTINGS; a larger one fails the connection).
         engine: the HTTP/2 implementation: ``"h2"``, or ``"jh2"`` (faster; the ``speed``
@@ -269,7 +269,7 @@ class Connection:
         body: BodyTypes = None,
         timeout: TimeoutTypes | None = None,
     ) -> Response:
-        """Send a request and return its :class:`Response` once the response headers arrive.
+        """Send a request and return its [`Response`][h2any.Response] once the response headers arrive.
 
         ``url`` is a path (``"/x?y=1"``) or an absolute URL on this connection's origin.
         The body is read later with ``await response.read()`` or ``response.aiter_bytes()``.
@@ -279,7 +279,7 @@ class Connection:
 
         Raises:
             InvalidRequest: bad method, URL, header or body.
-            PoolTimeout, WriteTimeout, ReadTimeout: per :class:`Timeout`.
+            PoolTimeout, WriteTimeout, ReadTimeout: per [`Timeout`][h2any.Timeout].
             StreamReset: the server reset the stream.
             ConnectionClosed, ConnectionTerminated, ProtocolError: the connection ended.
             Exception: whatever a streamed body's source raised while it was being sent.
@@ -296,13 +296,13 @@ class Connection:
         body: BodyTypes = None,
         timeout: TimeoutTypes | None = None,
     ) -> PendingResponse:
-        """Queue a request without waiting: ``await`` the returned :class:`PendingResponse`
-        for its :class:`Response`.
+        """Queue a request without waiting: ``await`` the returned [`PendingResponse`][h2any.PendingResponse]
+        for its [`Response`][h2any.Response].
 
         Many requests can be issued from one task this way, with no task per request;
         their responses are buffered (each within its stream's flow-control window) until
         awaited. A streamed body (a file or an iterable) is sent by a task of the
-        connection's own. Arguments and errors are those of :meth:`request`: a bad request
+        connection's own. Arguments and errors are those of `request`: a bad request
         or a closed connection raises here, timeouts and resets when awaited.
         """
         stream = self._begin(method, url, headers, body, timeout)
@@ -347,7 +347,7 @@ class Connection:
         body: BodyTypes = None,
         timeout: TimeoutTypes | None = None,
     ) -> AsyncIterator[Response]:
-        """Like :meth:`request`, as a context manager that closes the response on exit.
+        """Like `request`, as a context manager that closes the response on exit.
 
         Leaving the block before the body has been read resets the stream (RST_STREAM
         CANCEL).
@@ -376,7 +376,7 @@ class Connection:
                 body = await response.read()
 
         The request's HEADERS go out as soon as a stream slot is free (without
-        END_STREAM); :meth:`DuplexStream.send_eof` ends the request side. Leaving the
+        END_STREAM); [`DuplexStream.send_eof`][h2any.DuplexStream.send_eof] ends the request side. Leaving the
         block before both sides have ended resets the stream.
 
         Raises:
@@ -428,7 +428,7 @@ def queue_request(
     first_in_line: bool = False,
     on_open: Callable[[], None] | None = None,
 ) -> PendingResponse:
-    """:meth:`Connection.request_nowait` for the :class:`Client`: ``first_in_line`` puts
+    """[`Connection.request_nowait`][h2any.Connection.request_nowait] for the [`Client`][h2any.Client]: ``first_in_line`` puts
     the request ahead of others waiting for a stream slot (retries of requests the server
     never processed); ``on_open`` is called when its stream opens."""
     stream = connection._begin(method, url, headers, body, timeout, first_in_line, on_open)
@@ -448,10 +448,10 @@ async def connect(
     url: str,
     **options: Any,
 ) -> Connection:
-    """Open a :class:`Connection` whose connection task runs in ``task_group``.
+    """Open a [`Connection`][h2any.Connection] whose connection task runs in ``task_group``.
 
     The connection lives until ``await conn.aclose()`` or until ``task_group`` is
-    cancelled, whichever comes first. Takes the same options as :class:`Connection`.
+    cancelled, whichever comes first. Takes the same options as [`Connection`][h2any.Connection].
     Connection errors (DNS, TCP, TLS, ALPN) are raised here, not in the task group.
     """
     connection = Connection(url, **options)

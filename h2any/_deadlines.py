@@ -1,8 +1,8 @@
 """Deadlines: one watchdog task per connection wakes the waiters whose deadline passed.
 
 A task about to wait on a stream (for its headers, a body chunk, or room for its upload)
-writes a deadline on its :class:`Waiter` and registers it with the connection's
-:class:`Watchdog`, which sleeps until the earliest deadline and wakes the waiters whose
+writes a deadline on its `Waiter` and registers it with the connection's
+`Watchdog`, which sleeps until the earliest deadline and wakes the waiters whose
 deadline has passed; the waiter then raises the timeout itself, named by what it waited for.
 The connection task moves a deadline as its stream progresses (pool -> write -> read).
 
@@ -133,7 +133,7 @@ class Watchdog:
     def watch(self, waiter: Waiter, limit: float | None) -> Awaitable[Any]:
         """``waiter`` starts waiting, ``limit`` seconds at most (None: until the connection
         task moves its deadline); returns what to await. The wait ends, however it ends,
-        with :meth:`unwatch`. (Not a coroutine wrapping the wait: thousands of queued
+        with `unwatch`. (Not a coroutine wrapping the wait: thousands of queued
         requests each hold their chain of coroutines.)"""
         waiter.timed_out = False
         self._watched[waiter] = None

@@ -1,12 +1,12 @@
 """Streaming content decoders for ``Content-Encoding`` (gzip, deflate, br, zstd).
 
-Every decoder works in bounded pieces: :meth:`ContentDecoder.decode_piece` takes the body
-piece by piece and hands out at most about :data:`PIECE` decoded bytes per call, keeping the
+Every decoder works in bounded pieces: `ContentDecoder.decode_piece` takes the body
+piece by piece and hands out at most about `PIECE` decoded bytes per call, keeping the
 rest of its input (still compressed) until it is asked again; ``more`` says whether it has
 output left without new input. ``max_size`` bounds the total of the *final* output (the
 intermediate steps of a chain such as ``gzip, gzip`` do not count), and is checked as each
 piece is produced -- a piece is never made larger than what the limit still allows (plus a
-zstd block, 128 KiB, at most) -- so a decompression bomb raises :class:`DecodingError`
+zstd block, 128 KiB, at most) -- so a decompression bomb raises [`DecodingError`][h2any.DecodingError]
 having allocated about one piece, not the bomb.
 """
 
@@ -70,10 +70,10 @@ PIECE = 256 * 1024
 
 class ContentDecoder(Protocol):
     more: bool
-    """Whether :meth:`decode_piece` has output left without new input."""
+    """Whether `decode_piece` has output left without new input."""
 
     def decode_piece(self, data: bytes) -> bytes:
-        """Take ``data`` and return at most about :data:`PIECE` decoded bytes."""
+        """Take ``data`` and return at most about `PIECE` decoded bytes."""
         ...
 
     def decode(self, data: bytes) -> bytes:

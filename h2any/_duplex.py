@@ -1,4 +1,4 @@
-"""Full-duplex streams: :class:`DuplexStream`, what :meth:`Connection.open_stream` gives.
+"""Full-duplex streams: [`DuplexStream`][h2any.DuplexStream], what [`Connection.open_stream`][h2any.Connection.open_stream] gives.
 
 The request side and the response side of an HTTP/2 stream run independently: one task
 may send while another reads, and the response is visible as soon as its headers arrive,
@@ -28,10 +28,10 @@ __all__ = ("DuplexStream",)
 @final
 class DuplexStream:
     """One HTTP/2 stream whose request body is sent piece by piece while its response
-    arrives: returned by :meth:`Connection.open_stream`.
+    arrives: returned by [`Connection.open_stream`][h2any.Connection.open_stream].
 
     ``await send(data)`` as often as needed, ``await send_eof()`` to end the request
-    (optionally with trailers); ``await response()`` returns the :class:`Response` as soon
+    (optionally with trailers); ``await response()`` returns the [`Response`][h2any.Response] as soon
     as its headers arrive. Sending and reading may run in different tasks at once. Both
     directions obey flow control: ``send`` waits while the server's window is shut (up to
     the write timeout), and the response is granted back to the server only as it is read.
@@ -77,7 +77,7 @@ class DuplexStream:
         wire per stream, plus the piece being sent); an empty piece sends nothing.
 
         Raises:
-            RuntimeError: after :meth:`send_eof` or :meth:`aclose`.
+            RuntimeError: after `send_eof` or `aclose`.
             InvalidRequest: more bytes than the declared content-length.
             PoolTimeout, WriteTimeout: no stream slot, or the server's window stayed shut
                 (the stream is reset).
@@ -116,7 +116,7 @@ class DuplexStream:
         Does nothing if the response has already ended and the server closed the stream.
 
         Raises:
-            RuntimeError: called twice, or after :meth:`aclose`.
+            RuntimeError: called twice, or after `aclose`.
             InvalidRequest: bad trailers, or fewer bytes than the declared content-length.
             StreamReset, ConnectionClosed, ...: the stream or the connection ended first.
         """
@@ -138,7 +138,7 @@ class DuplexStream:
         stream.close_outbound(fields)
 
     async def response(self) -> Response:
-        """The :class:`Response`, as soon as its headers arrive (whether or not the
+        """The [`Response`][h2any.Response], as soon as its headers arrive (whether or not the
         request side has ended); the same object on every call.
 
         Raises:

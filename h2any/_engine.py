@@ -11,7 +11,7 @@ Only the connection task ever calls into an engine's connection.
 The boundary
 ------------
 
-The rest of h2any sees an engine's connection only as :class:`EngineConnection`: the part of
+The rest of h2any sees an engine's connection only as `EngineConnection`: the part of
 h2's ``H2Connection`` API that it calls, plus what this module adds (``send_request_headers``,
 ``send_data_frame``, ``outbound_size``, ``reset_by_us`` ...). Everything that reaches into
 the engine's private members stays in this module, in the overrides below; each says why it

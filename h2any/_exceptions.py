@@ -55,7 +55,7 @@ class TLSError(ConnectError):
 
 
 class TimeoutError(H2anyError, builtins.TimeoutError):
-    """Base class of the timeout errors; also a :class:`builtins.TimeoutError`."""
+    """Base class of the timeout errors; also a `builtins.TimeoutError`."""
 
 
 class ConnectTimeout(TimeoutError):

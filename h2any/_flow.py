@@ -16,7 +16,7 @@ increment the manager returned. When a window runs out, ``blocked()`` may open i
   what bound a stream's buffer).
 * **A stream's grant waits for its reader.** The increment a stream manager asks for at a
   frame is sent only once the application has consumed that frame's bytes
-  (:meth:`StreamWindow.consumed`). A stream therefore never buffers more than its window:
+  (`StreamWindow.consumed`). A stream therefore never buffers more than its window:
   a slow reader slows the server, not the heap. What a connection may buffer is the sum of
   its open streams' windows: at most ``max_concurrent_streams x`` the stream window (plus
   what a manager grows it to).
@@ -43,7 +43,7 @@ MAX_WINDOW_SIZE = 2**31 - 1
 
 
 class BaseFlowControlManager:
-    """Base class of window managers; subclass it and implement :meth:`increase_window_size`.
+    """Base class of window managers; subclass it and implement `increase_window_size`.
 
     Attributes kept for subclasses: ``initial_window_size``, ``window_size`` (what the peer
     may still send), and ``document_size`` (the response's Content-Length when known).
@@ -188,7 +188,7 @@ class ConnectionWindow:
 
     def on_data(self, size: int) -> None:
         """A DATA frame arrived (on any stream, or one we no longer track); what to grant
-        back is collected for :meth:`take_grant`. Raises FlowControlError."""
+        back is collected for `take_grant`. Raises FlowControlError."""
         manager = self.manager
         self._peer_window -= size
         # hyper's order: ask, then lower the window (inline: every DATA frame).

@@ -175,7 +175,7 @@ _GOOD_BLOCK_SIZE = 4096  # bytes of names and values: the sets hold at most 2 Mi
 
 
 def headers_from_wire(fields: list[tuple[bytes, bytes]]) -> Headers:
-    """:class:`Headers` over fields as received (decoded to text on first use: many
+    """[`Headers`][h2any.Headers] over fields as received (decoded to text on first use: many
     responses' headers are never looked at)."""
     headers = _new_headers(Headers)
     headers._wire = fields

@@ -3,18 +3,18 @@
 Theory of operation
 ===================
 
-* :class:`ProxyConfig` is a parsed proxy URL, ``http://[user:password@]host[:port]`` (plain
+* `ProxyConfig` is a parsed proxy URL, ``http://[user:password@]host[:port]`` (plain
   TCP to the proxy) or ``https://...`` (TLS to the proxy itself). The default port is the
   scheme's: 80 or 443, as in urllib3, requests and httpx. Credentials are percent-decoded;
   the password never appears in ``repr()``/``str()`` (it is masked as ``****``), and error
   messages name the proxy by scheme, host and port only.
-* :func:`open_tunnel` connects to the proxy, sends ``CONNECT host:port HTTP/1.1`` (with
+* `open_tunnel` connects to the proxy, sends ``CONNECT host:port HTTP/1.1`` (with
   ``Proxy-Authorization: Basic`` when the URL has credentials), reads the response head
-  (at most :data:`MAX_HEAD_SIZE` bytes) and, on a 2xx, hands back the tunnel -- wrapped in TLS
-  to the target when an ``ssl_context`` is given. Anything else raises :class:`ProxyError`.
+  (at most `MAX_HEAD_SIZE` bytes) and, on a 2xx, hands back the tunnel -- wrapped in TLS
+  to the target when an ``ssl_context`` is given. Anything else raises [`ProxyError`][h2any.ProxyError].
   Errors of the inner TLS handshake (to the target) are left as they are (``ssl.SSLError``,
   ``anyio.BrokenResourceError``) so the caller reports them as TLS errors of the target.
-* :func:`environment_proxy` and :func:`environment_ca_bundle` read the environment the way
+* `environment_proxy` and `environment_ca_bundle` read the environment the way
   curl does (see their docstrings and ``docs/proxies.md``).
 """
 
@@ -80,7 +80,7 @@ class ProxyConfig:
 
     @classmethod
     def parse(cls, url: str, *, ssl_context: ssl.SSLContext | None = None) -> ProxyConfig:
-        """Parse a proxy URL; :class:`InvalidRequest` if it is not one (the message never
+        """Parse a proxy URL; [`InvalidRequest`][h2any.InvalidRequest] if it is not one (the message never
         contains the password)."""
         if not isinstance(url, str):
             raise TypeError(f"a proxy URL must be a str, not {type(url).__name__}")
@@ -157,7 +157,7 @@ def _host_port(host: str, port: int) -> str:
 
 def _mask(url: str) -> str:
     """``url`` with any ``user:password@`` reduced to ``user:****@`` (for messages), whatever
-    characters the password holds (see :func:`mask_url`)."""
+    characters the password holds (see `mask_url`)."""
     return mask_url(url)
 
 
@@ -318,7 +318,7 @@ async def open_tunnel(
 ) -> anyio.abc.ByteStream:
     """A byte stream to ``target`` through ``proxy`` (TLS-wrapped if ``ssl_context``).
 
-    Raises :class:`ProxyError` when the proxy cannot be reached, refuses the CONNECT request
+    Raises [`ProxyError`][h2any.ProxyError] when the proxy cannot be reached, refuses the CONNECT request
     (``status``, ``reason`` and, for 407, ``proxy_authenticate`` are set), closes the
     connection or answers something that is not HTTP. Errors of the TLS handshake with the
     target propagate as ``ssl.SSLError`` or ``anyio.BrokenResourceError``. Apply a timeout
@@ -353,7 +353,7 @@ def environment_proxy(origin: Origin, environ: Mapping[str, str] | None = None) 
     ``all_proxy``; each in lowercase, or in uppercase if the lowercase one is unset
     (uppercase ``HTTP_PROXY`` is ignored under CGI, when ``REQUEST_METHOD`` is set:
     "httpoxy"). A variable that is set but empty means no proxy. A value without a scheme
-    is taken as ``http://``. ``no_proxy`` (see :func:`no_proxy_matches`) lists targets
+    is taken as ``http://``. ``no_proxy`` (see `no_proxy_matches`) lists targets
     reached directly.
     """
     env = os.environ if environ is None else environ

@@ -2,7 +2,7 @@
 
 h2's own validation and normalisation of outbound headers is off (it cost ~15% of a small
 request); the checks that matter are made here, once per request, in the requesting task,
-so that a bad request fails with :class:`InvalidRequest` before anything is sent.
+so that a bad request fails with [`InvalidRequest`][h2any.InvalidRequest] before anything is sent.
 """
 
 from __future__ import annotations

@@ -34,17 +34,17 @@ EMPTY = _Empty()
 
 @final
 class Response:
-    """An HTTP/2 response, returned by :meth:`Connection.request` when its headers arrive.
+    """An HTTP/2 response, returned by [`Connection.request`][h2any.Connection.request] when its headers arrive.
 
     Attributes:
         status: the status code.
-        headers: the response :class:`Headers`.
+        headers: the response [`Headers`][h2any.Headers].
         stream_id: the HTTP/2 stream that carried it.
-        trailers: trailing :class:`Headers`, once the body has been read (``None`` if the
+        trailers: trailing [`Headers`][h2any.Headers], once the body has been read (``None`` if the
             server sent none).
         http_version: always ``"HTTP/2"``.
 
-    The body is read with :meth:`read` or :meth:`aiter_bytes`; data is granted back to the
+    The body is read with `read` or `aiter_bytes`; data is granted back to the
     server's flow-control window only as it is consumed here.
     """
 
@@ -78,7 +78,7 @@ class Response:
 
     @property
     def content(self) -> bytes:
-        """The body, after :meth:`read`."""
+        """The body, after `read`."""
         if self._content is None:
             raise RuntimeError("the body has not been read: call 'await response.read()' first")
         return self._content
@@ -93,7 +93,7 @@ class Response:
         Raises:
             DecodingError: the body is corrupt, truncated, in an unsupported coding, or
                 larger than the connection's ``max_decompressed_size``.
-            ReadTimeout, StreamReset, ConnectionClosed, ...: as :meth:`aiter_bytes`.
+            ReadTimeout, StreamReset, ConnectionClosed, ...: as `aiter_bytes`.
         """
         if self._content is not None:
             return self._cached(decode_content)
@@ -126,11 +126,11 @@ class Response:
         ``decode_content=False`` (decoding streams: it never buffers the whole body).
 
         Breaking out of the loop early is fine: closing the response (or leaving
-        :meth:`Connection.stream`) then resets the stream.
+        [`Connection.stream`][h2any.Connection.stream]) then resets the stream.
 
         Raises:
             ReadTimeout: no data arrived within the read timeout (the stream is reset).
-            DecodingError: as :meth:`read`.
+            DecodingError: as `read`.
             StreamReset, ConnectionClosed, ConnectionTerminated, ProtocolError: the
                 stream or connection failed mid-body.
         """
@@ -215,7 +215,7 @@ class Response:
 
 @final
 class _BodyIterator:
-    """The async iterator behind :meth:`Response.aiter_bytes`.
+    """The async iterator behind [`Response.aiter_bytes`][h2any.Response.aiter_bytes].
 
     A class rather than an async generator: a generator abandoned by ``break`` would be
     finalised by the garbage collector (a ResourceWarning on trio); this needs no cleanup.
@@ -312,12 +312,12 @@ def body_arrived(response: Response) -> bool:
 
 
 def body_read(response: Response) -> bool:
-    """Whether :meth:`Response.read` has read the body (and keeps it)."""
+    """Whether [`Response.read`][h2any.Response.read] has read the body (and keeps it)."""
     return response._content is not None
 
 
 def cached_body(response: Response, decode_content: bool = True) -> bytes | None:
-    """The body if :meth:`Response.read` already read it (as ``read`` would return it
+    """The body if [`Response.read`][h2any.Response.read] already read it (as ``read`` would return it
     again), else None."""
     if response._content is None:
         return None
@@ -325,7 +325,7 @@ def cached_body(response: Response, decode_content: bool = True) -> bytes | None
 
 
 async def receive_response(stream: Stream, max_decompressed_size: int | None = None) -> Response:
-    """The :class:`Response` of ``stream`` once its headers arrive; the stream is
+    """The [`Response`][h2any.Response] of ``stream`` once its headers arrive; the stream is
     abandoned (reset) if this fails or is cancelled.
 
     The wait is inlined here rather than in a helper coroutine: with thousands of

@@ -3,10 +3,10 @@
 Theory of operation
 ===================
 
-A :class:`Stream` is shared by exactly two parties: the connection task (``_task.py``),
+A `Stream` is shared by exactly two parties: the connection task (``_task.py``),
 which alone changes its ``state`` and feeds its inbox, and the tasks that use it -- one
-reading the response (:class:`Response`, :class:`PushedStream`), and for a full-duplex
-stream one sending the request body (:class:`DuplexStream`, or the upload pump of
+reading the response ([`Response`][h2any.Response], [`PushedStream`][h2any.PushedStream]), and for a full-duplex
+stream one sending the request body ([`DuplexStream`][h2any.DuplexStream], or the upload pump of
 ``_upload.py``). Those never touch the connection's state; they talk to it through the
 small port below:
 
@@ -17,7 +17,7 @@ small port below:
 * ``abandon()``: the user gave up on the stream (RST_STREAM CANCEL if it is still open);
 * ``offer(piece)`` / ``wait_writable()`` / ``close_outbound(trailers)``: the request side.
 
-The connection side is a :class:`Link` (the connection task), so this module imports
+The connection side is a `Link` (the connection task), so this module imports
 nothing above it.
 
 The state follows RFC 9113 section 5.1, seen from the client: ``IDLE`` (queued for a
@@ -273,7 +273,7 @@ class Stream(Waiter):
 
     def watch(self, limit: float | None) -> Awaitable[Any]:
         """Start waiting for the next event, ``limit`` seconds at most; end the wait with
-        :meth:`unwatch`, then ``timed_out`` tells whether the deadline passed."""
+        `unwatch`, then ``timed_out`` tells whether the deadline passed."""
         return self.link.watchdog.watch(self, limit)
 
     def unwatch(self) -> None:
@@ -319,7 +319,7 @@ class Stream(Waiter):
 
     def offer(self, piece: bytes | memoryview) -> None:
         """Queue a piece of the request body for the connection task (which sends it as
-        the windows allow). The caller keeps ``out_pending`` bounded (:meth:`writable`)."""
+        the windows allow). The caller keeps ``out_pending`` bounded (`writable`)."""
         self.out.append(memoryview(piece))
         self.out_pending += len(piece)
         self._flush()

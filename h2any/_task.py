@@ -3,7 +3,7 @@
 Theory of operation
 ===================
 
-One task per connection -- :meth:`ConnectionTask.run` and the loops it starts in its own
+One task per connection -- `ConnectionTask.run` and the loops it starts in its own
 task group -- owns the socket and the engine's ``H2Connection``. Nothing else touches
 either. Invariants it keeps (here, and only here):
 
@@ -15,7 +15,7 @@ either. Invariants it keeps (here, and only here):
   never blocking, with typed events; it handles every event of one socket read, then
   yields. Reads happen whether or not anybody waits, so PING, SETTINGS and GOAWAY are
   answered at once.
-* **Full duplex.** A stream's request side (the :class:`Outbox`) and response side (its
+* **Full duplex.** A stream's request side (the `Outbox`) and response side (its
   inbox) are independent: a response is delivered while its body is still being sent.
 * **Backpressure without starvation.** Every DATA frame reaches the window managers as it
   arrives (``_flow.py``). The connection window is granted back at once, so no unread
@@ -23,12 +23,12 @@ either. Invariants it keeps (here, and only here):
   never holds more than its stream window.
 * **Slots.** ``active`` counts streams h2 considers open; a request beyond the peer's
   MAX_CONCURRENT_STREAMS (100 until its first SETTINGS arrive) waits in ``pending`` until a
-  slot frees. Every way a stream ends goes through :meth:`finish`, which frees its slot
+  slot frees. Every way a stream ends goes through `finish`, which frees its slot
   exactly once -- so cancelled requests never leak slots.
 * **Deadlines** are kept by one watchdog task (``_deadlines.py``); the connection task moves
   a stream's deadlines as it progresses (pool -> write -> read).
 * **Failure reaches everyone.** Any end of the connection (socket loss, protocol error,
-  GOAWAY, ``close``) goes through :meth:`shutdown`, which posts a typed error into every
+  GOAWAY, ``close``) goes through `shutdown`, which posts a typed error into every
   inbox and fails every pending request and PING. The loops never raise into a task group;
   body pumps (tasks that feed a ``body=`` source to its stream) run in the connection's
   task group and end with it.
@@ -122,7 +122,7 @@ QUEUED_REPLY_LIMIT: Final = 1000
 
 
 class ConnectionTask:
-    """The connection task of one connection, and the :class:`_stream.Link` of its streams."""
+    """The connection task of one connection, and the `_stream.Link` of its streams."""
 
     def __init__(
         self,

@@ -4,10 +4,10 @@ Theory of operation
 ===================
 
 A request body reaches the server in two hops. The *sender* -- the user's task for a
-:class:`DuplexStream`, or a pump task for a ``body=`` that is a file or an iterable --
-hands pieces to its stream (``Stream.offer``) and waits (:func:`wait_writable`) while more
+[`DuplexStream`][h2any.DuplexStream], or a pump task for a ``body=`` that is a file or an iterable --
+hands pieces to its stream (``Stream.offer``) and waits (`wait_writable`) while more
 than ``OUTBOUND_BUFFER`` bytes of it wait for the wire, so an upload of any size holds
-bounded memory. The connection task's :class:`Outbox` sends what the flow-control windows
+bounded memory. The connection task's `Outbox` sends what the flow-control windows
 allow, one frame per stream in turn so no upload starves another, and at most
 ``SEND_BATCH`` bytes into h2's buffer per socket write.
 
@@ -88,7 +88,7 @@ async def pump_body(stream: Stream, source: AsyncIterator[bytes]) -> None:
 
     Raises:
         InvalidRequest: the body disagrees with its declared content-length.
-        PoolTimeout, WriteTimeout: as :func:`wait_writable`.
+        PoolTimeout, WriteTimeout: as `wait_writable`.
         Exception: whatever the body's source raises.
     """
     declared = stream.declared_length

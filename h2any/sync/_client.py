@@ -1,4 +1,4 @@
-"""``h2any.sync.Client``: the async :class:`h2any.Client`, run in a loop thread of its own."""
+"""``h2any.sync.Client``: the async [`h2any.Client`][h2any.Client], run in a loop thread of its own."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ __all__ = ("Client",)
 
 @final
 class Client(LoopHosted):
-    """A thread-safe, blocking client for many origins: :class:`h2any.Client` in a loop thread.
+    """A thread-safe, blocking client for many origins: [`h2any.Client`][h2any.Client] in a loop thread.
 
-    Takes the same arguments as :class:`h2any.Client`, plus ``backend`` (``"asyncio"`` or
-    ``"trio"``) and ``backend_options`` (as :class:`h2any.sync.Connection`). Any number of
+    Takes the same arguments as [`h2any.Client`][h2any.Client], plus ``backend`` (``"asyncio"`` or
+    ``"trio"``) and ``backend_options`` (as [`h2any.sync.Connection`][h2any.sync.Connection]). Any number of
     threads may share it; requests to one origin share one HTTP/2 connection. Close it (or
     use ``with``); an unclosed client warns.
     """
@@ -59,7 +59,7 @@ class Client(LoopHosted):
         json: Any = None,
         timeout: TimeoutTypes | None = None,
     ) -> Response:
-        """Send a request; see :meth:`h2any.Client.request`."""
+        """Send a request; see [`h2any.Client.request`][h2any.Client.request]."""
         check_not_in_event_loop("Client.request()")
         call = functools.partial(
             self._client.request,
@@ -75,7 +75,7 @@ class Client(LoopHosted):
 
     @contextmanager
     def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[Response]:
-        """Like :meth:`request`, as a context manager that closes the response on exit."""
+        """Like `request`, as a context manager that closes the response on exit."""
         response = self.request(method, url, **kwargs)
         try:
             yield response

@@ -1,6 +1,6 @@
 """The blocking, thread-safe facade: ``h2any.sync.Connection`` and its responses.
 
-Each facade hosts an ordinary async :class:`h2any.Connection` in its own event-loop thread
+Each facade hosts an ordinary async [`h2any.Connection`][h2any.Connection] in its own event-loop thread
 (see ``_portal.py``) and forwards every call there. Any number of threads may share it:
 their requests are multiplexed on the one HTTP/2 connection by the same connection task
 that serves async callers. No protocol logic lives here.
@@ -37,7 +37,7 @@ __all__ = (
 
 @final
 class Response:
-    """A response on the blocking facade; the same data as :class:`h2any.Response`.
+    """A response on the blocking facade; the same data as [`h2any.Response`][h2any.Response].
 
     Attributes: ``status``, ``headers``, ``stream_id``, ``trailers`` (after the body),
     ``http_version``.
@@ -66,13 +66,13 @@ class Response:
 
     @property
     def content(self) -> bytes:
-        """The body, after :meth:`read`."""
+        """The body, after `read`."""
         return self._response.content
 
     def read(self, *, decode_content: bool = True) -> bytes:
         """Read and return the whole body, decoded unless ``decode_content=False``.
 
-        Honours the read timeout between chunks; same errors as :meth:`h2any.Response.read`.
+        Honours the read timeout between chunks; same errors as [`h2any.Response.read`][h2any.Response.read].
         """
         body = cached_body(self._response, decode_content)
         if body is not None:
@@ -135,7 +135,7 @@ async def take_complete_body(response: AsyncResponse) -> AsyncResponse:
 
 async def with_complete_body(request: Callable[[], Awaitable[AsyncResponse]]) -> AsyncResponse:
     """Send a request in the loop thread; return its response with a small body already
-    read (:func:`take_complete_body`)."""
+    read (`take_complete_body`)."""
     return await take_complete_body(await request())
 
 
@@ -147,7 +147,7 @@ async def _request(
     body: BodyTypes,
     timeout: TimeoutTypes | None,
 ) -> AsyncResponse:
-    """:meth:`Connection.request` in the loop thread (positional arguments: the hot path)."""
+    """[`Connection.request`][h2any.Connection.request] in the loop thread (positional arguments: the hot path)."""
     response = await connection.request(method, url, headers=headers, body=body, timeout=timeout)
     return await take_complete_body(response)
 
@@ -159,15 +159,15 @@ async def _open_stream(
     headers: HeaderTypes | None,
     timeout: TimeoutTypes | None,
 ) -> AsyncDuplexStream:
-    """:meth:`Connection.open_stream` in the loop thread (it posts to the connection task)."""
+    """[`Connection.open_stream`][h2any.Connection.open_stream] in the loop thread (it posts to the connection task)."""
     return connection.open_stream(method, url, headers=headers, timeout=timeout)
 
 
 @final
 class DuplexStream:
-    """A full-duplex stream on the blocking facade; see :class:`h2any.DuplexStream`.
+    """A full-duplex stream on the blocking facade; see [`h2any.DuplexStream`][h2any.DuplexStream].
 
-    Thread-safe: one thread may :meth:`send` while another waits in :meth:`response` or
+    Thread-safe: one thread may `send` while another waits in `response` or
     reads the response's body.
     """
 
@@ -185,18 +185,18 @@ class DuplexStream:
         return self._stream.stream_id
 
     def send(self, data: bytes | bytearray | memoryview | str) -> None:
-        """Send a piece of the request body; see :meth:`h2any.DuplexStream.send`."""
+        """Send a piece of the request body; see [`h2any.DuplexStream.send`][h2any.DuplexStream.send]."""
         check_not_in_event_loop("DuplexStream.send()")
         self._loop.call(self._stream.send, data)
 
     def send_eof(self, trailers: HeaderTypes | None = None) -> None:
         """End the request side, with optional trailers; see
-        :meth:`h2any.DuplexStream.send_eof`."""
+        [`h2any.DuplexStream.send_eof`][h2any.DuplexStream.send_eof]."""
         check_not_in_event_loop("DuplexStream.send_eof()")
         self._loop.call(self._stream.send_eof, trailers)
 
     def response(self) -> Response:
-        """The :class:`Response`, as soon as its headers arrive; the same on every call."""
+        """The [`Response`][h2any.Response], as soon as its headers arrive; the same on every call."""
         check_not_in_event_loop("DuplexStream.response()")
         if self._response is None:
             self._response = Response(self._loop, self._loop.call(self._stream.response))
@@ -225,7 +225,7 @@ class DuplexStream:
 
 @final
 class PushedStream:
-    """A server push on the blocking facade; see :class:`h2any.PushedStream`."""
+    """A server push on the blocking facade; see [`h2any.PushedStream`][h2any.PushedStream]."""
 
     def __init__(self, loop: LoopThread, push: AsyncPushedStream) -> None:
         self._loop = loop
@@ -255,10 +255,10 @@ class PushedStream:
 class Connection(LoopHosted):
     """A thread-safe, blocking HTTP/2 connection: the async core, run in its own loop thread.
 
-    Takes the same arguments as :class:`h2any.Connection`, plus ``backend``
+    Takes the same arguments as [`h2any.Connection`][h2any.Connection], plus ``backend``
     (``"asyncio"`` or ``"trio"``) and ``backend_options`` for the loop thread (passed to
     ``anyio.run``; by default asyncio runs on uvloop when it is installed, ``{}`` turns
-    that off). Use it as a context manager, or call :meth:`close`; a facade that is never
+    that off). Use it as a context manager, or call `close`; a facade that is never
     closed warns (``ResourceWarning``).
 
     Raises the same errors as the async API. Calling it from inside a running event loop
@@ -307,9 +307,9 @@ class Connection(LoopHosted):
         body: BodyTypes = None,
         timeout: TimeoutTypes | None = None,
     ) -> Response:
-        """Send a request; return the :class:`Response` once its headers arrive.
+        """Send a request; return the [`Response`][h2any.Response] once its headers arrive.
 
-        Same arguments and errors as :meth:`h2any.Connection.request`.
+        Same arguments and errors as [`h2any.Connection.request`][h2any.Connection.request].
         """
         check_not_in_event_loop("Connection.request()")
         response = self._loop.call(_request, self._connection, method, url, headers, body, timeout)
@@ -325,7 +325,7 @@ class Connection(LoopHosted):
         body: BodyTypes = None,
         timeout: TimeoutTypes | None = None,
     ) -> Iterator[Response]:
-        """Like :meth:`request`, as a context manager that closes the response on exit."""
+        """Like `request`, as a context manager that closes the response on exit."""
         response = self.request(method, url, headers=headers, body=body, timeout=timeout)
         try:
             yield response
@@ -341,7 +341,7 @@ class Connection(LoopHosted):
         timeout: TimeoutTypes | None = None,
     ) -> DuplexStream:
         """Open a full-duplex stream (use it as a context manager); see
-        :meth:`h2any.Connection.open_stream`. One thread may send while another reads."""
+        [`h2any.Connection.open_stream`][h2any.Connection.open_stream]. One thread may send while another reads."""
         check_not_in_event_loop("Connection.open_stream()")
         stream = self._loop.call(_open_stream, self._connection, method, url, headers, timeout)
         return DuplexStream(self._loop, stream)
@@ -349,7 +349,7 @@ class Connection(LoopHosted):
     def get_pushes(
         self, stream_id: int | None = None, capture_all: bool = False
     ) -> Iterator[PushedStream]:
-        """Iterate over pushes the server promised; see :meth:`h2any.Connection.get_pushes`."""
+        """Iterate over pushes the server promised; see [`h2any.Connection.get_pushes`][h2any.Connection.get_pushes]."""
         check_not_in_event_loop("Connection.get_pushes()")
         iterator = self._connection.get_pushes(stream_id, capture_all)
         next_push = iterator.__anext__
@@ -367,5 +367,5 @@ class Connection(LoopHosted):
 
 
 def hosted_connection(connection: Connection) -> AsyncConnection:
-    """The async :class:`h2any.Connection` that ``connection`` hosts in its loop thread."""
+    """The async [`h2any.Connection`][h2any.Connection] that ``connection`` hosts in its loop thread."""
     return connection._connection

@@ -2,7 +2,7 @@
 
 hyper (abandoned; it no longer imports on Python 3.10+) had a stdlib-``http.client``-like
 API: ``request()`` sends and returns a stream id, ``getresponse(stream_id)`` collects the
-response later. This module maps that API onto :class:`h2any.sync.Connection`; it holds no
+response later. This module maps that API onto [`h2any.sync.Connection`][h2any.sync.Connection]; it holds no
 protocol logic of its own.
 
 Theory of operation
@@ -212,8 +212,8 @@ class HTTP20Response:
     """A response, as hyper's ``HTTP20Response``; returned by ``getresponse()``.
 
     Attributes: ``status``, ``reason`` (the standard phrase, ``""`` if unknown; HTTP/2
-    sends none), ``headers`` (an :class:`HTTPHeaderMap`), ``stream_id`` (the stream id on
-    the wire), ``trailers``. Use it as a context manager, or call :meth:`close`.
+    sends none), ``headers`` (an `HTTPHeaderMap`), ``stream_id`` (the stream id on
+    the wire), ``trailers``. Use it as a context manager, or call `close`.
     """
 
     def __init__(self, response: SyncResponse, loop: LoopThread) -> None:
@@ -259,7 +259,7 @@ class HTTP20Response:
 
         Returns ``b""`` once the body is exhausted. ``decode_content=False`` gives the
         bytes as sent (no gzip/deflate/br/zstd decoding); choose one way per response.
-        Raises the same errors as :meth:`h2any.Response.read`.
+        Raises the same errors as [`h2any.Response.read`][h2any.Response.read].
         """
         check_not_in_event_loop("HTTP20Response.read()")
         if amt is None:
@@ -306,7 +306,7 @@ class HTTP20Response:
         """The trailing headers (empty if the server sent none).
 
         The trailers follow the body, so this reads whatever is left of the body and keeps
-        it for a later :meth:`read`.
+        it for a later `read`.
         """
         if self._trailers is None:
             if not self._eof:
@@ -341,7 +341,7 @@ class HTTP20Push:
     """A promised (pushed) stream, as hyper's ``HTTP20Push``; yielded by ``getpushes()``.
 
     Attributes: ``scheme``, ``method``, ``authority``, ``path`` (bytes, from the promised
-    request), ``request_headers`` (an :class:`HTTPHeaderMap` of the promised request,
+    request), ``request_headers`` (an `HTTPHeaderMap` of the promised request,
     pseudo-headers included, as in hyper), ``stream_id`` (the promised stream) and
     ``parent_stream_id``.
     """
@@ -525,18 +525,18 @@ class HTTP20Connection:
         port: overrides a port in ``host``; default 443.
         secure: TLS if True, cleartext h2c if False; ``None`` (hyper's rule) means TLS
             exactly when the port is 443.
-        window_manager: a :class:`h2any.BaseFlowControlManager` *class*.
-        enable_push: accept server push (see :meth:`getpushes`).
-        ssl_context: an :class:`ssl.SSLContext` used as given (h2any's ``verify=``);
+        window_manager: a [`h2any.BaseFlowControlManager`][h2any.BaseFlowControlManager] *class*.
+        enable_push: accept server push (see `getpushes`).
+        ssl_context: an `ssl.SSLContext` used as given (h2any's ``verify=``);
             default: certifi roots, hostname checked.
 
-    Keywords beyond hyper's: ``timeout`` (seconds or :class:`h2any.Timeout`; default
+    Keywords beyond hyper's: ``timeout`` (seconds or [`h2any.Timeout`][h2any.Timeout]; default
     h2any's), ``backend`` (``"asyncio"``/``"trio"``) and any other option of
-    :class:`h2any.Connection`. hyper's ``proxy_host``/``proxy_port``/``force_proto`` are
+    [`h2any.Connection`][h2any.Connection]. hyper's ``proxy_host``/``proxy_port``/``force_proto`` are
     refused.
 
     Thread-safe: any number of threads may share one instance (see the module notes). The
-    connection opens on first use or :meth:`connect`; close it with :meth:`close` or a
+    connection opens on first use or `connect`; close it with `close` or a
     ``with`` block. Responses must not be used after the connection is closed.
     """
 
@@ -653,15 +653,15 @@ class HTTP20Connection:
         body: Any = None,
         headers: _HeaderInput = None,
     ) -> int:
-        """Send a request now; return its stream id for :meth:`getresponse`.
+        """Send a request now; return its stream id for `getresponse`.
 
-        ``body`` is anything :meth:`h2any.Connection.request` takes: bytes, str (UTF-8), a
+        ``body`` is anything [`h2any.Connection.request`][h2any.Connection.request] takes: bytes, str (UTF-8), a
         file (streamed, never read whole), or an iterable of bytes; ``headers`` a mapping or
         ``(name, value)`` pairs of str or bytes. A streamed body is sent in the
         background: ``getresponse()`` raises if it fails. Connection-specific headers
         (``Connection``, ...) are dropped, as hyper did. Raises
-        :class:`h2any.InvalidRequest` for a bad request and the connection errors of
-        :class:`h2any.Connection`.
+        [`h2any.InvalidRequest`][h2any.InvalidRequest] for a bad request and the connection errors of
+        [`h2any.Connection`][h2any.Connection].
         """
         check_not_in_event_loop("HTTP20Connection.request()")
         return self._send(method, url, _pairs(headers), body, stream_id=None)
@@ -824,7 +824,7 @@ class HTTP20Connection:
         stream_id: int | None = None,
         replace: bool = False,
     ) -> None:
-        """Add a header to a request from :meth:`putrequest` (``replace``: drop others)."""
+        """Add a header to a request from `putrequest` (``replace``: drop others)."""
         _, draft = self._draft(stream_id)
         name = _bytes(header).lower()
         if draft.sent_headers:
@@ -842,7 +842,7 @@ class HTTP20Connection:
         """Send the request's headers now, with ``message_body`` if given.
 
         With ``final=True`` the request is complete; otherwise its body continues with
-        :meth:`send` calls, the last one with ``final=True``.
+        `send` calls, the last one with ``final=True``.
         """
         check_not_in_event_loop("HTTP20Connection.endheaders()")
         stream_id, draft = self._draft(stream_id)
@@ -866,7 +866,7 @@ class HTTP20Connection:
             self.send(message_body, stream_id=stream_id)
 
     def send(self, data: bytes | str, final: bool = False, stream_id: int | None = None) -> None:
-        """Send more of the body of a request begun with :meth:`putrequest`.
+        """Send more of the body of a request begun with `putrequest`.
 
         Blocks while the server's flow-control window is shut. ``final=True`` ends the
         body. Raises the request's own error if it has already failed.

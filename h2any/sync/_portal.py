@@ -381,7 +381,7 @@ class LoopThread:
         return self.wait(call)  # type: ignore[no-any-return]
 
     def submit(self, function: Callable[..., Awaitable[Any]], *args: Any) -> Call:
-        """Queue ``await function(*args)`` for the loop and return at once; :meth:`wait`
+        """Queue ``await function(*args)`` for the loop and return at once; `wait`
         gives the result. Calls start in the order they were submitted (on asyncio their
         first steps also run in that order; trio shuffles the tasks it runs)."""
         call = Call(function, args)
@@ -389,8 +389,8 @@ class LoopThread:
         return call
 
     def wait(self, call: Call) -> Any:
-        """The result of a :meth:`submit`-ted call, once it is done (or raise its error);
-        an interrupted wait cancels the call, as in :meth:`call`."""
+        """The result of a `submit`-ted call, once it is done (or raise its error);
+        an interrupted wait cancels the call, as in `call`."""
         try:
             call.done.acquire()
         except BaseException:

@@ -10,7 +10,7 @@ Built on the sans-IO ``h2`` library and anyio, so it runs under asyncio and trio
     async with serve(app) as server:
         ...  # talk HTTP/2 to server.url
 
-Without an ``app`` the server runs :func:`default_app` (``/``, ``/echo``, ``/bytes/N``,
+Without an ``app`` the server runs `default_app` (``/``, ``/echo``, ``/bytes/N``,
 ``/headers``).
 """
 

@@ -1,10 +1,10 @@
 """A small embedded HTTP/2 server built on the sans-IO ``h2`` library and anyio.
 
-The public names are re-exported from :mod:`h2any.testing`.
+The public names are re-exported from `h2any.testing`.
 
-Shape: one *connection task* owns each socket and its :class:`h2.connection.H2Connection`.
+Shape: one *connection task* owns each socket and its `h2.connection.H2Connection`.
 A reader task feeds received bytes into the connection's inbox; request handlers run in
-their own tasks and hand their :class:`Response` back through the same inbox.  The
+their own tasks and hand their [`Response`][h2any.Response] back through the same inbox.  The
 connection task drains everything that is pending, lets h2 turn it into frames (sending
 response bodies only as far as the peer's flow-control windows allow) and then performs a
 single socket write.
@@ -83,13 +83,13 @@ class Response:
     trailers: list[tuple[str, str]] | None = None
 
 
-#: The application signature: an async callable from :class:`Request` to :class:`Response`.
+#: The application signature: an async callable from `Request` to [`Response`][h2any.Response].
 App = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass
 class ServerStats:
-    """Counters for one :func:`serve` instance (all connections together)."""
+    """Counters for one `serve` instance (all connections together)."""
 
     connections: int = 0
     """Connections accepted (after a successful TLS handshake, when TLS is used)."""
@@ -116,7 +116,7 @@ class ServerStats:
 
 
 class Server:
-    """A running server, as yielded by :func:`serve`."""
+    """A running server, as yielded by `serve`."""
 
     def __init__(
         self,
@@ -195,7 +195,7 @@ async def serve(
 ) -> AsyncIterator[Server]:
     """Run an HTTP/2 server for the duration of an ``async with`` block.
 
-    ``app`` defaults to :func:`default_app`.  ``port=0`` picks a free port (see
+    ``app`` defaults to `default_app`.  ``port=0`` picks a free port (see
     ``server.port`` / ``server.url``).  Without ``ssl_context`` the server speaks cleartext
     HTTP/2 with prior knowledge (h2c); with one it speaks TLS and the context's ALPN
     protocols are set to ``["h2"]``.  ``max_concurrent_streams`` is advertised in SETTINGS
@@ -593,7 +593,7 @@ def _pattern_bytes(n: int) -> bytes:
 
 
 async def default_app(request: Request) -> Response:
-    """The application used when :func:`serve` is given none.
+    """The application used when `serve` is given none.
 
     Routes (query strings are ignored):
 
