@@ -4,8 +4,8 @@
 `h2any._cli` (``h2any [METHOD] URL [options]``).
 
 The demo starts the embedded HTTP/2 server from `h2any.testing` on a free loopback
-port, opens ONE [`h2any.Connection`][h2any.Connection] to it and multiplexes many concurrent requests
-over it, checking every response body.
+port, opens ONE [`h2any.Connection`][h2any.Connection] to it and multiplexes many concurrent
+requests over it, checking every response body.
 """
 
 from __future__ import annotations

@@ -685,8 +685,8 @@ async def _session(
     options: Options, connection_options: dict[str, Any]
 ) -> AsyncIterator[tuple[RequestFunction, str, h2any.Connection | None]]:
     """Yield ``(request function, what to request, connection)``: one
-    [`h2any.Connection`][h2any.Connection] to the URL's origin (so its pushes can be claimed), through
-    ``--proxy`` or, like curl, the proxy the environment names (HTTPS_PROXY, NO_PROXY, ...).
+    [`h2any.Connection`][h2any.Connection] to the URL's origin (so its pushes can be claimed),
+    through ``--proxy`` or, like curl, the proxy the environment names (HTTPS_PROXY, NO_PROXY, ...).
     """
     proxy = options.proxy
     if proxy is None:

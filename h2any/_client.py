@@ -1,8 +1,8 @@
 """``h2any.Client``: one HTTP/2 connection per origin, reused, replaced, and retried on.
 
 The client owns a task group in which every connection task runs (as with
-[`h2any.connect`][h2any.connect]). A request picks its origin's connection -- opening it on first use,
-shared by every task that asks meanwhile -- and is retried on a fresh connection when the
+[`h2any.connect`][h2any.connect]). A request picks its origin's connection -- opening it on first
+use, shared by every task that asks meanwhile -- and is retried on a fresh connection when the
 protocol guarantees the server never processed it.
 
 Retry rules:
@@ -10,9 +10,9 @@ Retry rules:
 * Streams above a GOAWAY's ``last_stream_id``, streams reset with REFUSED_STREAM, and
   requests refused because their connection was already going away were never processed:
   they are sent again, whatever the method, ahead of new requests -- provided the body can
-  be replayed (none, bytes/str, or a seekable file) -- up to the [`RetryPolicy`][h2any.RetryPolicy]'s
-  ``max_attempts``, after an exponentially growing, jittered delay, and never past
-  ``retry_timeout``.
+  be replayed (none, bytes/str, or a seekable file) -- up to the
+  [`RetryPolicy`][h2any.RetryPolicy]'s ``max_attempts``, after an exponentially growing, jittered
+  delay, and never past ``retry_timeout``.
 * ENHANCE_YOUR_CALM (in GOAWAY or RST_STREAM) is never retried: the server asked us to
   stop, so the error is raised at once.
 * A request that may have been processed (the connection was lost mid-request) is retried
@@ -102,9 +102,9 @@ class _Slot:
 class Client:
     """An HTTP/2 client for many origins: one multiplexed connection per origin, pooled.
 
-    Use it as an async context manager. Takes the [`Connection`][h2any.Connection] options (``verify``,
-    ``cert``, ``timeout``, ``enable_push``, ``window_manager``, ...) for every connection
-    it opens, and:
+    Use it as an async context manager. Takes the [`Connection`][h2any.Connection] options
+    (``verify``, ``cert``, ``timeout``, ``enable_push``, ``window_manager``, ...) for every
+    connection it opens, and:
 
     Arguments:
         base_url: joined with relative request URLs.
@@ -116,8 +116,8 @@ class Client:
         retry_timeout: how long, from its start, a request may keep being retried on
             fresh connections (each attempt is still bounded by ``timeout``); ``None``: as
             long as it takes (still at most ``retries.max_attempts`` tries).
-        retries: the [`RetryPolicy`][h2any.RetryPolicy] for requests the server never processed (tries
-            per request, backoff between them), or an ``int``: ``max_attempts`` with the
+        retries: the [`RetryPolicy`][h2any.RetryPolicy] for requests the server never processed
+            (tries per request, backoff between them), or an ``int``: ``max_attempts`` with the
             default backoff. Default: ``RetryPolicy()`` (5 tries, 50 ms doubling to 2 s).
         trust_env: take proxies from ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (minus
             ``NO_PROXY``) and the CA bundle from ``SSL_CERT_FILE`` when no ``proxy=``/
@@ -258,8 +258,8 @@ class Client:
 
         ``url`` is absolute, or relative to ``base_url``. ``params`` are added to the
         query string; ``json`` is sent as an ``application/json`` body.
-        Raises the errors of [`Connection.request`][h2any.Connection.request], after the retries described in
-        the module documentation.
+        Raises the errors of [`Connection.request`][h2any.Connection.request], after the retries
+        described in the module documentation.
         """
         if self._task_group is None or self._closed:
             raise RuntimeError("use the Client as 'async with h2any.Client() as client:'")
@@ -522,7 +522,8 @@ def _rewind(body: BodyTypes, position: int) -> BodyTypes:
 async def request(method: str, url: str, **kwargs: Any) -> Response:
     """Send one request with a throwaway [`Client`][h2any.Client] and return the response, its body
     already read (``response.content``). Keyword arguments are those of
-    [`Client.request`][h2any.Client.request] and the Client's options (``verify``, ``timeout``, ...)."""
+    [`Client.request`][h2any.Client.request] and the Client's options (``verify``, ``timeout``,
+    ...)."""
     request_keys = {"params", "headers", "body", "json"}
     request_kwargs = {k: v for k, v in kwargs.items() if k in request_keys}
     client_kwargs = {k: v for k, v in kwargs.items() if k not in request_keys}

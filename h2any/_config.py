@@ -57,7 +57,8 @@ def mask_url(url: str) -> str:
 
 
 def check_url_characters(url: str, what: str = "URL") -> None:
-    """Raise [`InvalidRequest`][h2any.InvalidRequest] if ``url`` holds control characters (tab, CR, LF, ...)."""
+    """Raise [`InvalidRequest`][h2any.InvalidRequest] if ``url`` holds control characters (tab, CR,
+    LF, ...)."""
     if _BAD_URL_CHARACTER.search(url):
         raise InvalidRequest(
             f"{what} {mask_url(url)!r} contains control characters (percent-encode them)"
@@ -172,8 +173,8 @@ class Origin:
 
     @classmethod
     def parse(cls, url: str) -> Origin:
-        """The origin of ``url``; [`InvalidRequest`][h2any.InvalidRequest] if it is not a valid one (messages
-        never hold the URL's password)."""
+        """The origin of ``url``; [`InvalidRequest`][h2any.InvalidRequest] if it is not a valid one
+        (messages never hold the URL's password)."""
         check_url_characters(url)
         shown = mask_url(url)
         try:
@@ -282,8 +283,9 @@ def _load_client_certificate(
     context: ssl.SSLContext, cert: str | tuple[str, str] | tuple[str, str, str]
 ) -> None:
     """``load_cert_chain`` with typed errors naming the files (never the key's password):
-    [`InvalidRequest`][h2any.InvalidRequest] for a file that does not exist, [`TLSError`][h2any.TLSError] for one that
-    does not load (not PEM, key and certificate at odds, wrong password)."""
+    [`InvalidRequest`][h2any.InvalidRequest] for a file that does not exist,
+    [`TLSError`][h2any.TLSError] for one that does not load (not PEM, key and certificate at odds,
+    wrong password)."""
     if isinstance(cert, (str, os.PathLike)):
         files: tuple[str, ...] = (os.fspath(cert),)
         password = None

@@ -3,9 +3,9 @@
 A thin object over the rooms below it: the connection task (``_task.py``) owns the socket
 and the state machine; streams (``_stream.py``) carry each exchange; requests are checked
 and built by ``_request.py``; bodies are sent by ``_upload.py``; responses are read by
-``_response.py``. [`Connection.open_stream`][h2any.Connection.open_stream] gives the full-duplex primitive;
-[`Connection.request`][h2any.Connection.request] and [`Connection.stream`][h2any.Connection.stream] are a few lines over the same
-stream.
+``_response.py``. [`Connection.open_stream`][h2any.Connection.open_stream] gives the full-duplex
+primitive; [`Connection.request`][h2any.Connection.request] and
+[`Connection.stream`][h2any.Connection.stream] are a few lines over the same stream.
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ class PendingResponse:
     """A request queued by [`Connection.request_nowait`][h2any.Connection.request_nowait].
 
     ``await pending`` returns its [`Response`][h2any.Response] once the response headers arrive (or
-    raises what [`Connection.request`][h2any.Connection.request] would); it can be awaited once. Cancelling the
-    awaiting task, or calling `cancel` before awaiting, resets the stream. A pending
+    raises what [`Connection.request`][h2any.Connection.request] would); it can be awaited once.
+    Cancelling the awaiting task, or calling `cancel` before awaiting, resets the stream. A pending
     response never awaited nor cancelled stays buffered (within its stream's window) until
-    the connection closes, like a [`Response`][h2any.Response] never read; one larger than the window
-    also keeps its stream slot.
+    the connection closes, like a [`Response`][h2any.Response] never read; one larger than the
+    window also keeps its stream slot.
     """
 
     __slots__ = ("_max_decompressed_size", "_stream", "_taken")
@@ -103,15 +103,16 @@ class Connection:
             `ssl.SSLContext`, or ``False`` to skip verification (insecure).
         cert: a client certificate: PEM path, ``(certfile, keyfile)`` or with a password.
         timeout: a [`Timeout`][h2any.Timeout], or seconds for all of its parts, or ``None``.
-        window_manager: the [`BaseFlowControlManager`][h2any.BaseFlowControlManager] *class* that decides when to
-            grant received bytes back to the server.
+        window_manager: the [`BaseFlowControlManager`][h2any.BaseFlowControlManager] *class* that
+            decides when to grant received bytes back to the server.
         initial_window_size: the receive window of each stream, in bytes.
         connection_window_size: the receive window of the whole connection.
         max_frame_size: the largest DATA frame the server may send.
         max_concurrent_streams: a limit of our own on open streams (the server's applies too).
         headers: default headers sent with every request.
         max_decompressed_size: the largest decoded body [`Response.read`][h2any.Response.read] will
-            produce; a larger one raises [`DecodingError`][h2any.DecodingError] (decompression bombs).
+            produce; a larger one raises [`DecodingError`][h2any.DecodingError] (decompression
+            bombs).
         enable_push: accept server push (off by default: SETTINGS_ENABLE_PUSH=0).
         push_policy: decides which pushes to accept, given the [`PushedStream`][h2any.PushedStream];
             by default only pushes for this connection's own origin are.
@@ -120,7 +121,8 @@ class Connection:
         keepalive_interval: after this many seconds without hearing from the server, send
             a PING; if no acknowledgement arrives within ``keepalive_timeout`` (default: the
             read timeout, or 20 s), the connection is declared dead and every waiter gets
-            [`ConnectionClosed`][h2any.ConnectionClosed]. ``None`` (the default) sends no keepalive PINGs.
+            [`ConnectionClosed`][h2any.ConnectionClosed]. ``None`` (the default) sends no keepalive
+            PINGs.
         max_header_list_size: the largest decoded header list accepted from the server
             (advertised in SETTINGS; a larger one fails the connection).
         engine: the HTTP/2 implementation: ``"h2"``, or ``"jh2"`` (faster; the ``speed``
@@ -269,7 +271,8 @@ class Connection:
         body: BodyTypes = None,
         timeout: TimeoutTypes | None = None,
     ) -> Response:
-        """Send a request and return its [`Response`][h2any.Response] once the response headers arrive.
+        """Send a request and return its [`Response`][h2any.Response] once the response headers
+        arrive.
 
         ``url`` is a path (``"/x?y=1"``) or an absolute URL on this connection's origin.
         The body is read later with ``await response.read()`` or ``response.aiter_bytes()``.
@@ -296,8 +299,8 @@ class Connection:
         body: BodyTypes = None,
         timeout: TimeoutTypes | None = None,
     ) -> PendingResponse:
-        """Queue a request without waiting: ``await`` the returned [`PendingResponse`][h2any.PendingResponse]
-        for its [`Response`][h2any.Response].
+        """Queue a request without waiting: ``await`` the returned
+        [`PendingResponse`][h2any.PendingResponse] for its [`Response`][h2any.Response].
 
         Many requests can be issued from one task this way, with no task per request;
         their responses are buffered (each within its stream's flow-control window) until
@@ -376,8 +379,8 @@ class Connection:
                 body = await response.read()
 
         The request's HEADERS go out as soon as a stream slot is free (without
-        END_STREAM); [`DuplexStream.send_eof`][h2any.DuplexStream.send_eof] ends the request side. Leaving the
-        block before both sides have ended resets the stream.
+        END_STREAM); [`DuplexStream.send_eof`][h2any.DuplexStream.send_eof] ends the request side.
+        Leaving the block before both sides have ended resets the stream.
 
         Raises:
             InvalidRequest: bad method, URL or header.
@@ -428,9 +431,10 @@ def queue_request(
     first_in_line: bool = False,
     on_open: Callable[[], None] | None = None,
 ) -> PendingResponse:
-    """[`Connection.request_nowait`][h2any.Connection.request_nowait] for the [`Client`][h2any.Client]: ``first_in_line`` puts
-    the request ahead of others waiting for a stream slot (retries of requests the server
-    never processed); ``on_open`` is called when its stream opens."""
+    """[`Connection.request_nowait`][h2any.Connection.request_nowait] for the
+    [`Client`][h2any.Client]: ``first_in_line`` puts the request ahead of others waiting for a
+    stream slot (retries of requests the server never processed); ``on_open`` is called when its
+    stream opens."""
     stream = connection._begin(method, url, headers, body, timeout, first_in_line, on_open)
     return PendingResponse(stream, connection._max_decompressed_size)
 

@@ -6,8 +6,8 @@ rest of its input (still compressed) until it is asked again; ``more`` says whet
 output left without new input. ``max_size`` bounds the total of the *final* output (the
 intermediate steps of a chain such as ``gzip, gzip`` do not count), and is checked as each
 piece is produced -- a piece is never made larger than what the limit still allows (plus a
-zstd block, 128 KiB, at most) -- so a decompression bomb raises [`DecodingError`][h2any.DecodingError]
-having allocated about one piece, not the bomb.
+zstd block, 128 KiB, at most) -- so a decompression bomb raises
+[`DecodingError`][h2any.DecodingError] having allocated about one piece, not the bomb.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Full-duplex streams: [`DuplexStream`][h2any.DuplexStream], what [`Connection.open_stream`][h2any.Connection.open_stream] gives.
+"""Full-duplex streams: [`DuplexStream`][h2any.DuplexStream], what
+[`Connection.open_stream`][h2any.Connection.open_stream] gives.
 
 The request side and the response side of an HTTP/2 stream run independently: one task
 may send while another reads, and the response is visible as soon as its headers arrive,
@@ -31,8 +32,8 @@ class DuplexStream:
     arrives: returned by [`Connection.open_stream`][h2any.Connection.open_stream].
 
     ``await send(data)`` as often as needed, ``await send_eof()`` to end the request
-    (optionally with trailers); ``await response()`` returns the [`Response`][h2any.Response] as soon
-    as its headers arrive. Sending and reading may run in different tasks at once. Both
+    (optionally with trailers); ``await response()`` returns the [`Response`][h2any.Response] as
+    soon as its headers arrive. Sending and reading may run in different tasks at once. Both
     directions obey flow control: ``send`` waits while the server's window is shut (up to
     the write timeout), and the response is granted back to the server only as it is read.
 

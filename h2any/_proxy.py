@@ -11,9 +11,10 @@ Theory of operation
 * `open_tunnel` connects to the proxy, sends ``CONNECT host:port HTTP/1.1`` (with
   ``Proxy-Authorization: Basic`` when the URL has credentials), reads the response head
   (at most `MAX_HEAD_SIZE` bytes) and, on a 2xx, hands back the tunnel -- wrapped in TLS
-  to the target when an ``ssl_context`` is given. Anything else raises [`ProxyError`][h2any.ProxyError].
-  Errors of the inner TLS handshake (to the target) are left as they are (``ssl.SSLError``,
-  ``anyio.BrokenResourceError``) so the caller reports them as TLS errors of the target.
+  to the target when an ``ssl_context`` is given. Anything else raises
+  [`ProxyError`][h2any.ProxyError]. Errors of the inner TLS handshake (to the target) are left as
+  they are (``ssl.SSLError``, ``anyio.BrokenResourceError``) so the caller reports them as TLS
+  errors of the target.
 * `environment_proxy` and `environment_ca_bundle` read the environment the way
   curl does (see their docstrings and ``docs/proxies.md``).
 """
@@ -80,8 +81,8 @@ class ProxyConfig:
 
     @classmethod
     def parse(cls, url: str, *, ssl_context: ssl.SSLContext | None = None) -> ProxyConfig:
-        """Parse a proxy URL; [`InvalidRequest`][h2any.InvalidRequest] if it is not one (the message never
-        contains the password)."""
+        """Parse a proxy URL; [`InvalidRequest`][h2any.InvalidRequest] if it is not one (the
+        message never contains the password)."""
         if not isinstance(url, str):
             raise TypeError(f"a proxy URL must be a str, not {type(url).__name__}")
         if "://" not in url:
@@ -318,8 +319,8 @@ async def open_tunnel(
 ) -> anyio.abc.ByteStream:
     """A byte stream to ``target`` through ``proxy`` (TLS-wrapped if ``ssl_context``).
 
-    Raises [`ProxyError`][h2any.ProxyError] when the proxy cannot be reached, refuses the CONNECT request
-    (``status``, ``reason`` and, for 407, ``proxy_authenticate`` are set), closes the
+    Raises [`ProxyError`][h2any.ProxyError] when the proxy cannot be reached, refuses the CONNECT
+    request (``status``, ``reason`` and, for 407, ``proxy_authenticate`` are set), closes the
     connection or answers something that is not HTTP. Errors of the TLS handshake with the
     target propagate as ``ssl.SSLError`` or ``anyio.BrokenResourceError``. Apply a timeout
     around the call (the connection does: ``Timeout.connect``).

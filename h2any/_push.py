@@ -1,12 +1,12 @@
 """Server push: the registry of promised streams, PushedStream, and get_pushes' iterator.
 
-The connection task records each PUSH_PROMISE it accepts as a [`PushedStream`][h2any.PushedStream] in the
-`PushRegistry` and feeds the promised stream's events into its own inbox, like any
+The connection task records each PUSH_PROMISE it accepts as a [`PushedStream`][h2any.PushedStream]
+in the `PushRegistry` and feeds the promised stream's events into its own inbox, like any
 response. Pushes are off unless ``enable_push=True``; promises for another origin are
 refused unless ``push_policy`` accepts them; at most ``max_unclaimed_pushes`` promises wait
-to be taken by [`Connection.get_pushes`][h2any.Connection.get_pushes]. A push's data counts against the connection
-window only as it arrives (granted back at once), and against its own stream window until
-read, so unclaimed pushes never hold up other streams and cost bounded memory.
+to be taken by [`Connection.get_pushes`][h2any.Connection.get_pushes]. A push's data counts against
+the connection window only as it arrives (granted back at once), and against its own stream window
+until read, so unclaimed pushes never hold up other streams and cost bounded memory.
 """
 
 from __future__ import annotations

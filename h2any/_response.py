@@ -34,7 +34,8 @@ EMPTY = _Empty()
 
 @final
 class Response:
-    """An HTTP/2 response, returned by [`Connection.request`][h2any.Connection.request] when its headers arrive.
+    """An HTTP/2 response, returned by [`Connection.request`][h2any.Connection.request] when its
+    headers arrive.
 
     Attributes:
         status: the status code.
@@ -317,8 +318,8 @@ def body_read(response: Response) -> bool:
 
 
 def cached_body(response: Response, decode_content: bool = True) -> bytes | None:
-    """The body if [`Response.read`][h2any.Response.read] already read it (as ``read`` would return it
-    again), else None."""
+    """The body if [`Response.read`][h2any.Response.read] already read it (as ``read`` would return
+    it again), else None."""
     if response._content is None:
         return None
     return response._cached(decode_content)

@@ -5,10 +5,10 @@ Theory of operation
 
 A `Stream` is shared by exactly two parties: the connection task (``_task.py``),
 which alone changes its ``state`` and feeds its inbox, and the tasks that use it -- one
-reading the response ([`Response`][h2any.Response], [`PushedStream`][h2any.PushedStream]), and for a full-duplex
-stream one sending the request body ([`DuplexStream`][h2any.DuplexStream], or the upload pump of
-``_upload.py``). Those never touch the connection's state; they talk to it through the
-small port below:
+reading the response ([`Response`][h2any.Response], [`PushedStream`][h2any.PushedStream]), and for
+a full-duplex stream one sending the request body ([`DuplexStream`][h2any.DuplexStream], or the
+upload pump of ``_upload.py``). Those never touch the connection's state; they talk to it through
+the small port below:
 
 * ``take()`` / ``watch(limit)`` + ``unwatch()``: the next inbox event, or a wait for one
   (the inbox is a deque fed without blocking; its size is bounded by the stream's window,

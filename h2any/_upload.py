@@ -4,8 +4,8 @@ Theory of operation
 ===================
 
 A request body reaches the server in two hops. The *sender* -- the user's task for a
-[`DuplexStream`][h2any.DuplexStream], or a pump task for a ``body=`` that is a file or an iterable --
-hands pieces to its stream (``Stream.offer``) and waits (`wait_writable`) while more
+[`DuplexStream`][h2any.DuplexStream], or a pump task for a ``body=`` that is a file or an iterable
+-- hands pieces to its stream (``Stream.offer``) and waits (`wait_writable`) while more
 than ``OUTBOUND_BUFFER`` bytes of it wait for the wire, so an upload of any size holds
 bounded memory. The connection task's `Outbox` sends what the flow-control windows
 allow, one frame per stream in turn so no upload starves another, and at most

@@ -1,7 +1,7 @@
 """The blocking, thread-safe facade over h2any's async core.
 
-``h2any.sync.Connection`` runs an ordinary [`h2any.Connection`][h2any.Connection] in an event-loop thread
-of its own; any number of threads may share it. ``HTTP20Connection`` is a drop-in for the
+``h2any.sync.Connection`` runs an ordinary [`h2any.Connection`][h2any.Connection] in an event-loop
+thread of its own; any number of threads may share it. ``HTTP20Connection`` is a drop-in for the
 abandoned ``hyper`` library's class of that name, built on the facade.
 """
 

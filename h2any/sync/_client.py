@@ -1,4 +1,5 @@
-"""``h2any.sync.Client``: the async [`h2any.Client`][h2any.Client], run in a loop thread of its own."""
+"""``h2any.sync.Client``: the async [`h2any.Client`][h2any.Client], run in a loop thread of its
+own."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ __all__ = ("Client",)
 
 @final
 class Client(LoopHosted):
-    """A thread-safe, blocking client for many origins: [`h2any.Client`][h2any.Client] in a loop thread.
+    """A thread-safe, blocking client for many origins: [`h2any.Client`][h2any.Client] in a loop
+    thread.
 
     Takes the same arguments as [`h2any.Client`][h2any.Client], plus ``backend`` (``"asyncio"`` or
-    ``"trio"``) and ``backend_options`` (as [`h2any.sync.Connection`][h2any.sync.Connection]). Any number of
-    threads may share it; requests to one origin share one HTTP/2 connection. Close it (or
+    ``"trio"``) and ``backend_options`` (as [`h2any.sync.Connection`][h2any.sync.Connection]). Any
+    number of threads may share it; requests to one origin share one HTTP/2 connection. Close it (or
     use ``with``); an unclosed client warns.
     """
 

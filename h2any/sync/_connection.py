@@ -1,7 +1,7 @@
 """The blocking, thread-safe facade: ``h2any.sync.Connection`` and its responses.
 
-Each facade hosts an ordinary async [`h2any.Connection`][h2any.Connection] in its own event-loop thread
-(see ``_portal.py``) and forwards every call there. Any number of threads may share it:
+Each facade hosts an ordinary async [`h2any.Connection`][h2any.Connection] in its own event-loop
+thread (see ``_portal.py``) and forwards every call there. Any number of threads may share it:
 their requests are multiplexed on the one HTTP/2 connection by the same connection task
 that serves async callers. No protocol logic lives here.
 """
@@ -72,7 +72,8 @@ class Response:
     def read(self, *, decode_content: bool = True) -> bytes:
         """Read and return the whole body, decoded unless ``decode_content=False``.
 
-        Honours the read timeout between chunks; same errors as [`h2any.Response.read`][h2any.Response.read].
+        Honours the read timeout between chunks; same errors as
+        [`h2any.Response.read`][h2any.Response.read].
         """
         body = cached_body(self._response, decode_content)
         if body is not None:
@@ -147,7 +148,8 @@ async def _request(
     body: BodyTypes,
     timeout: TimeoutTypes | None,
 ) -> AsyncResponse:
-    """[`Connection.request`][h2any.Connection.request] in the loop thread (positional arguments: the hot path)."""
+    """[`Connection.request`][h2any.Connection.request] in the loop thread (positional arguments:
+    the hot path)."""
     response = await connection.request(method, url, headers=headers, body=body, timeout=timeout)
     return await take_complete_body(response)
 
@@ -159,7 +161,8 @@ async def _open_stream(
     headers: HeaderTypes | None,
     timeout: TimeoutTypes | None,
 ) -> AsyncDuplexStream:
-    """[`Connection.open_stream`][h2any.Connection.open_stream] in the loop thread (it posts to the connection task)."""
+    """[`Connection.open_stream`][h2any.Connection.open_stream] in the loop thread (it posts to the
+    connection task)."""
     return connection.open_stream(method, url, headers=headers, timeout=timeout)
 
 
@@ -185,7 +188,8 @@ class DuplexStream:
         return self._stream.stream_id
 
     def send(self, data: bytes | bytearray | memoryview | str) -> None:
-        """Send a piece of the request body; see [`h2any.DuplexStream.send`][h2any.DuplexStream.send]."""
+        """Send a piece of the request body; see
+        [`h2any.DuplexStream.send`][h2any.DuplexStream.send]."""
         check_not_in_event_loop("DuplexStream.send()")
         self._loop.call(self._stream.send, data)
 
@@ -196,7 +200,8 @@ class DuplexStream:
         self._loop.call(self._stream.send_eof, trailers)
 
     def response(self) -> Response:
-        """The [`Response`][h2any.Response], as soon as its headers arrive; the same on every call."""
+        """The [`Response`][h2any.Response], as soon as its headers arrive; the same on every
+        call."""
         check_not_in_event_loop("DuplexStream.response()")
         if self._response is None:
             self._response = Response(self._loop, self._loop.call(self._stream.response))
@@ -341,7 +346,8 @@ class Connection(LoopHosted):
         timeout: TimeoutTypes | None = None,
     ) -> DuplexStream:
         """Open a full-duplex stream (use it as a context manager); see
-        [`h2any.Connection.open_stream`][h2any.Connection.open_stream]. One thread may send while another reads."""
+        [`h2any.Connection.open_stream`][h2any.Connection.open_stream]. One thread may send while
+        another reads."""
         check_not_in_event_loop("Connection.open_stream()")
         stream = self._loop.call(_open_stream, self._connection, method, url, headers, timeout)
         return DuplexStream(self._loop, stream)
@@ -349,7 +355,8 @@ class Connection(LoopHosted):
     def get_pushes(
         self, stream_id: int | None = None, capture_all: bool = False
     ) -> Iterator[PushedStream]:
-        """Iterate over pushes the server promised; see [`h2any.Connection.get_pushes`][h2any.Connection.get_pushes]."""
+        """Iterate over pushes the server promised; see
+        [`h2any.Connection.get_pushes`][h2any.Connection.get_pushes]."""
         check_not_in_event_loop("Connection.get_pushes()")
         iterator = self._connection.get_pushes(stream_id, capture_all)
         next_push = iterator.__anext__
@@ -367,5 +374,6 @@ class Connection(LoopHosted):
 
 
 def hosted_connection(connection: Connection) -> AsyncConnection:
-    """The async [`h2any.Connection`][h2any.Connection] that ``connection`` hosts in its loop thread."""
+    """The async [`h2any.Connection`][h2any.Connection] that ``connection`` hosts in its loop
+    thread."""
     return connection._connection

@@ -2,8 +2,8 @@
 
 hyper (abandoned; it no longer imports on Python 3.10+) had a stdlib-``http.client``-like
 API: ``request()`` sends and returns a stream id, ``getresponse(stream_id)`` collects the
-response later. This module maps that API onto [`h2any.sync.Connection`][h2any.sync.Connection]; it holds no
-protocol logic of its own.
+response later. This module maps that API onto [`h2any.sync.Connection`][h2any.sync.Connection]; it
+holds no protocol logic of its own.
 
 Theory of operation
 ===================
@@ -532,8 +532,8 @@ class HTTP20Connection:
 
     Keywords beyond hyper's: ``timeout`` (seconds or [`h2any.Timeout`][h2any.Timeout]; default
     h2any's), ``backend`` (``"asyncio"``/``"trio"``) and any other option of
-    [`h2any.Connection`][h2any.Connection]. hyper's ``proxy_host``/``proxy_port``/``force_proto`` are
-    refused.
+    [`h2any.Connection`][h2any.Connection]. hyper's ``proxy_host``/``proxy_port``/``force_proto``
+    are refused.
 
     Thread-safe: any number of threads may share one instance (see the module notes). The
     connection opens on first use or `connect`; close it with `close` or a
@@ -655,13 +655,13 @@ class HTTP20Connection:
     ) -> int:
         """Send a request now; return its stream id for `getresponse`.
 
-        ``body`` is anything [`h2any.Connection.request`][h2any.Connection.request] takes: bytes, str (UTF-8), a
-        file (streamed, never read whole), or an iterable of bytes; ``headers`` a mapping or
-        ``(name, value)`` pairs of str or bytes. A streamed body is sent in the
+        ``body`` is anything [`h2any.Connection.request`][h2any.Connection.request] takes: bytes,
+        str (UTF-8), a file (streamed, never read whole), or an iterable of bytes; ``headers`` a
+        mapping or ``(name, value)`` pairs of str or bytes. A streamed body is sent in the
         background: ``getresponse()`` raises if it fails. Connection-specific headers
         (``Connection``, ...) are dropped, as hyper did. Raises
-        [`h2any.InvalidRequest`][h2any.InvalidRequest] for a bad request and the connection errors of
-        [`h2any.Connection`][h2any.Connection].
+        [`h2any.InvalidRequest`][h2any.InvalidRequest] for a bad request and the connection errors
+        of [`h2any.Connection`][h2any.Connection].
         """
         check_not_in_event_loop("HTTP20Connection.request()")
         return self._send(method, url, _pairs(headers), body, stream_id=None)
