@@ -47,6 +47,7 @@ from ._body import BodyTypes
 from ._config import (
     Origin,
     RetryPolicy,
+    Timeout,
     TimeoutTypes,
     as_timeout,
     check_url_characters,
@@ -274,8 +275,21 @@ class Client:
                 request_headers = Headers(
                     [*request_headers.raw, (b"content-type", b"application/json")]
                 )
-        replay_from = _replay_position(body)
         request_timeout = self.timeout if timeout is None else as_timeout(timeout)
+        return await self._send(origin, method, target, request_headers, body, request_timeout)
+
+    async def _send(
+        self,
+        origin: Origin,
+        method: str,
+        target: str,
+        request_headers: Headers,
+        body: BodyTypes,
+        request_timeout: Timeout,
+    ) -> Response:
+        """Send one request to ``origin`` (no redirects): pick a connection from the pool and
+        retry on a fresh one when the server never processed it (the module's rules)."""
+        replay_from = _replay_position(body)
         deadline = anyio.current_time() + self._retry_timeout
         retried_unprocessed = False
         retried_maybe_processed = False
