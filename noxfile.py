@@ -10,18 +10,28 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
+# The development tools are PEP 735 dependency groups in pyproject.toml (not published
+# extras): each session installs the group it needs.
+PYPROJECT = nox.project.load_toml("pyproject.toml")
 
-def _require_nghttpd(session: nox.Session) -> None:
-    """nghttpd (the test and benchmark server) and h2load (the C ceiling): installed from
-    Debian's nghttp2-server and nghttp2-client when missing and apt-get is there."""
-    if shutil.which("nghttpd") and shutil.which("h2load"):
+
+def _group(name: str) -> list[str]:
+    return list(nox.project.dependency_groups(PYPROJECT, name))
+
+
+def _require_nghttpd(session: nox.Session, h2load: bool = False) -> None:
+    """nghttpd (the test and benchmark server), tinyproxy and, for the benchmarks, h2load
+    (the C ceiling): installed from Debian's nghttp2-server, tinyproxy-bin and
+    nghttp2-client when missing and apt-get is there."""
+    tools = ["nghttpd", "tinyproxy", *(["h2load"] if h2load else [])]
+    if all(shutil.which(tool) for tool in tools):
         return
     if shutil.which("apt-get") is None:
-        session.error("nghttpd/h2load are missing: install nghttp2 (nghttpd and h2load)")
+        session.error(f"missing: install {', '.join(tools)} (nghttp2 and tinyproxy)")
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     session.run(*sudo, "apt-get", "update", "-qq", external=True, env=env)
-    packages = ["nghttp2-server", "nghttp2-client", "tinyproxy-bin"]
+    packages = ["nghttp2-server", "tinyproxy-bin", *(["nghttp2-client"] if h2load else [])]
     install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
     session.run(*sudo, *install, external=True, env=env)
 
@@ -32,7 +42,7 @@ def tests(session: nox.Session, engine: str) -> None:
     """The whole test suite, on asyncio and trio, with branch coverage; once per engine
     (stock h2, and jh2 from the speed extra)."""
     _require_nghttpd(session)
-    session.install("-e", ".[dev]")
+    session.install("-e", ".", *_group("test"))
     session.env["H2ANY_ENGINE"] = engine
     session.run("coverage", "run", "-m", "pytest", "-q", *session.posargs)
     session.run("coverage", "report", "--show-missing", "--skip-covered")
@@ -68,7 +78,7 @@ def engines(session: nox.Session, version: str) -> None:
     """
     _require_nghttpd(session)
     engine, requirements = ENGINE_VERSIONS[version]
-    session.install("-e", ".[dev]", *requirements)
+    session.install("-e", ".", *_group("test"), *requirements)
     session.env["H2ANY_ENGINE"] = engine
     # The version h2any will drive (refused here, with the reason, if it does not support it).
     check = "import sys, h2any._engine as e; print(sys.argv[1], e.get_engine(sys.argv[1]).version)"
@@ -80,7 +90,7 @@ def engines(session: nox.Session, version: str) -> None:
 @nox.session
 def fuzz(session: nox.Session) -> None:
     """The hypothesis-driven scripted peer, at 5000 examples per backend."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".", *_group("test"))
     session.run(
         "pytest",
         "-q",
@@ -95,7 +105,7 @@ def fuzz(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
-    session.install("ruff")
+    session.install(*_group("lint"))
     session.run("ruff", "check", "h2any", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "h2any", "tests", "benchmarks", "noxfile.py")
 
@@ -103,14 +113,14 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".", *_group("test"), *_group("lint"))
     session.run("mypy", "--strict", "h2any")
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site into site/."""
-    session.install("-e", ".[docs]")
+    session.install("-e", ".", *_group("docs"))
     session.run("mkdocs", "build", "--strict")
 
 
@@ -119,6 +129,6 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against httpx (http2=True) and h2load, on one connection to nghttpd:
     bench_core (small requests, download) and bench_scenarios (window managers, uploads,
     fan-out, parallel bulk, the h2 floor). About 30 minutes on 2 cores."""
-    _require_nghttpd(session)
-    session.install("-e", ".[bench]")
+    _require_nghttpd(session, h2load=True)
+    session.install("-e", ".", *_group("bench"))
     session.run("python", "benchmarks/bench_all.py", *session.posargs)
