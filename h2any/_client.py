@@ -38,7 +38,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, final
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import anyio
 import anyio.abc
@@ -65,6 +65,7 @@ from ._exceptions import (
     clone_error,
 )
 from ._headers import Headers, HeaderTypes
+from ._models import basic_authorization
 from ._proxy import environment_ca_bundle, environment_proxy
 from ._response import Response
 
@@ -264,9 +265,12 @@ class Client:
         """
         if self._task_group is None or self._closed:
             raise RuntimeError("use the Client as 'async with h2any.Client() as client:'")
-        origin, target = self._split(url, params)
+        origin, target, userinfo = self._split(url, params)
         method = method.upper()
         request_headers = self._merge_headers(headers)
+        if userinfo is not None and "authorization" not in request_headers:
+            # https://user:password@host/: Basic auth, unless the request has its own.
+            request_headers = Headers([*request_headers.raw, (b"authorization", userinfo)])
         if json is not None:
             if body is not None:
                 raise InvalidRequest("pass either body= or json=, not both")
@@ -290,7 +294,12 @@ class Client:
         """Send one request to ``origin`` (no redirects): pick a connection from the pool and
         retry on a fresh one when the server never processed it (the module's rules)."""
         replay_from = _replay_position(body)
-        deadline = anyio.current_time() + self._retry_timeout
+        now = anyio.current_time()
+        deadline = now + self._retry_timeout
+        # Timeout.total bounds the whole exchange: connecting, retries and the body.
+        expires = None if request_timeout.total is None else now + request_timeout.total
+        if expires is not None and expires < deadline:
+            deadline = expires
         retried_unprocessed = False
         retried_maybe_processed = False
         attempts = failed_attempts = 0
@@ -312,6 +321,7 @@ class Client:
                     request_timeout,
                     first_in_line=retried_unprocessed,
                     on_open=reservation.release,
+                    expires=expires,
                 )
             except (StreamReset, ConnectionTerminated) as exc:
                 if not exc.retryable or replay_from is None or exc.error_code == _ENHANCE_YOUR_CALM:
@@ -388,7 +398,9 @@ class Client:
 
     # ------------------------------------------------------------------ pool
 
-    def _split(self, url: str, params: ParamTypes | None) -> tuple[Origin, str]:
+    def _split(self, url: str, params: ParamTypes | None) -> tuple[Origin, str, bytes | None]:
+        """The origin and target (path and query) of ``url``, and the ``authorization``
+        value (Basic) of the user information it holds, if any (never in ``:authority``)."""
         # Checked before urljoin/urlsplit, which silently drop tabs and newlines; a space
         # in the host or path is refused by Origin.parse and the connection, as there.
         check_url_characters(url)
@@ -418,7 +430,12 @@ class Client:
             extra = params if isinstance(params, str) else urlencode(params, doseq=True)
             query = f"{query}&{extra}" if query and extra else (query or extra)
         target = urlunsplit(("", "", parts.path or "/", query, ""))
-        return origin, target
+        userinfo = None
+        if "@" in parts.netloc:
+            userinfo = basic_authorization(
+                unquote(parts.username or ""), unquote(parts.password or "")
+            )
+        return origin, target, userinfo
 
     def _merge_headers(self, headers: HeaderTypes | None) -> Headers:
         if not self._headers:

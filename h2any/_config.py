@@ -77,20 +77,28 @@ _UNSET: Any = _Unset()
 class Timeout:
     """Timeouts in seconds; ``None`` waits forever.
 
-    ``Timeout(10)`` sets all four; keywords override one each:
-    ``Timeout(10, connect=3)``.
+    ``Timeout(10)`` sets the four waits; keywords override one each:
+    ``Timeout(10, connect=3)``. ``total`` is separate (``Timeout(10, total=30)``):
 
     * ``connect``: opening TCP and TLS.
     * ``read``: the longest wait between two events of one stream (headers, a DATA frame, ...).
     * ``write``: the longest time sending may make no progress (socket or flow-control window).
     * ``pool``: the longest wait for a stream slot while the peer's MAX_CONCURRENT_STREAMS
       streams are open.
+    * ``total``: the whole exchange, from the call that sends the request to the end of its
+      response body (with a [`Client`][h2any.Client]: opening the connection and retries
+      included). A server that trickles its answer -- a byte now and then, each wait within
+      ``read`` -- is still cut off here. Default ``None``: no overall deadline. When it
+      passes, the wait that was running raises its own error (`PoolTimeout`,
+      `WriteTimeout` or `ReadTimeout`, the message naming the total) and the stream is
+      reset.
     """
 
     connect: float | None
     read: float | None
     write: float | None
     pool: float | None
+    total: float | None
 
     def __init__(
         self,
@@ -100,12 +108,16 @@ class Timeout:
         read: float | None = _UNSET,
         write: float | None = _UNSET,
         pool: float | None = _UNSET,
+        total: float | None = None,
     ) -> None:
         for name, value in (("connect", connect), ("read", read), ("write", write), ("pool", pool)):
             chosen = timeout if value is _UNSET else value
             if chosen is not None and not chosen > 0:
                 raise ValueError(f"Timeout.{name} must be positive or None, not {chosen!r}")
             object.__setattr__(self, name, chosen)
+        if total is not None and not total > 0:
+            raise ValueError(f"Timeout.total must be positive or None, not {total!r}")
+        object.__setattr__(self, "total", total)
 
 
 @final

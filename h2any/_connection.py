@@ -37,6 +37,7 @@ __all__ = (
     "PendingResponse",
     "__version__",
     "connect",
+    "connect_over",
     "queue_request",
     "run_connection",
 )
@@ -320,19 +321,20 @@ class Connection:
         timeout: TimeoutTypes | None,
         first_in_line: bool = False,
         on_open: Callable[[], None] | None = None,
+        expires: float | None = None,
     ) -> Stream:
-        """Check and queue a request; start the pump of its streamed body, if it has one."""
+        """Check and queue a request; start the pump of its streamed body, if it has one.
+        ``expires``: its total deadline on the event loop's clock, if the caller set one."""
         prepared = prepare_body(body)
         fields, declared = self._requests.fields(method, url, headers, prepared.length)
         task = self._task
         source = prepared.source
-        stream = Stream(
-            task,
-            fields,
-            prepared.payload,
-            source is not None,
-            self.timeout if timeout is None else as_timeout(timeout),
-        )
+        chosen = self.timeout if timeout is None else as_timeout(timeout)
+        stream = Stream(task, fields, prepared.payload, source is not None, chosen)
+        if expires is not None:
+            stream.expires = expires
+        elif chosen.total is not None:
+            stream.expires = anyio.current_time() + chosen.total
         stream.declared_length = declared
         stream.on_open = on_open
         task.queue(stream, first_in_line)
@@ -392,6 +394,8 @@ class Connection:
             task, fields, None, True, self.timeout if timeout is None else as_timeout(timeout)
         )
         stream.declared_length = declared
+        if stream.timeout.total is not None:
+            stream.expires = anyio.current_time() + stream.timeout.total
         stream.duplex = True
         task.queue(stream)
         return DuplexStream(stream, self._max_decompressed_size)
@@ -420,6 +424,23 @@ class Connection:
         return PushIterator(self._pushes, stream_id, capture_all)
 
 
+async def connect_over(
+    task_group: anyio.abc.TaskGroup,
+    stream: anyio.abc.ByteStream,
+    url: str,
+    **options: Any,
+) -> Connection:
+    """[`connect`][h2any.connect] over ``stream``, a socket the [`Client`][h2any.Client] opened
+    (TLS with ALPN ``h2`` already chosen); ``verify`` and ``cert`` are not used."""
+    options = {**options, "verify": False}
+    options.pop("cert", None)
+    options.pop("proxy", None)
+    connection = Connection(url, **options)
+    connection._task.preopened = stream
+    await task_group.start(run_connection, connection)
+    return connection
+
+
 def queue_request(
     connection: Connection,
     method: str,
@@ -430,12 +451,15 @@ def queue_request(
     *,
     first_in_line: bool = False,
     on_open: Callable[[], None] | None = None,
+    expires: float | None = None,
 ) -> PendingResponse:
     """[`Connection.request_nowait`][h2any.Connection.request_nowait] for the
     [`Client`][h2any.Client]: ``first_in_line`` puts the request ahead of others waiting for a
     stream slot (retries of requests the server never processed); ``on_open`` is called when its
-    stream opens."""
-    stream = connection._begin(method, url, headers, body, timeout, first_in_line, on_open)
+    stream opens; ``expires`` is the request's total deadline on the event loop's clock."""
+    stream = connection._begin(
+        method, url, headers, body, timeout, first_in_line, on_open, expires
+    )
     return PendingResponse(stream, connection._max_decompressed_size)
 
 

@@ -130,14 +130,17 @@ class Watchdog:
         """Called in the connection task: use the running loop's own primitives."""
         self.new_event, self.clock = native_primitives()
 
-    def watch(self, waiter: Waiter, limit: float | None) -> Awaitable[Any]:
+    def watch(
+        self, waiter: Waiter, limit: float | None, cap: float = math.inf
+    ) -> Awaitable[Any]:
         """``waiter`` starts waiting, ``limit`` seconds at most (None: until the connection
-        task moves its deadline); returns what to await. The wait ends, however it ends,
+        task moves its deadline), and never past the clock time ``cap`` (a request's total
+        deadline); returns what to await. The wait ends, however it ends,
         with `unwatch`. (Not a coroutine wrapping the wait: thousands of queued
         requests each hold their chain of coroutines.)"""
         waiter.timed_out = False
         self._watched[waiter] = None
-        self.restart(waiter, limit)
+        self.restart(waiter, limit, cap)
         waiter.event = event = self.new_event()
         return event.wait()
 
@@ -145,12 +148,18 @@ class Watchdog:
         waiter.event = None
         self._watched.pop(waiter, None)
 
-    def restart(self, waiter: Waiter, limit: float | None) -> None:
-        """Restart ``waiter``'s deadline: ``limit`` seconds from now (None: none)."""
+    def restart(self, waiter: Waiter, limit: float | None, cap: float = math.inf) -> None:
+        """Restart ``waiter``'s deadline: ``limit`` seconds from now (None: none), and no
+        later than the clock time ``cap``."""
         if limit is None:
-            waiter.deadline = math.inf
-            return
-        waiter.deadline = deadline = self.clock() + limit
+            waiter.deadline = deadline = cap
+            if deadline == math.inf:
+                return
+        else:
+            deadline = self.clock() + limit
+            if deadline > cap:
+                deadline = cap
+            waiter.deadline = deadline
         if deadline < self._due:
             # Earlier than the watchdog's alarm: re-arm it (once; later ones need not).
             self._due = deadline

@@ -184,6 +184,8 @@ class Response:
                 stream.unwatch()
             if stream.timed_out and not stream.items:
                 self._give_up()
+                if stream.expires <= stream.link.watchdog.clock():
+                    raise stream.timeout_error()
                 raise ReadTimeout(f"stream {self.stream_id}: no data for {limit} s")
 
     def _give_up(self) -> None:
@@ -345,7 +347,7 @@ async def receive_response(stream: Stream, max_decompressed_size: int | None = N
                 # The connection task moves the deadline as the stream progresses.
                 watchdog = stream.link.watchdog
                 try:
-                    await watchdog.watch(stream, stream.reader_limit())
+                    await watchdog.watch(stream, stream.reader_limit(), stream.expires)
                 finally:
                     watchdog.unwatch(stream)
                 if not items:

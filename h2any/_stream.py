@@ -136,6 +136,7 @@ class Stream(Waiter):
         "abandoned",
         "declared_length",
         "duplex",
+        "expires",
         "failure",
         "flush_posted",
         "headers",
@@ -173,6 +174,8 @@ class Stream(Waiter):
         self.state = IDLE
         self.stream_id = 0
         self.timeout = timeout
+        # The request's total deadline on the connection's clock (Timeout.total).
+        self.expires = math.inf
         # Events from the connection task to the one task reading the stream.
         self.items: deque[InboxEvent] = deque()
         self.window: StreamWindow | None = None  # from when the stream opens
@@ -274,7 +277,7 @@ class Stream(Waiter):
     def watch(self, limit: float | None) -> Awaitable[Any]:
         """Start waiting for the next event, ``limit`` seconds at most; end the wait with
         `unwatch`, then ``timed_out`` tells whether the deadline passed."""
-        return self.link.watchdog.watch(self, limit)
+        return self.link.watchdog.watch(self, limit, self.expires)
 
     def unwatch(self) -> None:
         self.link.watchdog.unwatch(self)
@@ -338,6 +341,8 @@ class Stream(Waiter):
     def timeout_error(self, waiting_for_room: bool = False) -> H2anyError:
         """The timeout error for a wait that ran out, named by the stream's stage."""
         timeout = self.timeout
+        if self.expires <= self.link.watchdog.clock():
+            return self._total_error(waiting_for_room)
         if not self.opened:
             return PoolTimeout(
                 f"no stream slot free within {timeout.pool} s ({self.link.slot_report()})"
@@ -348,3 +353,11 @@ class Stream(Waiter):
                 f"{timeout.write} s (the server's flow-control window stayed shut)"
             )
         return ReadTimeout(f"stream {self.stream_id}: no response within {timeout.read} s")
+
+    def _total_error(self, waiting_for_room: bool) -> H2anyError:
+        message = f"the request's total timeout ({self.timeout.total} s) passed"
+        if not self.opened:
+            return PoolTimeout(f"{message} while it waited for a stream slot")
+        if waiting_for_room or not (self.duplex or self.local_done):
+            return WriteTimeout(f"stream {self.stream_id}: {message} while sending its body")
+        return ReadTimeout(f"stream {self.stream_id}: {message} while reading the response")

@@ -40,7 +40,7 @@ import os
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -58,6 +58,7 @@ from ._exceptions import (
     ConnectTimeout,
     FlowControlError,
     H2anyError,
+    HTTPVersionError,
     ProtocolError,
     ReadTimeout,
     StreamReset,
@@ -121,6 +122,52 @@ GLITCH_RATE: Final = 33.0
 QUEUED_REPLY_LIMIT: Final = 1000
 
 
+async def open_socket(
+    origin: Origin,
+    timeout: Timeout,
+    ssl_context: ssl.SSLContext | None,
+    proxy: ProxyConfig | None,
+) -> anyio.abc.ByteStream:
+    """A TCP connection to ``origin`` (through ``proxy``'s CONNECT tunnel if given), with TLS
+    when ``ssl_context`` is given; errors as typed h2any errors. (For HTTP/2 and HTTP/1.1
+    connections alike: the ALPN choice is the caller's to check.)"""
+    try:
+        with anyio.fail_after(timeout.connect):
+            if proxy is not None:
+                # A CONNECT tunnel through the proxy (TLS to the target inside it, for
+                # https:// targets); ProxyError for anything the proxy does wrong.
+                return await open_tunnel(proxy, origin, ssl_context)
+            stream = await _socket.connect_tcp(origin.host, origin.port, READ_SIZE)
+            if ssl_context is None:
+                return stream
+            return await _socket.start_tls(stream, origin.host, ssl_context)
+    except TimeoutError:
+        raise ConnectTimeout(f"could not connect to {origin} within {timeout.connect} s") from None
+    except ssl.SSLError as exc:
+        raise TLSError(f"TLS handshake with {origin} failed: {exc}") from exc
+    except anyio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLError):
+            raise TLSError(f"TLS handshake with {origin} failed: {cause}") from cause
+        raise ConnectError(f"could not connect to {origin}: {cause or exc}") from exc
+    except OSError as exc:
+        raise ConnectError(f"could not connect to {origin}: {exc}") from exc
+
+
+async def check_alpn_h2(stream: anyio.abc.ByteStream, origin: Origin) -> None:
+    """Raise [`HTTPVersionError`][h2any.HTTPVersionError] (closing ``stream``) unless TLS ALPN
+    picked ``h2``."""
+    alpn = stream.extra(TLSAttribute.alpn_protocol, None)
+    if alpn != "h2":
+        await anyio.aclose_forcefully(stream)
+        raise HTTPVersionError(
+            f"{origin} does not speak HTTP/2 (ALPN did not select 'h2'"
+            + (f"; it picked {alpn!r})" if alpn else "; it picked nothing)"),
+            origin=str(origin),
+            server_version="HTTP/1.1" if alpn in (None, "http/1.1") else None,
+        )
+
+
 class ConnectionTask:
     """The connection task of one connection, and the `_stream.Link` of its streams."""
 
@@ -169,6 +216,7 @@ class ConnectionTask:
         self.h2: EngineConnection = engine.new_connection()
         self.h2.frame_observer = frame_observer
         self._socket: anyio.abc.ByteStream | None = None
+        self.preopened: anyio.abc.ByteStream | None = None  # a socket opened by the Client
         self.commands: deque[tuple[Callable[[Any], None], Any]] = deque()
         self.wake = Signal()
         self.watchdog = Watchdog()
@@ -271,6 +319,16 @@ class ConnectionTask:
             assert stream.pump_done is not None
             stream.pump_done.set()
 
+    def start_task(self, function: Callable[[], Awaitable[None]]) -> None:
+        """Run ``function()`` in a task of the connection's own, cancelled when the
+        connection ends (a WebSocket's reader); it must not raise."""
+        assert self._task_group is not None
+        self._task_group.start_soon(function)
+
+    def extended_connect_enabled(self) -> bool:
+        """Whether the peer sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 section 3)."""
+        return self.h2.remote_settings.enable_connect_protocol == 1
+
     def stream_limit(self) -> int:
         limit: int = self.h2.remote_settings.max_concurrent_streams
         if not self._got_settings:
@@ -315,36 +373,9 @@ class ConnectionTask:
     # ------------------------------------------------------------------ the connection task
 
     async def _open_socket(self) -> anyio.abc.ByteStream:
-        origin = self.origin
-        try:
-            with anyio.fail_after(self.timeout.connect):
-                if self._proxy is not None:
-                    # A CONNECT tunnel through the proxy (TLS to the target inside it, for
-                    # https:// targets); ProxyError for anything the proxy does wrong.
-                    stream = await open_tunnel(self._proxy, origin, self._ssl_context)
-                    if self._ssl_context is None:
-                        return stream
-                else:
-                    stream = await _socket.connect_tcp(origin.host, origin.port, READ_SIZE)
-                    if self._ssl_context is None:
-                        return stream
-                    stream = await _socket.start_tls(stream, origin.host, self._ssl_context)
-        except TimeoutError:
-            raise ConnectTimeout(
-                f"could not connect to {origin} within {self.timeout.connect} s"
-            ) from None
-        except ssl.SSLError as exc:
-            raise TLSError(f"TLS handshake with {origin} failed: {exc}") from exc
-        except anyio.BrokenResourceError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ssl.SSLError):
-                raise TLSError(f"TLS handshake with {origin} failed: {cause}") from cause
-            raise ConnectError(f"could not connect to {origin}: {cause or exc}") from exc
-        except OSError as exc:
-            raise ConnectError(f"could not connect to {origin}: {exc}") from exc
-        if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
-            await anyio.aclose_forcefully(stream)
-            raise ConnectError(f"{origin} does not speak HTTP/2 (ALPN did not select 'h2')")
+        stream = await open_socket(self.origin, self.timeout, self._ssl_context, self._proxy)
+        if self._ssl_context is not None:
+            await check_alpn_h2(stream, self.origin)
         return stream
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -354,7 +385,7 @@ class ConnectionTask:
         self._done = anyio.Event()
         self._settings_received = anyio.Event()
         self.watchdog.start()
-        self._socket = await self._open_socket()
+        self._socket = self.preopened or await self._open_socket()
         h2 = self.h2
         engine = self.engine
         codes = engine.SettingCodes
@@ -417,6 +448,8 @@ class ConnectionTask:
             await self._settings_received.wait()
         if self._got_settings:
             return None
+        if isinstance(self.error, HTTPVersionError):
+            return clone_error(self.error)
         if self.error is not None:
             failure: H2anyError = ConnectError(
                 f"{self.origin} did not start an HTTP/2 session: {self.error}"
@@ -439,8 +472,10 @@ class ConnectionTask:
         current_time = anyio.current_time
         error: H2anyError
         try:
+            # The first frame is checked apart (a peer that does not speak HTTP/2); the
+            # loop reads at its end, so it pays nothing for that.
+            data = await self._first_read(receive)
             while True:
-                data = await receive(READ_SIZE)
                 self._last_receive = current_time()
                 self._check_frame_headers(data)
                 events = h2.receive_data(data)
@@ -459,6 +494,7 @@ class ConnectionTask:
                     if self._writing and self._replies > QUEUED_REPLY_LIMIT:
                         self._replies_pile_up(h2.outbound_size())
                     self.wake.set()
+                data = await receive(READ_SIZE)
         except anyio.EndOfStream:
             self._socket_lost = True
             error = ConnectionClosed("the server closed the connection")
@@ -482,6 +518,48 @@ class ConnectionTask:
             # The writer is stuck in a write the peer does not take (it stopped reading):
             # nothing more can be said to it; end now, not when the write timeout fires.
             self._task_group.cancel_scope.cancel()
+
+    async def _first_read(self, receive: Callable[[int], Awaitable[bytes]]) -> bytes:
+        """The first bytes from the peer, at least a frame header's worth: raises
+        HTTPVersionError unless they start a SETTINGS frame (RFC 9113 section 3.4: the
+        server's preface), or if the peer closes first -- an HTTP/1.x server answers the
+        preface with a status line, an HTML error page, or by closing."""
+        data = b""
+        try:
+            while len(data) < 9:
+                piece = await receive(READ_SIZE)
+                data = piece if not data else data + bytes(piece)
+                if len(data) < 9:
+                    data = bytes(data)  # the socket may reuse its buffer for the next read
+        except anyio.EndOfStream:
+            raise HTTPVersionError(
+                f"{self.origin} closed the connection without an HTTP/2 SETTINGS frame "
+                "(it does not speak HTTP/2 with prior knowledge)"
+                + (f"; it sent {bytes(data)[:40]!r}" if data else ""),
+                origin=str(self.origin),
+            ) from None
+        # SETTINGS: type 0x4, no flags (not an ACK), stream 0, a length in 6-byte entries.
+        if data[3] == _SETTINGS and data[4] == 0 and not any(data[5:9]) and not (
+            int.from_bytes(data[:3], "big") % 6
+        ):
+            return data
+        head = bytes(data[:80])
+        version: str | None = None
+        if head.startswith(b"HTTP/1."):
+            version = head[:8].decode("ascii", "replace")
+            status_line = head.split(b"\r\n", 1)[0][:60]
+            what = f"an HTTP/1.x status line {status_line!r}"
+        elif head.lstrip()[:1] == b"<":
+            what = f"an HTML page ({head[:40]!r}...), as HTTP/1.0 servers do"
+            version = "HTTP/1.0"
+        else:
+            what = f"bytes that are not an HTTP/2 SETTINGS frame ({head[:16].hex()})"
+        raise HTTPVersionError(
+            f"{self.origin} does not speak HTTP/2 with prior knowledge: it answered the "
+            f"HTTP/2 preface with {what}",
+            origin=str(self.origin),
+            server_version=version,
+        )
 
     async def _keepalive_loop(self, interval: float) -> None:
         """PING the server after ``interval`` seconds of silence; no answer kills the
@@ -711,10 +789,10 @@ class ConnectionTask:
         """The stream made progress: its waiters' deadlines restart."""
         watchdog = self.watchdog
         if stream.event is not None:
-            watchdog.restart(stream, stream.reader_limit())
+            watchdog.restart(stream, stream.reader_limit(), stream.expires)
         writer = stream.writer
         if writer is not None and writer.event is not None:
-            watchdog.restart(writer, stream.timeout.write)
+            watchdog.restart(writer, stream.timeout.write, stream.expires)
 
     def _ended_locally(self, stream: Stream) -> None:
         """Our END_STREAM for ``stream`` went out."""

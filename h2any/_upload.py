@@ -73,7 +73,7 @@ async def wait_writable(stream: Stream) -> None:
     while stream.out_pending >= OUTBOUND_BUFFER and not stream.finished:
         limit = stream.timeout.write if stream.opened else stream.timeout.pool
         try:
-            await watchdog.watch(writer, limit)
+            await watchdog.watch(writer, limit, stream.expires)
         finally:
             watchdog.unwatch(writer)
         if writer.timed_out and stream.out_pending >= OUTBOUND_BUFFER and not stream.finished:

@@ -65,6 +65,7 @@ async def origin_app(scope: Scope, receive: Receive, send: Send) -> None:
     * ``GET /big`` -- :data:`BIG_SIZE` bytes, in 64 KiB pieces;
     * ``POST|PUT /upload`` -- reads the body as it streams in and answers JSON
       ``{"received": bytes, "content-length": header or null}``;
+    * ``GET /trickle`` -- a body that never ends: one byte every 10 ms;
     * anything else -- 404.
     """
     if scope["type"] == "lifespan":
@@ -95,6 +96,11 @@ async def origin_app(scope: Scope, receive: Receive, send: Send) -> None:
         for _ in range(BIG_SIZE // len(piece) - 1):
             await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send({"type": "http.response.body", "body": piece, "more_body": False})
+    elif method == "GET" and path == "/trickle":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:  # until the client goes away (hypercorn then cancels this task)
+            await send({"type": "http.response.body", "body": b".", "more_body": True})
+            await asyncio.sleep(0.01)
     elif method in ("POST", "PUT") and path == "/upload":
         received = 0
         while True:

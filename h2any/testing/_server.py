@@ -4,7 +4,7 @@ The public names are re-exported from `h2any.testing`.
 
 Shape: one *connection task* owns each socket and its `h2.connection.H2Connection`.
 A reader task feeds received bytes into the connection's inbox; request handlers run in
-their own tasks and hand their [`Response`][h2any.Response] back through the same inbox.  The
+their own tasks and hand their `Response` back through the same inbox.  The
 connection task drains everything that is pending, lets h2 turn it into frames (sending
 response bodies only as far as the peer's flow-control windows allow) and then performs a
 single socket write.
@@ -83,7 +83,7 @@ class Response:
     trailers: list[tuple[str, str]] | None = None
 
 
-#: The application signature: an async callable from `Request` to [`Response`][h2any.Response].
+#: The application signature: an async callable from `Request` to `Response`.
 App = Callable[[Request], Awaitable[Response]]
 
 
@@ -202,7 +202,8 @@ async def serve(
     and enforced per connection.
 
     Leaving the block cancels the listener, every connection and every running handler,
-    sends GOAWAY where possible and closes all sockets.
+    sends GOAWAY where possible and closes all sockets. An exception raised inside the block
+    leaves it as itself, never wrapped in an ``ExceptionGroup``.
     """
     if ssl_context is not None:
         ssl_context.set_alpn_protocols(["h2"])
@@ -210,12 +211,38 @@ async def serve(
     async with listener:
         bound_port: int = listener.extra(SocketAttribute.local_port)
         server = Server(app or default_app, host, bound_port, ssl_context, max_concurrent_streams)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, server._handle_socket, tg)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listener.serve, server._handle_socket, tg)
+                try:
+                    yield server
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseException as exc:
+            # The task group wraps what the block raised in an ExceptionGroup; raise the one
+            # exception inside instead. asynccontextmanager then sees its own exception come
+            # back and lets it continue unchanged (its traceback and __context__ kept).
+            sole = _sole_exception(exc)
+            if sole is exc:
+                raise
+            context = sole.__context__
             try:
-                yield server
+                raise sole
             finally:
-                tg.cancel_scope.cancel()
+                sole.__context__ = context
+                del sole, context
+
+
+def _sole_exception(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups of one member, else ``exc``."""
+    # BaseExceptionGroup is built in from Python 3.11, the exceptiongroup backport's before.
+    inner = exc
+    while any(cls.__name__ == "BaseExceptionGroup" for cls in type(inner).__mro__):
+        members: tuple[BaseException, ...] = getattr(inner, "exceptions", ())
+        if len(members) != 1:
+            break
+        (inner,) = members
+    return inner
 
 
 # --------------------------------------------------------------------------- connection
