@@ -407,3 +407,55 @@ async def test_tls_alpn(certs: Any) -> None:
                 assert bytes(res.body) == b"secret"
             finally:
                 await client.aclose()
+
+
+class _Boom(Exception):
+    pass
+
+
+async def test_an_error_in_the_block_escapes_as_itself() -> None:
+    """What the user's ``async with serve()`` block raises leaves it unwrapped (no
+    ExceptionGroup), with its own traceback and context, even with connections open."""
+    error = _Boom("from the test's own code")
+
+    async def use_the_server() -> None:
+        async with serve() as server:
+            client = await RawClient.connect(server)
+            try:
+                res = await client.request("GET", "/")
+                assert res.status == 200
+                raise error
+            finally:
+                await client.aclose()
+
+    with anyio.fail_after(10), pytest.raises(_Boom) as info:
+        await use_the_server()
+    assert info.value is error
+    assert type(info.value) is _Boom
+    assert info.value.__context__ is None
+    assert info.value.__cause__ is None
+    assert any(
+        entry.name == "test_an_error_in_the_block_escapes_as_itself" for entry in info.traceback
+    )
+
+
+async def test_an_error_raised_while_handling_another_keeps_its_context() -> None:
+    async def use_the_server() -> None:
+        async with serve():
+            try:
+                raise ValueError("first")
+            except ValueError:
+                raise KeyError("second") from None
+
+    with anyio.fail_after(10), pytest.raises(KeyError) as info:
+        await use_the_server()
+    assert type(info.value.__context__) is ValueError
+    assert info.value.__suppress_context__
+
+
+async def test_cancelling_the_block_still_works() -> None:
+    with anyio.fail_after(10):
+        with anyio.move_on_after(0.05) as scope:
+            async with serve():
+                await anyio.sleep_forever()
+    assert scope.cancelled_caught
