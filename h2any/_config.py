@@ -21,6 +21,7 @@ __all__ = (
     "TimeoutTypes",
     "VerifyTypes",
     "check_url_characters",
+    "idna_host",
     "make_ssl_context",
     "mask_url",
 )
@@ -63,6 +64,21 @@ def check_url_characters(url: str, what: str = "URL") -> None:
         raise InvalidRequest(
             f"{what} {mask_url(url)!r} contains control characters (percent-encode them)"
         )
+
+
+def idna_host(host: str, shown: str) -> str:
+    """The ASCII form of an international host name (``bücher.example`` ->
+    ``xn--bcher-kva.example``): IDNA 2008 with the UTS #46 mapping (case folding, full-width
+    forms), as browsers and httpx do. [`InvalidRequest`][h2any.InvalidRequest] naming ``shown``
+    (the URL, masked) if it has no such form."""
+    import idna  # anyio's own dependency; imported when a non-ASCII host first appears
+
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError) as exc:
+        raise InvalidRequest(
+            f"URL {shown!r} has a host name that cannot be encoded (IDNA): {host!r} ({exc})"
+        ) from None
 
 
 class _Unset:
@@ -209,10 +225,7 @@ class Origin:
         if _BAD_HOST_CHARACTER.search(host):
             raise InvalidRequest(f"URL {shown!r} has an invalid host {host!r}")
         if not host.isascii():
-            try:
-                host = host.encode("idna").decode("ascii")
-            except UnicodeError:
-                raise InvalidRequest(f"URL {shown!r} has an invalid host {host!r}") from None
+            host = idna_host(host, shown)
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise InvalidRequest(
                 f"a connection URL names only an origin; {shown!r} has a path or query "

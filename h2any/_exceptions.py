@@ -7,6 +7,10 @@ connection task and the public methods); the original is kept as ``__cause__``.
 from __future__ import annotations
 
 import builtins
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import Request
 
 __all__ = (
     "ConnectError",
@@ -16,6 +20,7 @@ __all__ = (
     "DecodingError",
     "FlowControlError",
     "H2anyError",
+    "HTTPStatusError",
     "InvalidRequest",
     "PoolTimeout",
     "ProtocolError",
@@ -30,6 +35,7 @@ __all__ = (
 
 
 _REFUSED_STREAM = 0x7
+_ENHANCE_YOUR_CALM = 0xB
 
 
 def error_code_name(error_code: int) -> str:
@@ -141,7 +147,13 @@ class ConnectionTerminated(ConnectionClosed):
             f"the peer sent GOAWAY ({error_code_name(error_code)}, last_stream_id={last_stream_id})"
         )
         if stream_id is not None:
-            if retryable:
+            if retryable and error_code == _ENHANCE_YOUR_CALM:
+                # The Client never retries ENHANCE_YOUR_CALM: the server asked us to stop.
+                what += (
+                    f"; stream {stream_id} was not processed (the peer asks to slow down: "
+                    "not retried)"
+                )
+            elif retryable:
                 what += f"; stream {stream_id} was not processed and may be retried"
             else:
                 what += f"; stream {stream_id} was cut off"
@@ -178,6 +190,22 @@ class ProxyError(ConnectError):
         self.status = status
         self.reason = reason
         self.proxy_authenticate = proxy_authenticate
+
+
+class HTTPStatusError(H2anyError):
+    """Raised by [`Response.raise_for_status`][h2any.Response.raise_for_status] for a status that
+    is not 2xx (as httpx's ``HTTPStatusError``).
+
+    ``request`` is the [`Request`][h2any.Request] that was sent, ``response`` the response that
+    answered it (an [`h2any.Response`][h2any.Response] or an
+    [`h2any.sync.Response`][h2any.sync.Response]). The message names the status and the URL,
+    never the URL's credentials.
+    """
+
+    def __init__(self, message: str, *, request: Request, response: Any) -> None:
+        super().__init__(message)
+        self.request = request
+        self.response = response
 
 
 def clone_error(exc: H2anyError) -> H2anyError:

@@ -52,7 +52,33 @@ def _is_latin_1(text: str) -> bool:
 
 
 def _text(value: str | bytes) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("latin-1")
+    raise TypeError(type(value).__name__)
+
+
+def _not_text(pairs: Iterable[tuple[object, object]]) -> InvalidRequest:
+    """The error for a field whose name or value is neither ``str`` nor ``bytes`` (an ``int``,
+    ``None``, ...), naming the header; the value itself is not quoted (it may be a
+    credential)."""
+    for name, value in pairs:
+        if not isinstance(name, (str, bytes, bytearray)):
+            return InvalidRequest(
+                f"a header name must be str or bytes, not {type(name).__name__}: {name!r}"
+            )
+        if not isinstance(value, (str, bytes, bytearray)):
+            shown = name.decode("latin-1") if isinstance(name, (bytes, bytearray)) else name
+            return InvalidRequest(
+                f"the value of header {shown!r} must be str or bytes, not "
+                f"{type(value).__name__} (convert it with str())"
+            )
+    return InvalidRequest("a header name or value is neither str nor bytes")  # pragma: no cover
+
+
+# Header values a repr never shows (credentials), as httpx hides them.
+_SECRET_NAMES = frozenset({"authorization", "proxy-authorization"})
 
 
 @final
@@ -77,7 +103,11 @@ class Headers:
             self._decoded: list[tuple[str, str]] | None = list(fields._fields)
             return
         pairs = fields.items() if isinstance(fields, Mapping) else fields
-        self._decoded = [(_text(name).lower(), _text(value)) for name, value in pairs]
+        try:
+            self._decoded = [(_text(name).lower(), _text(value)) for name, value in pairs]
+        except TypeError:
+            pairs = fields.items() if isinstance(fields, Mapping) else fields
+            raise _not_text(pairs) from None
 
     @classmethod
     def _from_wire(cls, fields: list[tuple[bytes, bytes]]) -> Headers:
@@ -155,7 +185,8 @@ class Headers:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"Headers({self._fields!r})"
+        shown = [(n, "[secure]" if n in _SECRET_NAMES else v) for n, v in self._fields]
+        return f"Headers({shown!r})"
 
 
 _FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")

@@ -17,11 +17,12 @@ from ._exceptions import InvalidRequest
 from ._headers import Headers, HeaderTypes
 from ._version import __version__
 
-__all__ = ("RequestBuilder", "check_headers")
+__all__ = ("RequestBuilder", "check_headers", "percent_encode_non_ascii")
 
 _TOKEN: Final = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
 _BAD_VALUE: Final = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
 _BAD_PATH: Final = re.compile(rb"[\x00-\x20\x7f]")
+_NON_ASCII_BYTE: Final = re.compile(rb"[\x80-\xff]+")
 # What a URL's host cannot hold (as Origin.parse refuses), for a Host header sent as
 # :authority; userinfo ("@") is not allowed in :authority either (RFC 9113 section 8.3.1).
 _BAD_AUTHORITY: Final = re.compile(rb"[\x00-\x20\x7f-\xff/\\?#@<>\"{}|^`]")
@@ -170,7 +171,26 @@ class RequestBuilder:
                 f"URL {mask_url(url)!r} must be a path starting with '/' or absolute"
             )
         path = path.split("#", 1)[0]
-        encoded = path.encode("utf-8")
+        encoded = path.encode("ascii") if path.isascii() else percent_encode_non_ascii(path)
         if _BAD_PATH.search(encoded):
             raise InvalidRequest(f"URL path {path!r} contains whitespace or control characters")
         return encoded
+
+
+def percent_encode_non_ascii(target: str) -> bytes:
+    """``target`` (a path and query) with each non-ASCII character percent-encoded as UTF-8
+    (``/ü`` -> ``/%C3%BC``), as browsers and httpx send it; everything else -- ``%xx``
+    escapes already there included -- is kept as it is.
+
+    A lone surrogate (no UTF-8 form) is [`InvalidRequest`][h2any.InvalidRequest]."""
+    try:
+        raw = target.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            f"URL path {target!r} has a character with no UTF-8 form (a lone surrogate)"
+        ) from None
+    return _NON_ASCII_BYTE.sub(_percent_escape, raw)
+
+
+def _percent_escape(match: re.Match[bytes]) -> bytes:
+    return b"".join(b"%%%02X" % byte for byte in match.group())
