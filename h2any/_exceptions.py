@@ -105,6 +105,29 @@ class ProtocolError(H2anyError):
         self.error_code = error_code
 
 
+class HTTPVersionError(ConnectError, ProtocolError):
+    """The server does not speak the HTTP version this connection needs.
+
+    A [`Connection`][h2any.Connection] raises it when the peer does not speak HTTP/2: it
+    answered the HTTP/2 preface with something other than SETTINGS (an ``HTTP/1.x`` status
+    line, an HTML error page), closed the connection before any SETTINGS, or did not pick
+    ``h2`` in TLS ALPN. A [`Client`][h2any.Client] falls back to HTTP/1.1 then, and raises it
+    only when told not to (``http1=False``), or, with ``http2=False``, when the server picks
+    ``h2`` alone.
+
+    A [`ConnectError`][h2any.ConnectError] and a [`ProtocolError`][h2any.ProtocolError] both.
+    ``origin`` is the server's origin (``"http://host:port"``); ``server_version`` what it
+    speaks when that is known (``"HTTP/1.1"``, ``"HTTP/1.0"``, ``"HTTP/2"``), else ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, origin: str = "", server_version: str | None = None
+    ) -> None:
+        super().__init__(message, 1)
+        self.origin = origin
+        self.server_version = server_version
+
+
 class StreamReset(H2anyError):
     """The stream was reset (RST_STREAM) by the peer, or by h2any on the user's behalf.
 
