@@ -21,6 +21,7 @@ __all__ = (
     "FlowControlError",
     "H2anyError",
     "HTTPStatusError",
+    "HTTPVersionError",
     "InvalidRequest",
     "PoolTimeout",
     "ProtocolError",
