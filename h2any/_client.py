@@ -33,7 +33,8 @@ import json as jsonlib
 import math
 import os
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -42,6 +43,7 @@ from urllib.parse import unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSAttribute
 
 from ._body import BodyTypes
 from ._config import (
@@ -54,20 +56,23 @@ from ._config import (
     make_ssl_context,
     mask_url,
 )
-from ._connection import DEFAULT_TIMEOUT, Connection, connect, queue_request
+from ._connection import DEFAULT_TIMEOUT, Connection, connect, connect_over, queue_request
 from ._exceptions import (
     ConnectionClosed,
     ConnectionTerminated,
     H2anyError,
+    HTTPVersionError,
     InvalidRequest,
     PoolTimeout,
     StreamReset,
     clone_error,
 )
 from ._headers import Headers, HeaderTypes
+from ._http11 import HTTP11Connection, queue_http11_request, start_http11
 from ._models import basic_authorization
-from ._proxy import environment_ca_bundle, environment_proxy
+from ._proxy import ProxyConfig, environment_ca_bundle, environment_proxy
 from ._response import Response
+from ._task import open_socket
 
 __all__ = ("Client", "get", "request")
 
@@ -82,7 +87,9 @@ class _Slot:
     """A connection to one origin, or the promise of one being opened."""
 
     opened: anyio.Event = field(default_factory=anyio.Event)
-    connection: Connection | None = None
+    connection: Connection | HTTP11Connection | None = None
+    # How a request is queued on ``connection`` (HTTP/2 or HTTP/1.1; no test per request).
+    queue: Callable[..., Awaitable[Response]] = queue_request
     error: BaseException | None = None
     last_used: float = 0.0
     reserved: int = 0  # requests assigned here whose streams are not open yet
@@ -114,7 +121,13 @@ class Client:
         keepalive_expiry: close connections idle for this many seconds (``None``: never).
         max_connections_per_origin: open up to this many connections to one origin when
             the open ones are saturated (the server's MAX_CONCURRENT_STREAMS); with 1 (the
-            default), requests wait for a stream slot instead.
+            default), requests wait for a stream slot instead. An HTTP/1.1 connection carries
+            one request at a time: this is then how many requests to the origin run at once.
+        http1: fall back to HTTP/1.1 for servers that do not speak HTTP/2 (over TLS: offer
+            ALPN ``http/1.1`` besides ``h2``; for ``http://``: when the server answers the h2c
+            preface as an HTTP/1.x server, remember the origin and use HTTP/1.1). ``False``
+            refuses them with [`HTTPVersionError`][h2any.HTTPVersionError].
+        http2: use HTTP/2; ``False`` speaks HTTP/1.1 only (ALPN ``http/1.1``, no h2c).
         retry_timeout: how long, from its start, a request may keep being retried on
             fresh connections (each attempt is still bounded by ``timeout``); ``None``: as
             long as it takes (still at most ``retries.max_attempts`` tries).
@@ -134,6 +147,8 @@ class Client:
         timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         keepalive_expiry: float | None = 60.0,
         max_connections_per_origin: int = 1,
+        http1: bool = True,
+        http2: bool = True,
         retry_timeout: float | None = 60.0,
         retries: RetryPolicy | int | None = None,
         trust_env: bool = True,
@@ -146,6 +161,12 @@ class Client:
         self._headers = Headers(headers or ())
         self._keepalive_expiry = keepalive_expiry
         self._max_per_origin = max_connections_per_origin
+        if not (http1 or http2):
+            raise ValueError("http1 and http2 cannot both be False")
+        self._http1 = http1
+        self._http2 = http2
+        self._tls_context: ssl.SSLContext | None = None  # offering both ALPN protocols
+        self._http11_origins: set[Origin] = set()  # h2c origins found to speak HTTP/1.1
         self._retry_timeout = math.inf if retry_timeout is None else retry_timeout
         if retries is None:
             retries = RetryPolicy()
@@ -312,7 +333,7 @@ class Client:
             try:
                 # A retry of a request the server never processed goes ahead of others
                 # waiting for a stream slot.
-                response = await queue_request(
+                response = await slot.queue(
                     slot.connection,
                     method,
                     target,
@@ -498,7 +519,20 @@ class Client:
             if proxy is not None:
                 options = {**options, "proxy": proxy}
         try:
-            slot.connection = await _connect(self._task_group, str(origin), options)
+            if origin.scheme == "https" and self._http1:
+                await self._open_tls(origin, slot, options)
+            elif not self._http2 or origin in self._http11_origins:
+                await self._open_http11(origin, slot, options)
+            else:
+                try:
+                    slot.connection = await _connect(self._task_group, str(origin), options)
+                except HTTPVersionError as exc:
+                    if not self._http1 or origin.scheme == "https":
+                        raise _refused(exc, origin) from exc
+                    # An HTTP/1.x server (it answered the h2c preface as one, or closed):
+                    # HTTP/1.1 on a fresh connection, and for this origin from now on.
+                    self._http11_origins.add(origin)
+                    await self._open_http11(origin, slot, options)
             self.connections_opened += 1
         except BaseException as exc:
             slot.error = exc
@@ -506,6 +540,54 @@ class Client:
                 raise
         finally:
             slot.opened.set()
+
+    def _tls_context_for_both(self, options: Mapping[str, Any]) -> ssl.SSLContext:
+        """The Client's TLS context, offering ALPN ``h2`` and ``http/1.1`` (or ``http/1.1`` alone
+        with ``http2=False``); made once."""
+        context = self._tls_context
+        if context is None:
+            context = make_ssl_context(options.get("verify", True), options.get("cert"))
+            context.set_alpn_protocols(["h2", "http/1.1"] if self._http2 else ["http/1.1"])
+            self._tls_context = context
+        return context
+
+    async def _open_tls(self, origin: Origin, slot: _Slot, options: Mapping[str, Any]) -> None:
+        """TLS offering both protocols: HTTP/2 if the server picks ``h2``, else HTTP/1.1."""
+        assert self._task_group is not None
+        proxy = options.get("proxy")
+        stream = await open_socket(
+            origin,
+            as_timeout(options.get("timeout", DEFAULT_TIMEOUT)),
+            self._tls_context_for_both(options),
+            None if proxy is None else ProxyConfig.parse(proxy),
+        )
+        if stream.extra(TLSAttribute.alpn_protocol, None) == "h2":
+            slot.connection = await connect_over(self._task_group, stream, str(origin), **options)
+        else:
+            slot.connection = await start_http11(self._task_group, origin, stream, options)
+            slot.queue = queue_http11_request
+
+    async def _open_http11(self, origin: Origin, slot: _Slot, options: Mapping[str, Any]) -> None:
+        assert self._task_group is not None
+        proxy = options.get("proxy")
+        stream = await open_socket(
+            origin,
+            as_timeout(options.get("timeout", DEFAULT_TIMEOUT)),
+            self._tls_context_for_both(options) if origin.scheme == "https" else None,
+            None if proxy is None else ProxyConfig.parse(proxy),
+        )
+        slot.connection = await start_http11(self._task_group, origin, stream, options)
+        slot.queue = queue_http11_request
+
+
+def _refused(exc: HTTPVersionError, origin: Origin) -> HTTPVersionError:
+    """The error for a server without HTTP/2 when the Client may not fall back."""
+    error = HTTPVersionError(
+        f"{exc} -- and the Client does not fall back to HTTP/1.1 (http1=False)",
+        origin=str(origin),
+        server_version=exc.server_version,
+    )
+    return error
 
 
 class _Reservation:

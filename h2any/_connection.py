@@ -10,7 +10,7 @@ primitive; [`Connection.request`][h2any.Connection.request] and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Final, final
@@ -31,6 +31,14 @@ from ._response import Response, receive_response
 from ._stream import Stream
 from ._task import ConnectionTask
 from ._version import __version__
+from ._websocket import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    ExtendedConnectUnsupported,
+    WebSocket,
+    handshake_headers,
+    require_wsproto,
+    start_websocket,
+)
 
 __all__ = (
     "Connection",
@@ -370,6 +378,7 @@ class Connection:
         *,
         headers: HeaderTypes | None = None,
         timeout: TimeoutTypes | None = None,
+        protocol: str | None = None,
     ) -> DuplexStream:
         """Open a full-duplex stream: send its request body piece by piece while its
         response arrives. Use it as an async context manager::
@@ -384,11 +393,20 @@ class Connection:
         END_STREAM); [`DuplexStream.send_eof`][h2any.DuplexStream.send_eof] ends the request side.
         Leaving the block before both sides have ended resets the stream.
 
+        ``protocol`` makes it an extended CONNECT (RFC 8441): ``method`` must be
+        ``"CONNECT"``, and the request carries ``:protocol`` (``"websocket"``, say) with
+        ``:scheme`` and ``:path``; the server must have announced
+        SETTINGS_ENABLE_CONNECT_PROTOCOL = 1.
+
         Raises:
-            InvalidRequest: bad method, URL or header.
+            InvalidRequest: bad method, URL or header (or ``protocol``).
+            ExtendedConnectUnsupported: ``protocol`` given, and the server did not announce
+                extended CONNECT (nothing is sent).
             ConnectionClosed, ConnectionTerminated: the connection takes no new streams.
         """
-        fields, declared = self._requests.fields(method, url, headers, None)
+        if protocol is not None:
+            self._check_extended_connect()
+        fields, declared = self._requests.fields(method, url, headers, None, protocol)
         task = self._task
         stream = Stream(
             task, fields, None, True, self.timeout if timeout is None else as_timeout(timeout)
@@ -399,6 +417,57 @@ class Connection:
         stream.duplex = True
         task.queue(stream)
         return DuplexStream(stream, self._max_decompressed_size)
+
+    def _check_extended_connect(self) -> None:
+        task = self._task
+        task.check_open()
+        if not task.extended_connect_enabled():
+            raise ExtendedConnectUnsupported(
+                f"{self.origin} does not accept WebSockets over HTTP/2: its SETTINGS lack "
+                "SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441), so no extended CONNECT "
+                "was sent"
+            )
+
+    @asynccontextmanager
+    async def websocket(
+        self,
+        url: str,
+        *,
+        subprotocols: Sequence[str] | None = None,
+        headers: HeaderTypes | None = None,
+        timeout: TimeoutTypes | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> AsyncIterator[WebSocket]:
+        """Open a WebSocket over HTTP/2 (RFC 8441) on this connection, as an async context
+        manager that gives the [`WebSocket`][h2any.WebSocket]::
+
+            async with conn.websocket("/chat", subprotocols=["chat.v2"]) as ws:
+                await ws.send("hello")
+                print(await ws.receive())
+
+        ``url`` is a path or an absolute URL on this origin (``ws``/``wss`` schemes are
+        not needed here). ``subprotocols`` are offered in preference order; ``headers``
+        go with the handshake. Messages larger than ``max_message_size`` bytes close the
+        WebSocket (1009). Timeouts (``timeout``, else the connection's): ``pool`` for a
+        stream slot, ``read`` for the handshake's answer, a PONG and the closing handshake,
+        ``write`` while the server's window is shut; an idle WebSocket has no deadline.
+
+        Leaving the block closes the WebSocket with 1000; leaving it with an exception (or
+        by cancellation) resets its stream. Needs ``wsproto`` (``pip install
+        'h2any[websockets]'``).
+
+        Raises:
+            ImportError: wsproto is not installed.
+            ExtendedConnectUnsupported: the server did not announce
+                SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (nothing is sent).
+            WebSocketHandshakeError: the server refused (its ``status`` and ``headers``).
+            InvalidRequest, PoolTimeout, ReadTimeout, StreamReset, ConnectionClosed, ...
+        """
+        websocket = await open_websocket(
+            self, url, subprotocols, headers, timeout, max_message_size
+        )
+        async with websocket:
+            yield websocket
 
     async def ping(self, timeout: float | None = None) -> float:
         """Send a PING and return the round-trip time in seconds.
@@ -461,6 +530,34 @@ def queue_request(
         method, url, headers, body, timeout, first_in_line, on_open, expires
     )
     return PendingResponse(stream, connection._max_decompressed_size)
+
+
+async def open_websocket(
+    connection: Connection,
+    url: str,
+    subprotocols: Sequence[str] | None,
+    headers: HeaderTypes | None,
+    timeout: TimeoutTypes | None,
+    max_message_size: int,
+) -> WebSocket:
+    """Send the WebSocket handshake (an extended CONNECT) and return the open
+    [`WebSocket`][h2any.WebSocket] (its reader runs in a task of the connection's own). What
+    [`Connection.websocket`][h2any.Connection.websocket] and the blocking facade enter;
+    leave with ``_websocket.leave_websocket``."""
+    require_wsproto()
+    if max_message_size < 1:
+        raise ValueError("max_message_size must be at least 1")
+    connection._check_extended_connect()
+    fields, _ = connection._requests.fields(
+        "CONNECT", url, handshake_headers(subprotocols, headers), None, "websocket"
+    )
+    task = connection._task
+    chosen = connection.timeout if timeout is None else as_timeout(timeout)
+    stream = Stream(task, fields, None, True, chosen)
+    stream.duplex = True
+    task.queue(stream)
+    duplex = DuplexStream(stream, connection._max_decompressed_size)
+    return await start_websocket(duplex, stream, task.start_task, subprotocols, max_message_size)
 
 
 async def run_connection(

@@ -64,6 +64,16 @@ def check_headers(headers: Headers, what: str = "header") -> Fields:
     return checked
 
 
+def _protocol_field(method: str, protocol: str) -> bytes:
+    """The checked ``:protocol`` of an extended CONNECT (RFC 8441 section 4)."""
+    if method != "CONNECT":
+        raise InvalidRequest(f"a :protocol ({protocol!r}) goes with the CONNECT method only")
+    value = protocol.encode("ascii", "replace")
+    if not _TOKEN.match(value.lower()):
+        raise InvalidRequest(f"invalid :protocol {protocol!r} (a token, such as 'websocket')")
+    return value
+
+
 def check_trailers(trailers: HeaderTypes) -> Fields:
     """Checked trailer fields: as headers, and no pseudo-headers (RFC 9113 section 8.1)."""
     return check_headers(Headers(trailers), "trailer")
@@ -94,13 +104,21 @@ class RequestBuilder:
         self._never_indexed = never_indexed
 
     def fields(
-        self, method: str, url: str, headers: HeaderTypes | None, body_length: int | None
+        self,
+        method: str,
+        url: str,
+        headers: HeaderTypes | None,
+        body_length: int | None,
+        protocol: str | None = None,
     ) -> tuple[Fields, int | None]:
         """The request's header fields, and the Content-Length the user declared (if any).
 
+        ``protocol``: an extended CONNECT (RFC 8441 section 4): ``:method CONNECT`` with a
+        ``:protocol`` pseudo-header (``"websocket"``), ``:scheme`` and ``:path`` as usual.
+
         Raises:
             InvalidRequest: bad method, URL, header, or a Content-Length at odds with the
-                body's known length.
+                body's known length; a ``protocol`` that is not a token, or not with CONNECT.
         """
         method_bytes = _GOOD_METHODS.get(method)
         if method_bytes is None:
@@ -145,8 +163,10 @@ class RequestBuilder:
             fields.append((b"content-length", str(body_length).encode()))
         if b"user-agent" not in seen:
             fields.append((b"user-agent", _USER_AGENT))
-        if b"accept-encoding" not in seen:
+        if b"accept-encoding" not in seen and protocol is None:
             fields.append((b"accept-encoding", _ACCEPT_ENCODING))
+        if protocol is not None:
+            fields.insert(1, (b":protocol", _protocol_field(method, protocol)))
         return fields, declared
 
     def path_of(self, url: str) -> bytes:

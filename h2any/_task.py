@@ -385,7 +385,7 @@ class ConnectionTask:
         self._done = anyio.Event()
         self._settings_received = anyio.Event()
         self.watchdog.start()
-        self._socket = self.preopened or await self._open_socket()
+        self._socket = self.preopened if self.preopened is not None else await self._open_socket()
         h2 = self.h2
         engine = self.engine
         codes = engine.SettingCodes
