@@ -96,6 +96,9 @@ class EngineSettings(Protocol):
     @property
     def max_concurrent_streams(self) -> int: ...
 
+    @property
+    def enable_connect_protocol(self) -> int: ...
+
 
 class EngineSettingsFactory(Protocol):
     """The engine's ``Settings`` class: a client's local settings with h2any's values."""

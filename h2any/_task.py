@@ -40,7 +40,7 @@ import os
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -319,7 +319,7 @@ class ConnectionTask:
             assert stream.pump_done is not None
             stream.pump_done.set()
 
-    def start_task(self, function: Callable[[], Awaitable[None]]) -> None:
+    def start_task(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``function()`` in a task of the connection's own, cancelled when the
         connection ends (a WebSocket's reader); it must not raise."""
         assert self._task_group is not None
