@@ -35,6 +35,12 @@ from ._headers import Headers as Headers
 from ._push import PushedStream as PushedStream
 from ._response import Response as Response
 from ._version import __version__ as __version__
+from ._websocket import ExtendedConnectUnsupported as ExtendedConnectUnsupported
+from ._websocket import WebSocket as WebSocket
+from ._websocket import WebSocketClosed as WebSocketClosed
+from ._websocket import WebSocketError as WebSocketError
+from ._websocket import WebSocketHandshakeError as WebSocketHandshakeError
+from ._websocket import WebSocketMessageTooBig as WebSocketMessageTooBig
 
 __all__ = (
     "AdaptiveFlowControlManager",
@@ -47,6 +53,7 @@ __all__ = (
     "ConnectionTerminated",
     "DecodingError",
     "DuplexStream",
+    "ExtendedConnectUnsupported",
     "FlowControlError",
     "FlowControlManager",
     "H2anyError",
@@ -65,6 +72,11 @@ __all__ = (
     "TLSError",
     "Timeout",
     "TimeoutError",
+    "WebSocket",
+    "WebSocketClosed",
+    "WebSocketError",
+    "WebSocketHandshakeError",
+    "WebSocketMessageTooBig",
     "WriteTimeout",
     "__version__",
     "connect",

@@ -156,6 +156,7 @@ class _Rpc:
         "_lock",
         "_max_receive",
         "_max_send",
+        "_opening",
         "_outcome",
         "_path",
         "_reader",
@@ -187,6 +188,7 @@ class _Rpc:
         self._serialize = serialize
         self._deserialize = deserialize
         self._stream: DuplexStream | None = None
+        self._opening: anyio.Event | None = None
         self._response: Response | None = None
         self._reader: MessageReader | None = None
         self._initial: Metadata | None = None
@@ -244,7 +246,10 @@ class _Rpc:
             try:
                 return await operation()
             except BaseException as exc:
-                raise await self._failure(exc) from exc
+                error = await self._failure(exc)
+                if error is exc:
+                    raise
+                raise error from exc
         with anyio.CancelScope(deadline=deadline) as scope:
             try:
                 return await operation()
@@ -252,7 +257,10 @@ class _Rpc:
                 if scope.cancel_called and isinstance(exc, anyio.get_cancelled_exc_class()):
                     await self._abort()
                     raise  # the deadline's: the scope takes it, and we say why below
-                raise await self._failure(exc) from exc
+                error = await self._failure(exc)
+                if error is exc:
+                    raise
+                raise error from exc
         # The deadline passed (the scope took its cancellation).
         error = self._fail(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         raise error
@@ -282,12 +290,27 @@ class _Rpc:
 
     async def _open(self) -> DuplexStream:
         stream = self._stream
-        if stream is None:
-            self.raise_if_failed()
+        if stream is not None:
+            return stream
+        self.raise_if_failed()
+        opening = self._opening
+        if opening is not None:
+            # Another task of this call is connecting (a request pump and a reader).
+            await opening.wait()
+            if self._stream is None:
+                raise self._outcome or RuntimeError("the call failed to start")
+            return self._stream
+        self._opening = opening = anyio.Event()
+        try:
             connection = await self._channel._connection_for_call()
             stream = self._stream = connection.open_stream(
                 "POST", self._path, headers=self._headers, timeout=NO_STREAM_TIMEOUT
             )
+        except RpcError as error:
+            self._settle(error)
+            raise
+        finally:
+            opening.set()
         return stream
 
     async def write(self, message: Any) -> None:
@@ -439,9 +462,15 @@ class _Rpc:
         try:
             return self._deserialize(data)
         except Exception as exc:
-            raise self._fail(
-                StatusCode.INTERNAL, f"Exception deserializing response: {exc!r}"
-            ) from exc
+            error = RpcError(
+                StatusCode.INTERNAL,
+                f"Exception deserializing response: {exc!r}",
+                self._initial,
+                Metadata() if self._outcome is None else self._outcome.trailing_metadata(),
+            )
+            if self._outcome is None or self._outcome.code() is StatusCode.OK:
+                self._outcome = error  # the server's OK does not make the call a success
+            raise self._outcome from exc
 
     async def read(self) -> Any:
         """The next response message, or ``EOF`` once the call ended with OK."""
