@@ -29,7 +29,6 @@ Retry rules:
 from __future__ import annotations
 
 import inspect
-import json as jsonlib
 import math
 import os
 import random
@@ -45,18 +44,21 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute
 
+from ._auth import Auth, AuthTypes, as_auth
 from ._body import BodyTypes
 from ._config import (
     Origin,
     RetryPolicy,
     Timeout,
     TimeoutTypes,
+    VerifyTypes,
     as_timeout,
     check_url_characters,
     make_ssl_context,
     mask_url,
 )
 from ._connection import DEFAULT_TIMEOUT, Connection, connect, connect_over, queue_request
+from ._cookies import Cookies, CookieTypes
 from ._exceptions import (
     ConnectionClosed,
     ConnectionTerminated,
@@ -69,17 +71,30 @@ from ._exceptions import (
 )
 from ._headers import Headers, HeaderTypes
 from ._http11 import HTTP11Connection, queue_http11_request, start_http11
-from ._models import basic_authorization
+from ._models import Request, basic_authorization
+from ._multipart import FormData, RequestFiles, encode_request_body
 from ._proxy import ProxyConfig, environment_ca_bundle, environment_proxy
+from ._redirects import EventHooks, check_event_hooks, send_chain
 from ._response import Response
 from ._task import open_socket
 
-__all__ = ("Client", "get", "request")
+__all__ = (
+    "Client",
+    "delete",
+    "get",
+    "head",
+    "options",
+    "patch",
+    "post",
+    "put",
+    "request",
+)
 
 _NO_ERROR = 0x0
 _ENHANCE_YOUR_CALM = 0xB
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 ParamTypes = Mapping[str, Any] | Sequence[tuple[str, Any]] | str
+CertTypes = str | tuple[str, str] | tuple[str, str, str]
 
 
 @dataclass(eq=False)
@@ -137,6 +152,20 @@ class Client:
         trust_env: take proxies from ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (minus
             ``NO_PROXY``) and the CA bundle from ``SSL_CERT_FILE`` when no ``proxy=``/
             ``verify=`` is given. ``proxy=`` (an HTTP proxy URL) applies to every origin.
+        auth: authentication for every request (a request's own ``auth=`` wins):
+            ``(user, password)`` for Basic, or an [`Auth`][h2any.Auth] such as
+            [`BearerAuth`][h2any.BearerAuth] or [`DigestAuth`][h2any.DigestAuth].
+        cookies: cookies to start the jar with ([`Client.cookies`][h2any.Client.cookies]);
+            a mapping or pairs are sent to every host, a ``CookieJar`` or
+            [`Cookies`][h2any.Cookies] keep their own domains.
+        follow_redirects: follow 3xx responses with a ``Location`` (default ``False``, as
+            httpx); a request's own ``follow_redirects=`` wins.
+        max_redirects: how many redirects one request follows before
+            [`TooManyRedirects`][h2any.TooManyRedirects] (20).
+        event_hooks: ``{"request": [...], "response": [...]}``: callables (async, or plain)
+            called with each [`Request`][h2any.Request] before it is sent and each
+            [`Response`][h2any.Response] when its headers arrive, redirects and auth answers
+            included.
     """
 
     def __init__(
@@ -152,10 +181,22 @@ class Client:
         retry_timeout: float | None = 60.0,
         retries: RetryPolicy | int | None = None,
         trust_env: bool = True,
+        auth: AuthTypes | None = None,
+        cookies: CookieTypes | None = None,
+        follow_redirects: bool = False,
+        max_redirects: int = 20,
+        event_hooks: EventHooks | None = None,
         **connection_options: Any,
     ) -> None:
         if max_connections_per_origin < 1:
             raise ValueError("max_connections_per_origin must be at least 1")
+        if max_redirects < 0:
+            raise ValueError("max_redirects must be 0 or more")
+        self.auth: Auth | None = as_auth(auth)
+        self._cookies = Cookies(cookies)
+        self.follow_redirects = follow_redirects
+        self.max_redirects = max_redirects
+        self.event_hooks = check_event_hooks(event_hooks)
         self.timeout = as_timeout(timeout)
         self.base_url = base_url
         self._headers = Headers(headers or ())
@@ -249,6 +290,16 @@ class Client:
             if any(slot.usable for slot in slots)
         }
 
+    @property
+    def cookies(self) -> Cookies:
+        """The client's cookie jar: every response's ``Set-Cookie`` lands here, and requests
+        carry the cookies that match them (domain, path, secure, expiry)."""
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, cookies: CookieTypes) -> None:
+        self._cookies = Cookies(cookies)
+
     async def _expire_idle(self, expiry: float) -> None:
         while True:
             await anyio.sleep(min(expiry, 1.0) if expiry > 0 else 0.05)
@@ -271,37 +322,67 @@ class Client:
         method: str,
         url: str,
         *,
+        content: BodyTypes = None,
+        body: BodyTypes = None,
+        data: FormData | None = None,
+        files: RequestFiles | None = None,
+        json: Any = None,
         params: ParamTypes | None = None,
         headers: HeaderTypes | None = None,
-        body: BodyTypes = None,
-        json: Any = None,
+        cookies: CookieTypes | None = None,
+        auth: AuthTypes | None = None,
+        follow_redirects: bool | None = None,
         timeout: TimeoutTypes | None = None,
     ) -> Response:
         """Send a request to any origin and return its [`Response`][h2any.Response] at headers.
 
-        ``url`` is absolute, or relative to ``base_url``. ``params`` are added to the
-        query string; ``json`` is sent as an ``application/json`` body.
+        Arguments:
+            url: absolute, or relative to ``base_url``; user information in it
+                (``https://user:password@host/``) is sent as Basic auth, never in
+                ``:authority``.
+            content: the body: ``bytes``, ``str``, a sync or async file, a sync or async
+                iterable of bytes (streamed). ``body=`` is the same (h2any's older name).
+            data: form fields, sent ``application/x-www-form-urlencoded`` (or as the plain
+                fields of a multipart body, with ``files=``).
+            files: files to upload as ``multipart/form-data``: ``{"field": file}`` or
+                ``{"field": (filename, file[, content_type[, headers]])}``; files are read in
+                pieces as the upload proceeds, never whole.
+            json: a value sent as an ``application/json`` body.
+            params: added to the query string.
+            headers: merged over the client's ``headers``.
+            cookies: cookies for this request only (sent to its origin, not after a
+                redirect elsewhere), on top of the client's jar.
+            auth: ``(user, password)`` or an [`Auth`][h2any.Auth]; ``None``: the client's.
+            follow_redirects: ``None``: the client's setting.
+            timeout: ``None``: the client's.
+
         Raises the errors of [`Connection.request`][h2any.Connection.request], after the retries
-        described in the module documentation.
+        described in the module documentation; [`TooManyRedirects`][h2any.TooManyRedirects],
+        [`BodyNotReplayable`][h2any.BodyNotReplayable].
         """
         if self._task_group is None or self._closed:
             raise RuntimeError("use the Client as 'async with h2any.Client() as client:'")
         origin, target, userinfo = self._split(url, params)
-        method = method.upper()
         request_headers = self._merge_headers(headers)
         if userinfo is not None and "authorization" not in request_headers:
             # https://user:password@host/: Basic auth, unless the request has its own.
             request_headers = Headers([*request_headers.raw, (b"authorization", userinfo)])
-        if json is not None:
-            if body is not None:
-                raise InvalidRequest("pass either body= or json=, not both")
-            body = jsonlib.dumps(json, separators=(",", ":")).encode()
-            if "content-type" not in request_headers:
-                request_headers = Headers(
-                    [*request_headers.raw, (b"content-type", b"application/json")]
-                )
-        request_timeout = self.timeout if timeout is None else as_timeout(timeout)
-        return await self._send(origin, method, target, request_headers, body, request_timeout)
+        request_body, implied = encode_request_body(
+            content=content, body=body, data=data, files=files, json=json, headers=request_headers
+        )
+        if implied:
+            request_headers = Headers([*request_headers.raw, *implied])
+        return await send_chain(
+            self,
+            Request(method, f"{origin}{target}", headers=request_headers),
+            request_body,
+            auth=self.auth if auth is None else as_auth(auth),
+            cookies=None if cookies is None else Cookies(cookies),
+            follow_redirects=(
+                self.follow_redirects if follow_redirects is None else follow_redirects
+            ),
+            timeout=self.timeout if timeout is None else as_timeout(timeout),
+        )
 
     async def _send(
         self,
@@ -394,28 +475,229 @@ class Client:
         method: str,
         url: str,
         *,
+        content: BodyTypes = None,
+        body: BodyTypes = None,
+        data: FormData | None = None,
+        files: RequestFiles | None = None,
+        json: Any = None,
         params: ParamTypes | None = None,
         headers: HeaderTypes | None = None,
-        body: BodyTypes = None,
-        json: Any = None,
+        cookies: CookieTypes | None = None,
+        auth: AuthTypes | None = None,
+        follow_redirects: bool | None = None,
         timeout: TimeoutTypes | None = None,
     ) -> AsyncIterator[Response]:
         """Like `request`, as a context manager that closes the response on exit."""
         response = await self.request(
-            method, url, params=params, headers=headers, body=body, json=json, timeout=timeout
+            method,
+            url,
+            content=content,
+            body=body,
+            data=data,
+            files=files,
+            json=json,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
         )
         try:
             yield response
         finally:
             await response.aclose()
 
-    async def get(self, url: str, **kwargs: Any) -> Response:
+    async def get(
+        self,
+        url: str,
+        *,
+        params: ParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        auth: AuthTypes | None = None,
+        follow_redirects: bool | None = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
         """``request("GET", url, ...)``."""
-        return await self.request("GET", url, **kwargs)
+        return await self.request(
+            "GET",
+            url,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
+        )
 
-    async def post(self, url: str, **kwargs: Any) -> Response:
+    async def head(
+        self,
+        url: str,
+        *,
+        params: ParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        auth: AuthTypes | None = None,
+        follow_redirects: bool | None = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
+        """``request("HEAD", url, ...)``."""
+        return await self.request(
+            "HEAD",
+            url,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
+        )
+
+    async def options(
+        self,
+        url: str,
+        *,
+        params: ParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        auth: AuthTypes | None = None,
+        follow_redirects: bool | None = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
+        """``request("OPTIONS", url, ...)``."""
+        return await self.request(
+            "OPTIONS",
+            url,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
+        )
+
+    async def delete(
+        self,
+        url: str,
+        *,
+        params: ParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        auth: AuthTypes | None = None,
+        follow_redirects: bool | None = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
+        """``request("DELETE", url, ...)``."""
+        return await self.request(
+            "DELETE",
+            url,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
+        )
+
+    async def post(
+        self,
+        url: str,
+        *,
+        content: BodyTypes = None,
+        body: BodyTypes = None,
+        data: FormData | None = None,
+        files: RequestFiles | None = None,
+        json: Any = None,
+        params: ParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        auth: AuthTypes | None = None,
+        follow_redirects: bool | None = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
         """``request("POST", url, ...)``."""
-        return await self.request("POST", url, **kwargs)
+        return await self.request(
+            "POST",
+            url,
+            content=content,
+            body=body,
+            data=data,
+            files=files,
+            json=json,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
+        )
+
+    async def put(
+        self,
+        url: str,
+        *,
+        content: BodyTypes = None,
+        body: BodyTypes = None,
+        data: FormData | None = None,
+        files: RequestFiles | None = None,
+        json: Any = None,
+        params: ParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        auth: AuthTypes | None = None,
+        follow_redirects: bool | None = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
+        """``request("PUT", url, ...)``."""
+        return await self.request(
+            "PUT",
+            url,
+            content=content,
+            body=body,
+            data=data,
+            files=files,
+            json=json,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
+        )
+
+    async def patch(
+        self,
+        url: str,
+        *,
+        content: BodyTypes = None,
+        body: BodyTypes = None,
+        data: FormData | None = None,
+        files: RequestFiles | None = None,
+        json: Any = None,
+        params: ParamTypes | None = None,
+        headers: HeaderTypes | None = None,
+        cookies: CookieTypes | None = None,
+        auth: AuthTypes | None = None,
+        follow_redirects: bool | None = None,
+        timeout: TimeoutTypes | None = None,
+    ) -> Response:
+        """``request("PATCH", url, ...)``."""
+        return await self.request(
+            "PATCH",
+            url,
+            content=content,
+            body=body,
+            data=data,
+            files=files,
+            json=json,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
+        )
 
     # ------------------------------------------------------------------ pool
 
@@ -632,23 +914,341 @@ def _rewind(body: BodyTypes, position: int) -> BodyTypes:
     return body
 
 
-async def request(method: str, url: str, **kwargs: Any) -> Response:
-    """Send one request with a throwaway [`Client`][h2any.Client] and return the response, its body
-    already read (``response.content``). Keyword arguments are those of
-    [`Client.request`][h2any.Client.request] and the Client's options (``verify``, ``timeout``,
-    ...)."""
-    request_keys = {"params", "headers", "body", "json"}
-    request_kwargs = {k: v for k, v in kwargs.items() if k in request_keys}
-    client_kwargs = {k: v for k, v in kwargs.items() if k not in request_keys}
-    async with Client(keepalive_expiry=None, **client_kwargs) as client:
-        response = await client.request(method, url, **request_kwargs)
-        await response.read()
+async def request(
+    method: str,
+    url: str,
+    *,
+    content: BodyTypes = None,
+    body: BodyTypes = None,
+    data: FormData | None = None,
+    files: RequestFiles | None = None,
+    json: Any = None,
+    params: ParamTypes | None = None,
+    headers: HeaderTypes | None = None,
+    cookies: CookieTypes | None = None,
+    auth: AuthTypes | None = None,
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    proxy: str | None = None,
+    trust_env: bool = True,
+    timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+    follow_redirects: bool = False,
+    max_redirects: int = 20,
+    max_decompressed_size: int | None = None,
+) -> Response:
+    """Send one request with a throwaway [`Client`][h2any.Client] and return the response, its
+    body already read (``response.content``).
+
+    The request arguments are those of [`Client.request`][h2any.Client.request]; ``verify``,
+    ``cert``, ``proxy``, ``trust_env``, ``timeout``, ``follow_redirects``, ``max_redirects``
+    and ``max_decompressed_size`` are the Client's. For more than one request, use a
+    [`Client`][h2any.Client]: it keeps the connection.
+    """
+    options: dict[str, Any] = {"cert": cert, "max_decompressed_size": max_decompressed_size}
+    if proxy is not None:
+        options["proxy"] = proxy
+    async with Client(
+        keepalive_expiry=None,
+        verify=verify,
+        trust_env=trust_env,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+        **options,
+    ) as client:
+        response = await client.request(
+            method,
+            url,
+            content=content,
+            body=body,
+            data=data,
+            files=files,
+            json=json,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+        )
+        try:
+            await response.read()
+        finally:
+            await response.aclose()
         return response
 
 
-async def get(url: str, **kwargs: Any) -> Response:
-    """``request("GET", url, ...)``, for one-off requests."""
-    return await request("GET", url, **kwargs)
+async def get(
+    url: str,
+    *,
+    params: ParamTypes | None = None,
+    headers: HeaderTypes | None = None,
+    cookies: CookieTypes | None = None,
+    auth: AuthTypes | None = None,
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    proxy: str | None = None,
+    trust_env: bool = True,
+    timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+    follow_redirects: bool = False,
+    max_redirects: int = 20,
+    max_decompressed_size: int | None = None,
+) -> Response:
+    """``request("GET", url, ...)``, for one-off requests (see `request`)."""
+    return await request(
+        "GET",
+        url,
+        params=params,
+        headers=headers,
+        cookies=cookies,
+        auth=auth,
+        verify=verify,
+        cert=cert,
+        proxy=proxy,
+        trust_env=trust_env,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+        max_decompressed_size=max_decompressed_size,
+    )
+
+
+async def head(
+    url: str,
+    *,
+    params: ParamTypes | None = None,
+    headers: HeaderTypes | None = None,
+    cookies: CookieTypes | None = None,
+    auth: AuthTypes | None = None,
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    proxy: str | None = None,
+    trust_env: bool = True,
+    timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+    follow_redirects: bool = False,
+    max_redirects: int = 20,
+    max_decompressed_size: int | None = None,
+) -> Response:
+    """``request("HEAD", url, ...)``, for one-off requests (see `request`)."""
+    return await request(
+        "HEAD",
+        url,
+        params=params,
+        headers=headers,
+        cookies=cookies,
+        auth=auth,
+        verify=verify,
+        cert=cert,
+        proxy=proxy,
+        trust_env=trust_env,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+        max_decompressed_size=max_decompressed_size,
+    )
+
+
+async def options(
+    url: str,
+    *,
+    params: ParamTypes | None = None,
+    headers: HeaderTypes | None = None,
+    cookies: CookieTypes | None = None,
+    auth: AuthTypes | None = None,
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    proxy: str | None = None,
+    trust_env: bool = True,
+    timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+    follow_redirects: bool = False,
+    max_redirects: int = 20,
+    max_decompressed_size: int | None = None,
+) -> Response:
+    """``request("OPTIONS", url, ...)``, for one-off requests (see `request`)."""
+    return await request(
+        "OPTIONS",
+        url,
+        params=params,
+        headers=headers,
+        cookies=cookies,
+        auth=auth,
+        verify=verify,
+        cert=cert,
+        proxy=proxy,
+        trust_env=trust_env,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+        max_decompressed_size=max_decompressed_size,
+    )
+
+
+async def delete(
+    url: str,
+    *,
+    params: ParamTypes | None = None,
+    headers: HeaderTypes | None = None,
+    cookies: CookieTypes | None = None,
+    auth: AuthTypes | None = None,
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    proxy: str | None = None,
+    trust_env: bool = True,
+    timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+    follow_redirects: bool = False,
+    max_redirects: int = 20,
+    max_decompressed_size: int | None = None,
+) -> Response:
+    """``request("DELETE", url, ...)``, for one-off requests (see `request`)."""
+    return await request(
+        "DELETE",
+        url,
+        params=params,
+        headers=headers,
+        cookies=cookies,
+        auth=auth,
+        verify=verify,
+        cert=cert,
+        proxy=proxy,
+        trust_env=trust_env,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+        max_decompressed_size=max_decompressed_size,
+    )
+
+
+async def post(
+    url: str,
+    *,
+    content: BodyTypes = None,
+    body: BodyTypes = None,
+    data: FormData | None = None,
+    files: RequestFiles | None = None,
+    json: Any = None,
+    params: ParamTypes | None = None,
+    headers: HeaderTypes | None = None,
+    cookies: CookieTypes | None = None,
+    auth: AuthTypes | None = None,
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    proxy: str | None = None,
+    trust_env: bool = True,
+    timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+    follow_redirects: bool = False,
+    max_redirects: int = 20,
+    max_decompressed_size: int | None = None,
+) -> Response:
+    """``request("POST", url, ...)``, for one-off requests (see `request`)."""
+    return await request(
+        "POST",
+        url,
+        content=content,
+        body=body,
+        data=data,
+        files=files,
+        json=json,
+        params=params,
+        headers=headers,
+        cookies=cookies,
+        auth=auth,
+        verify=verify,
+        cert=cert,
+        proxy=proxy,
+        trust_env=trust_env,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+        max_decompressed_size=max_decompressed_size,
+    )
+
+
+async def put(
+    url: str,
+    *,
+    content: BodyTypes = None,
+    body: BodyTypes = None,
+    data: FormData | None = None,
+    files: RequestFiles | None = None,
+    json: Any = None,
+    params: ParamTypes | None = None,
+    headers: HeaderTypes | None = None,
+    cookies: CookieTypes | None = None,
+    auth: AuthTypes | None = None,
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    proxy: str | None = None,
+    trust_env: bool = True,
+    timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+    follow_redirects: bool = False,
+    max_redirects: int = 20,
+    max_decompressed_size: int | None = None,
+) -> Response:
+    """``request("PUT", url, ...)``, for one-off requests (see `request`)."""
+    return await request(
+        "PUT",
+        url,
+        content=content,
+        body=body,
+        data=data,
+        files=files,
+        json=json,
+        params=params,
+        headers=headers,
+        cookies=cookies,
+        auth=auth,
+        verify=verify,
+        cert=cert,
+        proxy=proxy,
+        trust_env=trust_env,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+        max_decompressed_size=max_decompressed_size,
+    )
+
+
+async def patch(
+    url: str,
+    *,
+    content: BodyTypes = None,
+    body: BodyTypes = None,
+    data: FormData | None = None,
+    files: RequestFiles | None = None,
+    json: Any = None,
+    params: ParamTypes | None = None,
+    headers: HeaderTypes | None = None,
+    cookies: CookieTypes | None = None,
+    auth: AuthTypes | None = None,
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    proxy: str | None = None,
+    trust_env: bool = True,
+    timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+    follow_redirects: bool = False,
+    max_redirects: int = 20,
+    max_decompressed_size: int | None = None,
+) -> Response:
+    """``request("PATCH", url, ...)``, for one-off requests (see `request`)."""
+    return await request(
+        "PATCH",
+        url,
+        content=content,
+        body=body,
+        data=data,
+        files=files,
+        json=json,
+        params=params,
+        headers=headers,
+        cookies=cookies,
+        auth=auth,
+        verify=verify,
+        cert=cert,
+        proxy=proxy,
+        trust_env=trust_env,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+        max_decompressed_size=max_decompressed_size,
+    )
 
 
 async def wait_closed(client: Client) -> None:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ._models import Request
 
 __all__ = (
+    "BodyNotReplayable",
     "ConnectError",
     "ConnectTimeout",
     "ConnectionClosed",
@@ -30,6 +31,7 @@ __all__ = (
     "StreamReset",
     "TLSError",
     "TimeoutError",
+    "TooManyRedirects",
     "WriteTimeout",
     "clone_error",
 )
@@ -83,6 +85,27 @@ class PoolTimeout(TimeoutError):
 
 class InvalidRequest(H2anyError, ValueError):
     """The request could not be sent as given: a bad header, method, URL or body."""
+
+
+class TooManyRedirects(H2anyError):
+    """A request was redirected more than the [`Client`][h2any.Client]'s ``max_redirects``
+    times. ``request`` is the [`Request`][h2any.Request] that drew the last redirect; the
+    message names its URL (never the URL's credentials)."""
+
+    def __init__(self, message: str, *, request: Request | None = None) -> None:
+        super().__init__(message)
+        self.request = request
+
+
+class BodyNotReplayable(H2anyError):
+    """A request must be sent again -- to follow a 307/308 redirect, or to answer an
+    authentication challenge -- but its body was a one-shot source (an iterator, a pipe)
+    already sent. Pass ``bytes``, a seekable file, or a multipart body of seekable files.
+    ``request`` is the [`Request`][h2any.Request] that could not be repeated."""
+
+    def __init__(self, message: str, *, request: Request | None = None) -> None:
+        super().__init__(message)
+        self.request = request
 
 
 class FlowControlError(H2anyError):

@@ -8,6 +8,14 @@ abandoned ``hyper`` library's class of that name, built on the facade.
 from __future__ import annotations
 
 from ._client import Client as Client
+from ._client import delete as delete
+from ._client import get as get
+from ._client import head as head
+from ._client import options as options
+from ._client import patch as patch
+from ._client import post as post
+from ._client import put as put
+from ._client import request as request
 from ._connection import Connection as Connection
 from ._connection import DuplexStream as DuplexStream
 from ._connection import PushedStream as PushedStream
@@ -27,4 +35,12 @@ __all__ = (
     "HTTPHeaderMap",
     "PushedStream",
     "Response",
+    "delete",
+    "get",
+    "head",
+    "options",
+    "patch",
+    "post",
+    "put",
+    "request",
 )
