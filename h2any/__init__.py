@@ -18,6 +18,7 @@ from ._exceptions import ConnectTimeout as ConnectTimeout
 from ._exceptions import DecodingError as DecodingError
 from ._exceptions import FlowControlError as FlowControlError
 from ._exceptions import H2anyError as H2anyError
+from ._exceptions import HTTPStatusError as HTTPStatusError
 from ._exceptions import HTTPVersionError as HTTPVersionError
 from ._exceptions import InvalidRequest as InvalidRequest
 from ._exceptions import PoolTimeout as PoolTimeout
@@ -32,6 +33,7 @@ from ._flow import AdaptiveFlowControlManager as AdaptiveFlowControlManager
 from ._flow import BaseFlowControlManager as BaseFlowControlManager
 from ._flow import FlowControlManager as FlowControlManager
 from ._headers import Headers as Headers
+from ._models import Request as Request
 from ._push import PushedStream as PushedStream
 from ._response import Response as Response
 from ._version import __version__ as __version__
@@ -64,6 +66,7 @@ __all__ = (
     "FlowControlError",
     "FlowControlManager",
     "H2anyError",
+    "HTTPStatusError",
     "HTTPVersionError",
     "Headers",
     "InvalidRequest",
@@ -73,6 +76,7 @@ __all__ = (
     "ProxyError",
     "PushedStream",
     "ReadTimeout",
+    "Request",
     "Response",
     "RetryPolicy",
     "StreamReset",

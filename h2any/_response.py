@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import codecs
+import json as jsonlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from datetime import timedelta
+from http import HTTPStatus
+from time import perf_counter
 from types import TracebackType
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
 import anyio.lowlevel
 
+from ._config import mask_url
 from ._decoders import ContentDecoder, make_decoder
-from ._exceptions import ProtocolError, ReadTimeout
+from ._exceptions import HTTPStatusError, ProtocolError, ReadTimeout
 from ._headers import Headers, has_wire_name, headers_from_wire
+from ._models import Request, request_from_fields
 from ._stream import Data, Ended, Failed, ResponseHeaders, Trailers
 
 if TYPE_CHECKING:
     from ._stream import Stream
 
-__all__ = ("Response", "body_arrived", "body_read", "cached_body", "receive_response")
+__all__ = (
+    "LineSplitter",
+    "Response",
+    "body_arrived",
+    "body_read",
+    "cached_body",
+    "charset_of",
+    "decode_text",
+    "receive_response",
+    "split_lines",
+    "status_error",
+)
 
 # How long a failed request waits for its body's pump to stop (a sync source may be in the
 # middle of a read in a worker thread).
@@ -38,18 +57,37 @@ class Response:
     headers arrive.
 
     Attributes:
-        status: the status code.
+        status: the status code (``status_code`` is the same, as in httpx).
         headers: the response [`Headers`][h2any.Headers].
         stream_id: the HTTP/2 stream that carried it.
         trailers: trailing [`Headers`][h2any.Headers], once the body has been read (``None`` if the
             server sent none).
-        http_version: always ``"HTTP/2"``.
+        http_version: ``"HTTP/2"`` (``"HTTP/1.1"`` for a [`Client`][h2any.Client] response that
+            came over HTTP/1.1).
+        num_bytes_downloaded: body bytes received so far, as they came off the wire (before
+            decompression).
 
-    The body is read with `read` or `aiter_bytes`; data is granted back to the
-    server's flow-control window only as it is consumed here.
+    The body is read with `read` or `aiter_bytes` (`aiter_text`, `aiter_lines`); data is
+    granted back to the server's flow-control window only as it is consumed here. `text` and
+    `json` need the body read first (``await response.read()``).
+
+    The names httpx users know are here too (`status_code`, `text`, `json`,
+    `raise_for_status`, `is_success`, `url`, `request`, `elapsed`, ...); they cost nothing
+    until used: each is computed when first asked for.
     """
 
     http_version = "HTTP/2"
+    num_bytes_downloaded = 0
+    # Set only when used or known (class-level defaults: nothing per response on the hot
+    # path). _started/_finished are perf_counter() readings for `elapsed`.
+    _started: float | None = None
+    _finished: float | None = None
+    _request: Request | None = None
+    _url: str | None = None
+    _history: list[Response] | None = None
+    _reason: str | None = None
+    _encoding: str | None = None
+    _text: str | None = None
 
     def __init__(
         self,
@@ -71,6 +109,219 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response [{self.status}] stream {self.stream_id}>"
+
+    # ------------------------------------------------------------------ httpx's names
+
+    @property
+    def status_code(self) -> int:
+        """The status code: the same as ``status`` (httpx's name)."""
+        return self.status
+
+    @property
+    def reason_phrase(self) -> str:
+        """The reason phrase: HTTP/2 sends none, so this is the standard phrase of the status
+        (``"Not Found"``), as httpx gives for HTTP/2; ``""`` for a code without one. An
+        HTTP/1.1 response gives the phrase the server sent."""
+        reason = self._reason
+        if reason is None:
+            try:
+                reason = HTTPStatus(self.status).phrase
+            except ValueError:
+                reason = ""
+        return reason
+
+    @reason_phrase.setter
+    def reason_phrase(self, value: str) -> None:
+        self._reason = value
+
+    @property
+    def is_informational(self) -> bool:
+        """True for a 1xx status."""
+        return 100 <= self.status <= 199
+
+    @property
+    def is_success(self) -> bool:
+        """True for a 2xx status."""
+        return 200 <= self.status <= 299
+
+    @property
+    def is_redirect(self) -> bool:
+        """True for a 3xx status (not all carry a ``Location``: see `has_redirect_location`)."""
+        return 300 <= self.status <= 399
+
+    @property
+    def is_client_error(self) -> bool:
+        """True for a 4xx status."""
+        return 400 <= self.status <= 499
+
+    @property
+    def is_server_error(self) -> bool:
+        """True for a 5xx status."""
+        return 500 <= self.status <= 599
+
+    @property
+    def is_error(self) -> bool:
+        """True for a 4xx or 5xx status."""
+        return 400 <= self.status <= 599
+
+    @property
+    def has_redirect_location(self) -> bool:
+        """True for a redirect that can be followed: 301, 302, 303, 307 or 308 with a
+        ``Location`` header."""
+        return self.status in _REDIRECT_STATUSES and "location" in self.headers
+
+    @property
+    def request(self) -> Request:
+        """The [`Request`][h2any.Request] that was sent: method, full URL and headers.
+
+        Raises:
+            RuntimeError: a pushed response (its request is the push's, see
+                [`PushedStream`][h2any.PushedStream]).
+        """
+        request = self._request
+        if request is None:
+            fields = self._stream.headers
+            if not fields:
+                raise RuntimeError(
+                    "this response has no request of its own (a pushed response: see "
+                    "PushedStream.request_headers)"
+                )
+            request = self._request = request_from_fields(fields)
+        return request
+
+    @request.setter
+    def request(self, value: Request) -> None:
+        self._request = value
+
+    @property
+    def url(self) -> str:
+        """The full URL of the request (``"https://example.org/path?query"``), as sent:
+        international host names in their IDNA form, the path percent-encoded. It never holds
+        user information (the [`Client`][h2any.Client] sends that as an ``authorization``
+        header)."""
+        url = self._url
+        if url is None:
+            url = self._url = self.request.url
+        return url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        self._url = value
+
+    @property
+    def history(self) -> list[Response]:
+        """The redirect responses that led to this one, oldest first (``[]`` when the
+        [`Client`][h2any.Client] followed no redirect)."""
+        history = self._history
+        if history is None:
+            history = self._history = []
+        return history
+
+    @history.setter
+    def history(self, value: list[Response]) -> None:
+        self._history = value
+
+    @property
+    def elapsed(self) -> timedelta:
+        """The time from sending the request to the end of the response body (as httpx).
+
+        The clock starts when the request is handed to the connection
+        ([`Connection.request`][h2any.Connection.request], [`Client.request`][h2any.Client.request]
+        and ``stream``; for [`Connection.request_nowait`][h2any.Connection.request_nowait],
+        [`DuplexStream.response`][h2any.DuplexStream.response] and pushes, when the response is
+        awaited) and stops when the body ends, or when the response is closed before that.
+
+        Raises:
+            RuntimeError: the body is still being received (read it, or close the response).
+        """
+        started, finished = self._started, self._finished
+        if started is None:
+            raise RuntimeError("this response's time was not measured")
+        if finished is None:
+            raise RuntimeError(
+                "'elapsed' is known once the body has been read or the response closed"
+            )
+        return timedelta(seconds=finished - started)
+
+    @property
+    def encoding(self) -> str:
+        """The text encoding of the body: the ``charset`` of its ``Content-Type`` when Python
+        knows it, else ``"utf-8"`` (httpx's default too; h2any does not guess from the bytes).
+        Set it to decode `text` another way."""
+        encoding = self._encoding
+        if encoding is None:
+            encoding = self._encoding = charset_of(self.headers.get("content-type")) or "utf-8"
+        return encoding
+
+    @encoding.setter
+    def encoding(self, value: str) -> None:
+        codecs.lookup(value)  # LookupError for an unknown encoding
+        self._encoding = value
+        self._text = None
+
+    @property
+    def text(self) -> str:
+        """The body as text, decoded with `encoding` (undecodable bytes become U+FFFD).
+
+        Raises:
+            RuntimeError: the body has not been read (``await response.read()`` first).
+        """
+        text = self._text
+        if text is None:
+            text = self._text = self.content.decode(self.encoding, errors="replace")
+        return text
+
+    def json(self, **kwargs: Any) -> Any:
+        """The body parsed as JSON (``json.loads``, which takes UTF-8, -16 or -32);
+        ``kwargs`` go to ``json.loads``.
+
+        Raises:
+            RuntimeError: the body has not been read (``await response.read()`` first).
+            json.JSONDecodeError: the body is not JSON; ``UnicodeDecodeError`` if it is not
+                even UTF-8, -16 or -32 (both are ``ValueError``).
+        """
+        return jsonlib.loads(self.content, **kwargs)
+
+    def raise_for_status(self) -> Response:
+        """Raise [`HTTPStatusError`][h2any.HTTPStatusError] unless the status is 2xx; return
+        the response itself otherwise (so that calls chain, as in httpx).
+
+        Raises:
+            HTTPStatusError: a 1xx, 3xx, 4xx or 5xx status; the message names the status and
+                the URL (never its credentials).
+        """
+        if 200 <= self.status <= 299:
+            return self
+        raise status_error(self, self)
+
+    async def aread(self) -> bytes:
+        """The same as `read` (httpx's name)."""
+        return await self.read()
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The same as ``aiter_bytes(decode_content=False)`` (httpx's name)."""
+        return self.aiter_bytes(decode_content=False)
+
+    def aiter_text(self) -> AsyncIterator[str]:
+        """Iterate over the body as text, decoded with `encoding` as it arrives (a character
+        split between two chunks is held back until it is whole).
+
+        Raises:
+            The errors of `aiter_bytes`.
+        """
+        return _TextIterator(self.aiter_bytes(), self.encoding)
+
+    def aiter_lines(self) -> AsyncIterator[str]:
+        """Iterate over the body's lines as they arrive, without their line breaks. Lines
+        end as with `str.splitlines` (``\n``, ``\r\n``, ``\r``, ...), as in httpx. A line
+        is held in memory until it ends.
+
+        Raises:
+            The errors of `aiter_bytes`.
+        """
+        return _LineIterator(_TextIterator(self.aiter_bytes(), self.encoding))
+
+    # ------------------------------------------------------------------ the body
 
     @property
     def is_complete(self) -> bool:
@@ -150,10 +401,13 @@ class Response:
                 kind = type(item)
                 if kind is Data:
                     stream.consumed(item.flow_size)  # type: ignore[union-attr]
-                    if item.data:  # type: ignore[union-attr]
-                        return item.data  # type: ignore[union-attr]
+                    data = item.data  # type: ignore[union-attr]
+                    if data:
+                        self.num_bytes_downloaded += len(data)
+                        return data
                 elif kind is Ended:
                     self._complete = True
+                    self._finished = perf_counter()
                     return None
                 elif kind is Trailers:
                     self.trailers = headers_from_wire(item.fields)  # type: ignore[union-attr]
@@ -192,6 +446,8 @@ class Response:
         """Reading failed or was cancelled: reset the stream, release its unread data."""
         self._stream.abandon()
         self._closed = True
+        if self._finished is None:
+            self._finished = perf_counter()
 
     async def aclose(self) -> None:
         """Close the response; if the body was not read to its end, reset the stream.
@@ -202,6 +458,8 @@ class Response:
             self._closed = True
             if not self._complete or self._stream.items:
                 self._stream.abandon()
+            if self._finished is None:
+                self._finished = perf_counter()
         await anyio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> Response:
@@ -309,6 +567,177 @@ class _BodyIterator:
         return output
 
 
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_STATUS_KINDS = {
+    1: "Informational response",
+    3: "Redirect response",
+    4: "Client error",
+    5: "Server error",
+}
+
+
+def charset_of(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a ``Content-Type`` value, if Python knows that encoding."""
+    if not content_type or "charset" not in content_type.lower():
+        return None
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip("\"'").strip()
+            try:
+                codecs.lookup(charset)
+            except LookupError:
+                return None
+            return charset
+    return None
+
+
+def status_error(response: Response, shown: Any) -> HTTPStatusError:
+    """The [`HTTPStatusError`][h2any.HTTPStatusError] for ``response``'s status, its
+    ``.response`` being ``shown`` (the response itself, or its blocking facade). Worded as
+    httpx's; the URLs are masked."""
+    status = response.status
+    kind = _STATUS_KINDS.get(status // 100, "Invalid status code")
+    message = f"{kind} '{status} {response.reason_phrase}' for url '{mask_url(response.url)}'"
+    if response.has_redirect_location:
+        message += f"\nRedirect location: '{mask_url(response.headers['location'])}'"
+    message += (
+        f"\nFor more information check: https://developer.mozilla.org/en-US/docs/Web/HTTP/"
+        f"Status/{status}"
+    )
+    return HTTPStatusError(message, request=response.request, response=shown)
+
+
+# What str.splitlines takes for a line break.
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+@final
+class LineSplitter:
+    """Cuts text that arrives in pieces into lines, as `str.splitlines` cuts the whole.
+
+    A ``"\\r"`` at the end of a piece is held back (it may be the first half of
+    ``"\\r\\n"``); an unfinished line is kept until its end arrives.
+    """
+
+    __slots__ = ("_cr", "_pending")
+
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+        self._cr = False
+
+    def feed(self, text: str) -> list[str]:
+        """The lines that ``text`` completes."""
+        if self._cr:
+            text = "\r" + text
+            self._cr = False
+        if text.endswith("\r"):
+            self._cr = True
+            text = text[:-1]
+        if not text:
+            return []
+        ends_line = text[-1] in _LINE_BREAKS
+        lines = text.splitlines()
+        if len(lines) == 1 and not ends_line:
+            self._pending.append(text)
+            return []
+        if self._pending:
+            self._pending.append(lines[0])
+            lines[0] = "".join(self._pending)
+            self._pending = []
+        if not ends_line:
+            self._pending.append(lines.pop())
+        return lines
+
+    def flush(self) -> list[str]:
+        """The last line, if the text did not end with a line break."""
+        if not self._pending and not self._cr:
+            return []
+        line = "".join(self._pending)
+        self._pending = []
+        self._cr = False
+        return [line]
+
+
+def decode_text(chunks: Iterable[bytes], encoding: str) -> Iterable[str]:
+    """``chunks`` decoded to text pieces (blocking iteration, for ``h2any.sync``)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    for chunk in chunks:
+        text = decoder.decode(chunk)
+        if text:
+            yield text
+    text = decoder.decode(b"", True)
+    if text:
+        yield text
+
+
+def split_lines(pieces: Iterable[str]) -> Iterable[str]:
+    """The lines of text that arrives in ``pieces`` (blocking iteration, for ``h2any.sync``)."""
+    splitter = LineSplitter()
+    for piece in pieces:
+        yield from splitter.feed(piece)
+    yield from splitter.flush()
+
+
+@final
+class _TextIterator:
+    """The async iterator behind [`Response.aiter_text`][h2any.Response.aiter_text] (a class,
+    not an async generator: see `_BodyIterator`)."""
+
+    __slots__ = ("_chunks", "_decoder", "_done")
+
+    def __init__(self, chunks: AsyncIterator[bytes], encoding: str) -> None:
+        self._chunks = chunks
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._done = False
+
+    def __aiter__(self) -> _TextIterator:
+        return self
+
+    async def __anext__(self) -> str:
+        while not self._done:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                text = self._decoder.decode(b"", True)
+            else:
+                text = self._decoder.decode(chunk)
+            if text:
+                return text
+        raise StopAsyncIteration
+
+
+@final
+class _LineIterator:
+    """The async iterator behind [`Response.aiter_lines`][h2any.Response.aiter_lines]."""
+
+    __slots__ = ("_done", "_lines", "_splitter", "_text")
+
+    def __init__(self, text: _TextIterator) -> None:
+        self._text = text
+        self._splitter = LineSplitter()
+        self._lines: deque[str] = deque()
+        self._done = False
+
+    def __aiter__(self) -> _LineIterator:
+        return self
+
+    async def __anext__(self) -> str:
+        lines = self._lines
+        while not lines:
+            if self._done:
+                raise StopAsyncIteration
+            try:
+                piece = await self._text.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                lines.extend(self._splitter.flush())
+            else:
+                lines.extend(self._splitter.feed(piece))
+        return lines.popleft()
+
+
 def body_arrived(response: Response) -> bool:
     """Whether the whole body has arrived (it may not have been read yet)."""
     return response._stream.remote_done
@@ -341,6 +770,7 @@ async def receive_response(stream: Stream, max_decompressed_size: int | None = N
         Exception: whatever a streamed request body's source raised.
     """
     items = stream.items
+    started = perf_counter()  # for Response.elapsed
     try:
         while True:
             if not items:
@@ -359,9 +789,11 @@ async def receive_response(stream: Stream, max_decompressed_size: int | None = N
             if kind is ResponseHeaders:
                 raw = item.fields  # type: ignore[union-attr]
                 # Checked when received: exactly one :status, first, three digits.
-                return Response(
+                response = Response(
                     stream, int(raw[0][1]), headers_from_wire(raw[1:]), max_decompressed_size
                 )
+                response._started = started
+                return response
             if kind is Failed:
                 raise item.error  # type: ignore[union-attr]
             # DATA or END before HEADERS cannot happen: h2 rejects it as a protocol error.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, final
 
@@ -20,9 +21,17 @@ from .._connection import Connection as AsyncConnection
 from .._connection import run_connection
 from .._duplex import DuplexStream as AsyncDuplexStream
 from .._headers import Headers, HeaderTypes, has_wire_name
+from .._models import Request
 from .._push import PushedStream as AsyncPushedStream
 from .._response import Response as AsyncResponse
-from .._response import body_arrived, body_read, cached_body
+from .._response import (
+    body_arrived,
+    body_read,
+    cached_body,
+    decode_text,
+    split_lines,
+    status_error,
+)
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 
 __all__ = (
@@ -40,8 +49,13 @@ class Response:
     """A response on the blocking facade; the same data as [`h2any.Response`][h2any.Response].
 
     Attributes: ``status``, ``headers``, ``stream_id``, ``trailers`` (after the body),
-    ``http_version``.
+    ``http_version``; and httpx's names, as on [`h2any.Response`][h2any.Response]:
+    ``status_code``, ``text``, ``json()``, ``raise_for_status()``, ``is_success``, ``url``,
+    ``request``, ``elapsed``, ``history``, ... Unlike the async response, `text` and `json`
+    read the body first if it has not been read (blocking).
     """
+
+    _history: list[Response] | None = None
 
     def __init__(self, loop: LoopThread, response: AsyncResponse) -> None:
         self._loop = loop
@@ -53,6 +67,127 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<h2any.sync.Response [{self.status}] stream {self.stream_id}>"
+
+    # ------------------------------------------------------------------ httpx's names
+
+    @property
+    def status_code(self) -> int:
+        """The status code: the same as ``status``."""
+        return self.status
+
+    @property
+    def reason_phrase(self) -> str:
+        """See [`h2any.Response.reason_phrase`][h2any.Response.reason_phrase]."""
+        return self._response.reason_phrase
+
+    @property
+    def is_informational(self) -> bool:
+        """True for a 1xx status."""
+        return self._response.is_informational
+
+    @property
+    def is_success(self) -> bool:
+        """True for a 2xx status."""
+        return self._response.is_success
+
+    @property
+    def is_redirect(self) -> bool:
+        """True for a 3xx status."""
+        return self._response.is_redirect
+
+    @property
+    def is_client_error(self) -> bool:
+        """True for a 4xx status."""
+        return self._response.is_client_error
+
+    @property
+    def is_server_error(self) -> bool:
+        """True for a 5xx status."""
+        return self._response.is_server_error
+
+    @property
+    def is_error(self) -> bool:
+        """True for a 4xx or 5xx status."""
+        return self._response.is_error
+
+    @property
+    def has_redirect_location(self) -> bool:
+        """True for a 301, 302, 303, 307 or 308 with a ``Location`` header."""
+        return self._response.has_redirect_location
+
+    @property
+    def request(self) -> Request:
+        """The [`Request`][h2any.Request] that was sent."""
+        return self._response.request
+
+    @property
+    def url(self) -> str:
+        """The full URL of the request, never with user information."""
+        return self._response.url
+
+    @property
+    def history(self) -> list[Response]:
+        """The redirect responses that led to this one, oldest first."""
+        history = self._history
+        if history is None:
+            history = self._history = [Response(self._loop, r) for r in self._response.history]
+        return history
+
+    @property
+    def elapsed(self) -> timedelta:
+        """See [`h2any.Response.elapsed`][h2any.Response.elapsed]."""
+        return self._response.elapsed
+
+    @property
+    def num_bytes_downloaded(self) -> int:
+        """Body bytes received so far, before decompression."""
+        return self._response.num_bytes_downloaded
+
+    @property
+    def encoding(self) -> str:
+        """See [`h2any.Response.encoding`][h2any.Response.encoding]; settable."""
+        return self._response.encoding
+
+    @encoding.setter
+    def encoding(self, value: str) -> None:
+        self._response.encoding = value
+
+    @property
+    def text(self) -> str:
+        """The body as text (see [`h2any.Response.text`][h2any.Response.text]); reads the body
+        first if it has not been read."""
+        self._read_once()
+        return self._response.text
+
+    def json(self, **kwargs: Any) -> Any:
+        """The body parsed as JSON (see [`h2any.Response.json`][h2any.Response.json]); reads
+        the body first if it has not been read."""
+        self._read_once()
+        return self._response.json(**kwargs)
+
+    def raise_for_status(self) -> Response:
+        """Raise [`HTTPStatusError`][h2any.HTTPStatusError] (its ``response`` this object)
+        unless the status is 2xx; return the response itself otherwise."""
+        if 200 <= self.status <= 299:
+            return self
+        raise status_error(self._response, self)
+
+    def iter_raw(self) -> Iterator[bytes]:
+        """The same as ``iter_bytes(decode_content=False)``."""
+        return self.iter_bytes(decode_content=False)
+
+    def iter_text(self) -> Iterator[str]:
+        """Yield the body as text as it arrives, decoded with `encoding`."""
+        yield from decode_text(self.iter_bytes(), self.encoding)
+
+    def iter_lines(self) -> Iterator[str]:
+        """Yield the body's lines as they arrive, without their line breaks (as
+        [`h2any.Response.aiter_lines`][h2any.Response.aiter_lines])."""
+        yield from split_lines(decode_text(self.iter_bytes(), self.encoding))
+
+    def _read_once(self) -> None:
+        if not body_read(self._response):
+            self.read()
 
     @property
     def trailers(self) -> Headers | None:
