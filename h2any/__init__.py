@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from ._auth import Auth as Auth
+from ._auth import BasicAuth as BasicAuth
+from ._auth import BearerAuth as BearerAuth
+from ._auth import DigestAuth as DigestAuth
 from ._client import Client as Client
+from ._client import delete as delete
 from ._client import get as get
+from ._client import head as head
+from ._client import options as options
+from ._client import patch as patch
+from ._client import post as post
+from ._client import put as put
 from ._client import request as request
 from ._config import RetryPolicy as RetryPolicy
 from ._config import Timeout as Timeout
 from ._connection import Connection as Connection
 from ._connection import PendingResponse as PendingResponse
 from ._connection import connect as connect
+from ._cookies import Cookies as Cookies
 from ._duplex import DuplexStream as DuplexStream
+from ._exceptions import BodyNotReplayable as BodyNotReplayable
 from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ConnectionClosed as ConnectionClosed
 from ._exceptions import ConnectionTerminated as ConnectionTerminated
@@ -28,6 +40,7 @@ from ._exceptions import ReadTimeout as ReadTimeout
 from ._exceptions import StreamReset as StreamReset
 from ._exceptions import TimeoutError as TimeoutError
 from ._exceptions import TLSError as TLSError
+from ._exceptions import TooManyRedirects as TooManyRedirects
 from ._exceptions import WriteTimeout as WriteTimeout
 from ._flow import AdaptiveFlowControlManager as AdaptiveFlowControlManager
 from ._flow import BaseFlowControlManager as BaseFlowControlManager
@@ -52,14 +65,20 @@ from ._websocket import WebSocketMessageTooBig as WebSocketMessageTooBig
 
 __all__ = (
     "AdaptiveFlowControlManager",
+    "Auth",
     "BaseFlowControlManager",
+    "BasicAuth",
+    "BearerAuth",
+    "BodyNotReplayable",
     "Client",
     "ConnectError",
     "ConnectTimeout",
     "Connection",
     "ConnectionClosed",
     "ConnectionTerminated",
+    "Cookies",
     "DecodingError",
+    "DigestAuth",
     "DuplexStream",
     "ExtendedConnectUnsupported",
     "ExtendedConnectUnsupported",
@@ -83,6 +102,7 @@ __all__ = (
     "TLSError",
     "Timeout",
     "TimeoutError",
+    "TooManyRedirects",
     "WebSocket",
     "WebSocketClosed",
     "WebSocketError",
@@ -96,6 +116,12 @@ __all__ = (
     "WriteTimeout",
     "__version__",
     "connect",
+    "delete",
     "get",
+    "head",
+    "options",
+    "patch",
+    "post",
+    "put",
     "request",
 )
