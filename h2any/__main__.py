@@ -163,7 +163,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--backend",
         choices=("asyncio", "trio"),
         default="asyncio",
-        help="async backend to run on (default: asyncio)",
+        help="async backend to run on (default: asyncio; trio needs h2any[trio])",
     )
     demo.add_argument(
         "--requests",
@@ -205,6 +205,12 @@ def _demo_main(argv: list[str]) -> int:
         return 2
     if args.requests < 1 or args.max_streams < 1:
         parser.error("--requests and --max-streams must be positive")
+    from h2any._cli import EXIT_USAGE, backend_problem
+
+    problem = backend_problem(args.backend)
+    if problem is not None:
+        print(f"h2any demo: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return anyio.run(_demo, args.requests, args.max_streams, backend=args.backend)
     except KeyboardInterrupt:

@@ -102,9 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
         "words",
         nargs="+",
         metavar="[METHOD] URL",
-        help="request method (default GET, or POST with -d) and absolute http:// or https:// URL",
+        help="request method (default GET, or POST with -d/--json) and absolute http:// or "
+        "https:// URL",
     )
     request = parser.add_argument_group("request")
+    request.add_argument(
+        "-X",
+        "--request",
+        metavar="METHOD",
+        help="request method, as curl's -X (the same as giving METHOD before the URL)",
+    )
     request.add_argument(
         "-H",
         "--header",
@@ -121,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATA",
         help="request body: DATA as given, @FILE for a file's bytes, @- for stdin "
         "(sent verbatim; implies POST unless METHOD is given)",
+    )
+    request.add_argument(
+        "--json",
+        action="append",
+        default=[],
+        metavar="DATA",
+        help="send DATA (or @FILE, @-) as a JSON body, as curl 7.82+: like -d, with "
+        "'content-type: application/json' and 'accept: application/json' unless -H gives them",
     )
     request.add_argument(
         "-I",
@@ -184,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the status line and response headers (and trailers) with the body",
     )
     output.add_argument(
-        "--json",
+        "--summary-json",
         action="store_true",
         help="print a JSON summary (status, headers, timings, stream id, sizes) instead "
         "of the body",
@@ -192,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--raw",
         action="store_true",
-        help="do not decode Content-Encoding: write the body bytes as they came",
+        help="do not decode Content-Encoding: write the body bytes as they came (and do not "
+        "pretty-print JSON)",
     )
     output.add_argument(
         "-f",
@@ -204,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-v",
         "--verbose",
         action="store_true",
-        help="print the HTTP/2 frames exchanged on stderr, like nghttp -v",
+        help="print the HTTP/2 frames exchanged on stderr (the client's own SETTINGS "
+        "first), like nghttp -v",
     )
     output.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
     output.add_argument("--debug", action="store_true", help="print a traceback with errors")
@@ -212,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         choices=("asyncio", "trio"),
         default="asyncio",
-        help="async backend to run on (default: asyncio)",
+        help="async backend to run on (default: asyncio; trio needs h2any[trio])",
     )
     output.add_argument("-V", "--version", action="version", version=f"h2any {h2any.__version__}")
     return parser
@@ -245,7 +262,7 @@ class Options:
     output: str | None
     include: bool
     head: bool
-    json: bool
+    summary_json: bool
     raw: bool
     fail: bool
     verbose: bool
@@ -264,6 +281,10 @@ def parse_options(argv: Sequence[str]) -> Options:
     words: list[str] = args.words
     if len(words) > 2:
         parser.error(f"expected [METHOD] URL, got {len(words)} words: {' '.join(words)}")
+    if len(args.data) + len(args.json) > 1:
+        parser.error("give one request body: -d/--data or --json, once")
+    data: str | None = (args.data + args.json)[0] if args.data or args.json else None
+    method: str | None = None
     if len(words) == 2:
         method, url = words
         if "://" in method:
@@ -271,16 +292,28 @@ def parse_options(argv: Sequence[str]) -> Options:
         method = method.upper()
     else:
         url = words[0]
-        method = "POST" if args.data else "GET"
+    if args.request is not None:
+        requested = args.request.upper()
+        if not requested or any(c.isspace() for c in requested):
+            parser.error(f"-X/--request expects a method, got {args.request!r}")
+        if method is not None and method != requested:
+            parser.error(f"two methods given: {method} before the URL and {requested} with -X")
+        method = requested
+    explicit = method is not None
+    if method is None:
+        method = "POST" if data is not None else "GET"
     if args.head:
-        if len(words) == 2 and method != "HEAD":
+        if explicit and method != "HEAD":
             parser.error(f"-I/--head sends HEAD, but the method given is {method}")
         method = "HEAD"
-    if len(args.data) > 1:
-        parser.error("-d/--data may be given once")
     if args.key and not args.cert:
         parser.error("--key needs --cert")
     headers = [_parse_header(parser, text) for text in args.header]
+    if args.json:
+        given = {name for name, _ in headers}
+        for name in ("content-type", "accept"):
+            if name not in given:
+                headers.append((name, "application/json"))
     origin, target, auth = _split_url(url)
     if auth is not None and not any(name == "authorization" for name, _ in headers):
         headers.append(("authorization", auth))
@@ -303,7 +336,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         origin=origin,
         target=target,
         headers=headers,
-        data=args.data[0] if args.data else None,
+        data=data,
         verify=verify,
         cert=cert,
         timeout=timeout,
@@ -311,7 +344,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         output=None if args.output == "-" else args.output,
         include=args.include or args.head,
         head=args.head,
-        json=args.json,
+        summary_json=args.summary_json,
         raw=args.raw,
         fail=args.fail,
         verbose=args.verbose,
@@ -742,7 +775,7 @@ async def _run_request(options: Options, stderr: TextIO) -> int:
     observer = FrameObserver(stderr, options.verbose, started)
     output_path, push_dir = _output_paths(options)
     output = Output(output_path)
-    body_to_terminal = output.is_stdout and not options.json
+    body_to_terminal = output.is_stdout and not options.summary_json
     progress = make_progress(options.progress)
     result = _Result(output=None if output_path is None else str(output_path))
 
@@ -774,13 +807,13 @@ async def _run_request(options: Options, stderr: TextIO) -> int:
                 await response.aclose()
                 code = EXIT_HTTP_ERROR
             else:
-                if options.include and not options.json:
+                if options.include and not options.summary_json:
                     output.write(_head_bytes(response))
                 if not options.head:
                     await _read_body(options, response, output, result, progress, body_to_terminal)
                     if response.trailers is not None:
                         result.trailers = response.trailers.items()
-                        if options.include and not options.json:
+                        if options.include and not options.summary_json:
                             output.write(
                                 b"".join(
                                     f"{n}: {v}\r\n".encode("latin-1") for n, v in result.trailers
@@ -799,7 +832,7 @@ async def _run_request(options: Options, stderr: TextIO) -> int:
             body._file.close()
     result.total = time.perf_counter() - started
     result.downloaded = observer.data_bytes.get(result.stream_id, 0)
-    if options.json:
+    if options.summary_json:
         _print_json(options, result)
     if code == EXIT_HTTP_ERROR:
         raise CLIError(
@@ -890,15 +923,67 @@ async def _read_body(
     show = not body_to_terminal
     if show:
         progress.start(f"{response.status} {_file_name(options.target)}", total)
+    # A JSON body for a terminal is gathered (up to PRETTY_JSON_LIMIT) and shown by rich,
+    # indented and coloured; anything else streams through as it arrives.
+    console = None
+    if body_to_terminal and decode and _is_json(response.headers.get("content-type")):
+        console = _json_console()
+    gathered: bytearray | None = bytearray() if console is not None else None
     try:
         async for chunk in response.aiter_bytes(decode_content=decode):
-            if not options.json or output.path is not None:
+            if gathered is not None:
+                gathered += chunk
+                if len(gathered) > PRETTY_JSON_LIMIT:
+                    output.write(bytes(gathered))
+                    gathered = None
+                continue
+            if not options.summary_json or output.path is not None:
                 output.write(chunk)
             if show:
                 progress.advance(len(chunk))
     finally:
         progress.stop()
         await response.aclose()
+    if gathered is not None:
+        _write_json(console, bytes(gathered), output)
+
+
+PRETTY_JSON_LIMIT: Final = 8 * 1024 * 1024  # larger JSON bodies stream to the terminal raw
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type names JSON (``application/json``, ``application/*+json``)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _json_console() -> Any:
+    """A rich console on stdout when stdout is a terminal and rich is installed, else None."""
+    if not _isatty(sys.stdout):
+        return None
+    try:
+        from rich.console import Console
+    except ImportError:
+        return None
+    return Console(file=sys.stdout, soft_wrap=True)
+
+
+def _write_json(console: Any, body: bytes, output: Output) -> None:
+    """``body`` pretty-printed and coloured by ``console``; as it came if it is not JSON."""
+    try:
+        text = body.decode("utf-8")
+        json.loads(text)
+    except ValueError:  # not UTF-8 or not JSON after all: the bytes as they came
+        output.write(body)
+        return
+    try:
+        sys.stdout.flush()
+        console.print_json(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        raise CLIError(EXIT_WRITE, f"cannot write to stdout: {exc.strerror or exc}") from exc
 
 
 async def _collect_pushes(
@@ -1023,6 +1108,19 @@ def classify(exc: BaseException) -> tuple[int, str]:
     return EXIT_FAILURE, f"unexpected {type(exc).__name__}: {message}"
 
 
+def backend_problem(backend: str) -> str | None:
+    """Why ``backend`` cannot run here (its library is not installed), or None."""
+    if backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            return (
+                "the trio backend needs trio, which is not installed: "
+                "pip install 'h2any[trio]' (or use --backend asyncio)"
+            )
+    return None
+
+
 def _report(code: int, message: str, stderr: TextIO) -> None:
     try:
         stderr.write(f"h2any: error: {message}\n")
@@ -1044,6 +1142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     try:
         options = parse_options(args)
+        problem = backend_problem(options.backend)
+        if problem is not None:
+            raise CLIError(EXIT_USAGE, problem)
         return anyio.run(_main_async, options, backend=options.backend)
     except SystemExit as exc:  # argparse: usage errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE

@@ -403,6 +403,14 @@ class ConnectionTask:
         h2.decoder.max_allowed_table_size = h2.local_settings.header_table_size
         h2.set_max_inbound_frame_size(self._max_frame_size)
         h2.initiate_connection()
+        if h2.frame_observer is not None:
+            # h2 writes its opening SETTINGS without _prepare_for_sending, where the observer
+            # sees every other frame it sends: show it that one too (the values it carries).
+            from hyperframe.frame import SettingsFrame
+
+            local: Any = h2.local_settings  # a mapping of every setting it sends
+            settings = {int(code): value for code, value in local.items()}
+            h2.frame_observer("send", SettingsFrame(0, settings=settings))
         extra = self._connection_window_size - 65535
         if extra:
             h2.increment_flow_control_window(extra)

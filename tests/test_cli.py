@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -130,6 +131,63 @@ def test_request_headers_are_sent(hypercorn_server: HypercornServer) -> None:
     assert ["user-agent", "cli-test"] in headers
 
 
+def test_request_flag_sets_the_method_like_curl(hypercorn_server: HypercornServer) -> None:
+    put = h2any_cmd("-X", "PUT", f"{hypercorn_server.url_h2c}/echo", "-d", "x", "-i")
+    assert put.returncode == 0, stderr_of(put)
+    assert b"x-method: PUT" in put.stdout
+    post = h2any_cmd("--request", "post", f"{hypercorn_server.url_h2c}/echo", "-d", "yz", "-i")
+    assert post.returncode == 0, stderr_of(post)
+    assert b"x-method: POST" in post.stdout
+    assert post.stdout.endswith(b"\r\n\r\nyz")
+    # The same method twice (before the URL and with -X) is no conflict.
+    same = h2any_cmd("GET", "-X", "GET", f"{hypercorn_server.url_h2c}/headers")
+    assert same.returncode == 0, stderr_of(same)
+    assert json.loads(same.stdout)["method"] == "GET"
+
+
+def test_json_sends_a_json_body_with_its_headers(hypercorn_server: HypercornServer) -> None:
+    body = '{"name": "h2any", "tags": [1, 2]}'
+    result = h2any_cmd("-v", "--json", body, f"{hypercorn_server.url_h2c}/echo", "-i")
+    assert result.returncode == 0, stderr_of(result)
+    head, _, echoed = result.stdout.partition(b"\r\n\r\n")
+    assert echoed == body.encode()  # sent verbatim, like curl
+    assert b"x-method: POST" in head  # --json implies POST, like -d
+    frames = stderr_of(result)
+    sent = frames[frames.index("send HEADERS frame") :]
+    sent = sent[: sent.index("recv")]
+    assert "content-type: application/json" in sent
+    assert "accept: application/json" in sent
+
+
+def test_json_from_a_file_with_the_callers_own_accept(
+    hypercorn_server: HypercornServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "body.json"
+    source.write_text('{"from": "file"}')
+    result = h2any_cmd(
+        "-v",
+        "-X",
+        "PUT",
+        "--json",
+        f"@{source}",
+        "-H",
+        "accept: application/problem+json",
+        f"{hypercorn_server.url_h2c}/echo",
+    )
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == b'{"from": "file"}'
+    frames = stderr_of(result)
+    assert "accept: application/problem+json" in frames
+    assert "accept: application/json" not in frames
+    assert "content-type: application/json" in frames
+
+
+def test_summary_json_is_the_old_json_flag(hypercorn_server: HypercornServer) -> None:
+    result = h2any_cmd("--summary-json", f"{hypercorn_server.url_h2c}/bytes/10")
+    assert result.returncode == 0, stderr_of(result)
+    assert json.loads(result.stdout)["status"] == 200
+
+
 # -- request bodies -----------------------------------------------------------------------
 
 
@@ -147,7 +205,9 @@ def test_data_from_file(hypercorn_server: HypercornServer, tmp_path: Path) -> No
     payload = noisy_bytes(700_000)
     source = tmp_path / "upload.bin"
     source.write_bytes(payload)
-    result = h2any_cmd("PUT", f"{hypercorn_server.url_h2c}/echo", "-d", f"@{source}", "--json")
+    result = h2any_cmd(
+        "PUT", f"{hypercorn_server.url_h2c}/echo", "-d", f"@{source}", "--summary-json"
+    )
     assert result.returncode == 0, stderr_of(result)
     summary = json.loads(result.stdout)
     headers = dict(summary["headers"])
@@ -199,7 +259,7 @@ def test_trailers(hypercorn_server: HypercornServer) -> None:
     assert b"content-type: text/plain" in head
     assert rest == b"body" + b"x-checksum: abc\r\nx-trailer-2: two\r\n"
 
-    summary = json.loads(h2any_cmd("--json", "-H", "te: trailers", url).stdout)
+    summary = json.loads(h2any_cmd("--summary-json", "-H", "te: trailers", url).stdout)
     assert summary["trailers"] == [["x-checksum", "abc"], ["x-trailer-2", "two"]]
 
     plain = h2any_cmd("-H", "te: trailers", url)
@@ -215,7 +275,7 @@ def test_head_prints_headers_only(nghttpd: NghttpdServer) -> None:
 
 
 def test_json_summary(hypercorn_server: HypercornServer) -> None:
-    result = h2any_cmd("--json", f"{hypercorn_server.url_h2c}/bytes/100000")
+    result = h2any_cmd("--summary-json", f"{hypercorn_server.url_h2c}/bytes/100000")
     assert result.returncode == 0, stderr_of(result)
     summary = json.loads(result.stdout)
     assert summary["status"] == 200
@@ -266,7 +326,7 @@ def test_output_directory_uses_the_url_file_name(nghttpd: NghttpdServer, tmp_pat
 
 def test_json_with_output_file(nghttpd: NghttpdServer, tmp_path: Path) -> None:
     target = tmp_path / "hello.txt"
-    result = h2any_cmd("--json", "-o", str(target), f"{nghttpd.url}/hello.txt")
+    result = h2any_cmd("--summary-json", "-o", str(target), f"{nghttpd.url}/hello.txt")
     assert result.returncode == 0, stderr_of(result)
     assert json.loads(result.stdout)["output"] == str(target)
     assert target.read_bytes() == b"hello, world\n"
@@ -300,6 +360,22 @@ def test_verbose_prints_frames(nghttpd: NghttpdServer) -> None:
     assert "; END_STREAM" in text
     for line in text.splitlines():
         assert line.startswith(("[", " " * 10)), line
+
+
+def test_verbose_starts_with_the_clients_own_settings(nghttpd: NghttpdServer) -> None:
+    result = h2any_cmd("-v", f"{nghttpd.url}/hello.txt")
+    assert result.returncode == 0, stderr_of(result)
+    text = stderr_of(result)
+    first = text.splitlines()[0]
+    assert "send SETTINGS frame <length=" in first
+    assert ", stream_id=0>" in first
+    settings = text[: text.index("recv SETTINGS")]
+    assert "[SETTINGS_ENABLE_PUSH(0x02):0]" in settings
+    assert "[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100]" in settings
+    assert "[SETTINGS_INITIAL_WINDOW_SIZE(0x04):" in settings
+    # The length is that of the SETTINGS frame h2 sent: 6 bytes per setting.
+    count = settings.count("[SETTINGS_")
+    assert f"<length={6 * count}, flags=0x00, stream_id=0>" in first
 
 
 def test_verbose_shows_window_updates_and_goaway_codes() -> None:
@@ -350,7 +426,9 @@ def test_push_listed_and_saved(pushing_nghttpd: NghttpdServer, tmp_path: Path) -
 
 
 def test_push_into_output_directory(pushing_nghttpd: NghttpdServer, tmp_path: Path) -> None:
-    result = h2any_cmd("--push", "--json", "-o", f"{tmp_path}/", f"{pushing_nghttpd.url}/hello.txt")
+    result = h2any_cmd(
+        "--push", "--summary-json", "-o", f"{tmp_path}/", f"{pushing_nghttpd.url}/hello.txt"
+    )
     assert result.returncode == 0, stderr_of(result)
     assert (tmp_path / "hello.txt").read_bytes() == b"hello, world\n"
     assert (tmp_path / "1b").read_bytes() == b"x"
@@ -419,6 +497,10 @@ def test_max_time(hypercorn_server: HypercornServer) -> None:
         ["--timeout", "soon", "http://127.0.0.1/"],
         ["--bogus", "http://127.0.0.1/"],
         ["-d", "a", "-d", "b", "http://127.0.0.1/"],
+        ["-d", "a", "--json", "{}", "http://127.0.0.1/"],
+        ["PUT", "-X", "POST", "http://127.0.0.1/"],
+        ["-X", "POST", "-I", "http://127.0.0.1/"],
+        ["-X", "", "http://127.0.0.1/"],
     ],
 )
 def test_usage_errors(args: list[str]) -> None:
@@ -481,11 +563,51 @@ def test_help_and_version() -> None:
     helped = h2any_cmd("--help")
     assert helped.returncode == 0
     text = helped.stdout.decode()
-    for option in ("--http2-prior-knowledge", "--cacert", "--push", "--json", "--fail", "demo"):
+    for option in (
+        "--http2-prior-knowledge",
+        "--cacert",
+        "--push",
+        "--json",
+        "--summary-json",
+        "-X METHOD, --request METHOD",
+        "--fail",
+        "demo",
+    ):
         assert option in text
     version = h2any_cmd("--version")
     assert version.returncode == 0
     assert h2any.__version__ in version.stdout.decode()
+
+
+def _without_trio(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the command line as if trio were not installed."""
+    code = (
+        "import sys\nsys.modules['trio'] = None\n"
+        f"from h2any.__main__ import main\nsys.exit(main({list(args)!r}))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_a_missing_backend_is_a_one_line_usage_error(closed_port: int) -> None:
+    result = _without_trio("--backend", "trio", f"http://127.0.0.1:{closed_port}/")
+    assert result.returncode == _cli.EXIT_USAGE == 2
+    assert_one_error_line(result, "trio", "pip install 'h2any[trio]'")
+    assert result.stdout == b""
+
+
+def test_demo_with_a_missing_backend_is_a_one_line_error() -> None:
+    result = _without_trio("demo", "--backend", "trio", "--requests", "5")
+    assert result.returncode == 2
+    text = stderr_of(result)
+    assert "Traceback" not in text
+    (line,) = text.splitlines()
+    assert line.startswith("h2any demo: error: ")
+    assert "pip install 'h2any[trio]'" in line
 
 
 # -- the demo stays -----------------------------------------------------------------------
@@ -565,3 +687,28 @@ def test_no_progress_bar_without_rich(hypercorn_server: HypercornServer, tmp_pat
     assert status == 0, screen
     assert screen == b""
     assert target.stat().st_size == 3000
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_json_is_pretty_and_coloured_in_a_terminal(hypercorn_server: HypercornServer) -> None:
+    pytest.importorskip("rich")
+    status, screen = _run_in_terminal([f"{hypercorn_server.url_h2c}/headers?x=1"])
+    assert status == 0, screen
+    assert b"\x1b[" in screen  # colour
+    text = re.sub(rb"\x1b\[[0-9;]*m", b"", screen).decode().replace("\r\n", "\n")
+    assert '\n  "method": "GET",\n' in text  # indented, one member a line
+    assert json.loads(text)["query_string"] == "x=1"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_json_stays_raw_without_rich_or_a_terminal(hypercorn_server: HypercornServer) -> None:
+    url = f"{hypercorn_server.url_h2c}/headers"
+    status, screen = _run_in_terminal([url], prelude="sys.modules['rich'] = None")
+    assert status == 0, screen
+    assert b"\x1b[" not in screen
+    assert b'{"method": "GET"' in screen or b'{"method":"GET"' in screen
+    piped = h2any_cmd(url)
+    assert piped.returncode == 0, stderr_of(piped)
+    assert b"\x1b[" not in piped.stdout
+    assert b"\n  " not in piped.stdout  # as the server sent it
+    assert json.loads(piped.stdout)["method"] == "GET"
