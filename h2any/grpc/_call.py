@@ -213,6 +213,19 @@ class _Rpc:
     def _fail(self, code: StatusCode, details: str) -> RpcError:
         return self._settle(RpcError(code, details, self._initial, Metadata()))
 
+    def _contradict(self, code: StatusCode, details: str) -> RpcError:
+        """The call failed on this side although the server's status may say OK (a
+        response that cannot be used): this failure is the outcome."""
+        outcome = self._outcome
+        if outcome is None or outcome.code() is StatusCode.OK:
+            self._outcome = RpcError(
+                code,
+                details,
+                self._initial,
+                Metadata() if outcome is None else outcome.trailing_metadata(),
+            )
+        return self._outcome
+
     def raise_if_failed(self) -> None:
         outcome = self._outcome
         if outcome is not None and outcome.code() is not StatusCode.OK:
@@ -462,15 +475,9 @@ class _Rpc:
         try:
             return self._deserialize(data)
         except Exception as exc:
-            error = RpcError(
-                StatusCode.INTERNAL,
-                f"Exception deserializing response: {exc!r}",
-                self._initial,
-                Metadata() if self._outcome is None else self._outcome.trailing_metadata(),
-            )
-            if self._outcome is None or self._outcome.code() is StatusCode.OK:
-                self._outcome = error  # the server's OK does not make the call a success
-            raise self._outcome from exc
+            raise self._contradict(
+                StatusCode.INTERNAL, f"Exception deserializing response: {exc!r}"
+            ) from exc
 
     async def read(self) -> Any:
         """The next response message, or ``EOF`` once the call ended with OK."""
@@ -503,12 +510,12 @@ class _Rpc:
             if data is not None:
                 extra = await self._next_message()
                 if extra is not None:
-                    raise self._fail(
+                    raise self._contradict(
                         StatusCode.INTERNAL, "the server sent more than one response message"
                     )
         self.raise_if_failed()
         if data is None:
-            raise self._fail(StatusCode.INTERNAL, "the server sent no response message")
+            raise self._contradict(StatusCode.INTERNAL, "the server sent no response message")
         return self._deserialized(data)
 
     async def unary_unary(self, request: Any) -> Any:
