@@ -218,13 +218,13 @@ class _Rpc:
         response that cannot be used): this failure is the outcome."""
         outcome = self._outcome
         if outcome is None or outcome.code() is StatusCode.OK:
-            self._outcome = RpcError(
+            outcome = self._outcome = RpcError(
                 code,
                 details,
                 self._initial,
                 Metadata() if outcome is None else outcome.trailing_metadata(),
             )
-        return self._outcome
+        return outcome
 
     def raise_if_failed(self) -> None:
         outcome = self._outcome
