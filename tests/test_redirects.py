@@ -14,6 +14,7 @@ import pytest
 from client_app import PASSWORD, USER, AppServer, app_servers
 
 import h2any
+import h2any.sync
 
 __all__ = ("app_servers",)
 
