@@ -237,6 +237,9 @@ class ConnectionTask:
         self._socket_lost = False
         self._said_goodbye = False
         self._writing = False  # a write in progress: cutting it off leaves half a frame
+        # Bytes the reader's inline write could not hand to the socket; the writer sends
+        # them first (see _send_inline).
+        self._leftover = b""
         self._replies = 0  # PING / SETTINGS ACKs the engine queued since the last write
         self._done: anyio.Event | None = None
         self._run_scope: anyio.CancelScope | None = None
@@ -478,6 +481,7 @@ class ConnectionTask:
         h2 = self.h2
         connection_window = self._connection_window
         current_time = anyio.current_time
+        send_now: Callable[[bytes], int] | None = getattr(self._socket, "send_now", None)
         error: H2anyError
         try:
             # The first frame is checked apart (a peer that does not speak HTTP/2); the
@@ -499,9 +503,14 @@ class ConnectionTask:
                 if grant:
                     h2.increment_flow_control_window(grant)
                 if self.commands or h2.has_data_to_send():
-                    if self._writing and self._replies > QUEUED_REPLY_LIMIT:
-                        self._replies_pile_up(h2.outbound_size())
-                    self.wake.set()
+                    if self._writing:
+                        if self._replies > QUEUED_REPLY_LIMIT:
+                            self._replies_pile_up(h2.outbound_size())
+                        self.wake.set()
+                    elif send_now is None or self.commands or self.closing or self._leftover:
+                        self.wake.set()
+                    else:
+                        self._send_inline(send_now)
                 data = await receive(READ_SIZE)
         except anyio.EndOfStream:
             self._socket_lost = True
@@ -526,6 +535,24 @@ class ConnectionTask:
             # The writer is stuck in a write the peer does not take (it stopped reading):
             # nothing more can be said to it; end now, not when the write timeout fires.
             self._task_group.cancel_scope.cancel()
+
+    def _send_inline(self, send_now: Callable[[bytes], int]) -> None:
+        """Send, from the reader, what the frames just read asked for (WINDOW_UPDATEs, ACKs,
+        the request body a WINDOW_UPDATE let out) while the writer is idle: an upload into
+        a small window is a round trip per window, and waking the writer for each was a
+        task switch per round trip. What the socket does not take at once is left to the
+        writer, ahead of anything newer."""
+        outbox = self.outbox
+        more = bool(outbox.sending) and not outbox.pump()
+        data = self.h2.data_to_send()
+        sent = send_now(data) if data else 0
+        if sent < len(data):
+            self._leftover = data[sent:]
+            more = True
+        else:
+            self._replies = 0
+        if more:
+            self.wake.set()
 
     async def _first_read(self, receive: Callable[[int], Awaitable[bytes]]) -> bytes:
         """The first bytes from the peer, at least a frame header's worth: raises
@@ -697,6 +724,9 @@ class ConnectionTask:
                 await self._say_goodbye()
                 return
             data = h2.data_to_send()
+            if self._leftover:
+                data = self._leftover + data
+                self._leftover = b""
             if data:
                 self._writing = True
                 try:
@@ -735,7 +765,7 @@ class ConnectionTask:
                 h2.close_connection(code)
         except self.engine.ProtocolError:
             pass
-        data = h2.data_to_send()
+        data = self._leftover + h2.data_to_send()
         if data and not lost:
             with anyio.move_on_after(1.0):
                 try:
