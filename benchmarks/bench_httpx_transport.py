@@ -1,0 +1,197 @@
+"""httpx with h2any's transport vs httpx's own HTTP/2 (``http2=True``), in one run.
+
+Usage::
+
+    python benchmarks/bench_httpx_transport.py [--rounds N] [--requests N] [--upload-mib N]
+        [--backend asyncio|trio|uvloop]
+
+Both sides are the same ``httpx.AsyncClient`` code; only the transport differs:
+``transport=h2any.httpx.AsyncTransport()`` against ``http1=False, http2=True`` (httpcore),
+one connection each, to one ``nghttpd`` (h2c, its defaults: 100 concurrent streams, 64 KiB
+receive windows) on loopback, started once for the run. Rows:
+
+* ``small``: ``--requests`` (10,000) GETs of a 1-byte file, 100 in flight (worker tasks);
+  status, body and HTTP/2 checked on every response.
+* ``download``: one 64 MiB file, streamed (``aiter_raw``), its byte count checked.
+* ``upload``: a 64 MiB body (``--upload-mib``) POSTed as an async iterator of 64 KiB pieces
+  (httpx streams it; nghttpd discards it and answers 200 when it has all of it).
+
+Each round runs every row for both clients in turn (h2any first in odd rounds, httpx first in
+even ones), after an untimed warm-up request on the client's connection. A client's figure
+is its best round (other processes only slow a run down); the ratio column is h2any's best
+over httpx's best, and the last column the median of the same-round ratios. The machine is
+shared: run it twice and compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import anyio
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import h2any  # noqa: E402
+import h2any.httpx  # noqa: E402
+from bench_core import (  # noqa: E402
+    BIG_FILE,
+    BIG_SIZE,
+    SMALL_BODY,
+    SMALL_FILE,
+    BenchmarkError,
+    _run_async,
+    _worker_pool,
+    engine_name,
+    load_average,
+    nghttpd,
+)
+
+PIECE = 64 * 1024
+CLIENTS = ("h2any.httpx", "httpx http2=True")
+
+
+def make_client(which: str) -> httpx.AsyncClient:
+    if which == "h2any.httpx":
+        return httpx.AsyncClient(
+            transport=h2any.httpx.AsyncTransport(trust_env=False), timeout=120.0
+        )
+    return httpx.AsyncClient(
+        http1=False,
+        http2=True,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        timeout=120.0,
+        trust_env=False,
+    )
+
+
+def check(which: str, response: httpx.Response) -> None:
+    if response.status_code != 200 or response.http_version != "HTTP/2":
+        raise BenchmarkError(f"{which}: {response.status_code} over {response.http_version}")
+
+
+async def warm(which: str, client: httpx.AsyncClient, origin: str) -> None:
+    check(which, await client.get(f"{origin}/{SMALL_FILE}"))
+
+
+def connections(which: str, client: httpx.AsyncClient) -> int:
+    """How many connections the client opened (h2any) or holds (httpx's pool)."""
+    transport = client._transport
+    if isinstance(transport, h2any.httpx.AsyncTransport):
+        assert transport.client is not None
+        return transport.client.connections_opened
+    pool = getattr(transport, "_pool", None)
+    return len(list(getattr(pool, "connections", [])))
+
+
+async def small(which: str, origin: str, count: int) -> float:
+    url = f"{origin}/{SMALL_FILE}"
+    async with make_client(which) as client:
+        await warm(which, client, origin)
+
+        async def one() -> None:
+            response = await client.get(url)
+            check(which, response)
+            if response.content != SMALL_BODY:
+                raise BenchmarkError(f"{which}: body {response.content!r}")
+
+        elapsed = await _worker_pool(count, one)
+        if connections(which, client) != 1:
+            raise BenchmarkError(f"{which}: {connections(which, client)} connections")
+    return count / elapsed
+
+
+async def download(which: str, origin: str) -> float:
+    async with make_client(which) as client:
+        await warm(which, client, origin)
+        received = 0
+        started = time.perf_counter()
+        async with client.stream("GET", f"{origin}/{BIG_FILE}") as response:
+            check(which, response)
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+        elapsed = time.perf_counter() - started
+    if received != BIG_SIZE:
+        raise BenchmarkError(f"{which}: received {received} bytes, expected {BIG_SIZE}")
+    return received / elapsed / 1e6
+
+
+async def upload(which: str, origin: str, size: int) -> float:
+    payload = os.urandom(PIECE)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        left = size
+        while left:
+            n = min(left, PIECE)
+            yield payload[:n]
+            left -= n
+
+    async with make_client(which) as client:
+        await warm(which, client, origin)
+        started = time.perf_counter()
+        response = await client.post(
+            f"{origin}/{SMALL_FILE}",
+            content=pieces(),
+            headers={"content-length": str(size)},
+        )
+        elapsed = time.perf_counter() - started
+        check(which, response)
+    return size / elapsed / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--upload-mib", type=int, default=64)
+    parser.add_argument("--backend", choices=("asyncio", "trio", "uvloop"), default="asyncio")
+    args = parser.parse_args(argv)
+    rows: dict[str, tuple[str, Callable[[str, str], Awaitable[float]]]] = {
+        "small": ("req/s", lambda which, origin: small(which, origin, args.requests)),
+        "download": ("MB/s", download),
+        "upload": ("MB/s", lambda which, origin: upload(which, origin, args.upload_mib << 20)),
+    }
+    results: dict[tuple[str, str], list[float]] = {}
+    load_before = load_average()
+    with nghttpd() as server:
+        for number in range(args.rounds):
+            order = CLIENTS if number % 2 == 0 else tuple(reversed(CLIENTS))
+            for row, (_unit, run) in rows.items():
+                for which in order:
+                    value = _run_async(
+                        args.backend,
+                        lambda which=which, run=run: run(which, server.origin),  # type: ignore[misc]
+                    )
+                    results.setdefault((row, which), []).append(value)
+                    print(f"round {number + 1} {row:8} {which:18} {value:10.1f}", flush=True)
+    print()
+    print(
+        f"httpx {httpx.__version__}, h2any {h2any.__version__} ({engine_name()}), "
+        f"{args.backend}, nghttpd defaults (h2c), {args.rounds} rounds; "
+        f"load before {load_before}, after {load_average()}"
+    )
+    print()
+    print(
+        "| row | unit | h2any.httpx (best) | httpx http2=True (best) | ratio | same-round median |"
+    )
+    print("|---|---|--:|--:|--:|--:|")
+    for row, (unit, _run) in rows.items():
+        ours, theirs = results[(row, CLIENTS[0])], results[(row, CLIENTS[1])]
+        same_round = statistics.median(a / b for a, b in zip(ours, theirs))
+        print(
+            f"| {row} | {unit} | {max(ours):.1f} | {max(theirs):.1f} | "
+            f"{max(ours) / max(theirs):.2f}x | {same_round:.2f}x |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
