@@ -33,15 +33,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import anyio
 import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import h2any  # noqa: E402
-import h2any.httpx  # noqa: E402
 from bench_core import (  # noqa: E402
     BIG_FILE,
     BIG_SIZE,
@@ -54,6 +51,9 @@ from bench_core import (  # noqa: E402
     load_average,
     nghttpd,
 )
+
+import h2any  # noqa: E402
+import h2any.httpx  # noqa: E402
 
 PIECE = 64 * 1024
 CLIENTS = ("h2any.httpx", "httpx http2=True")
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|--:|--:|--:|--:|")
     for row, (unit, _run) in rows.items():
         ours, theirs = results[(row, CLIENTS[0])], results[(row, CLIENTS[1])]
-        same_round = statistics.median(a / b for a, b in zip(ours, theirs))
+        same_round = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
         print(
             f"| {row} | {unit} | {max(ours):.1f} | {max(theirs):.1f} | "
             f"{max(ours) / max(theirs):.2f}x | {same_round:.2f}x |"
