@@ -24,6 +24,7 @@ from ._hyper import HTTP20Connection as HTTP20Connection
 from ._hyper import HTTP20Push as HTTP20Push
 from ._hyper import HTTP20Response as HTTP20Response
 from ._hyper import HTTPHeaderMap as HTTPHeaderMap
+from ._websocket import WebSocket as WebSocket
 
 __all__ = (
     "Client",
@@ -35,6 +36,7 @@ __all__ = (
     "HTTPHeaderMap",
     "PushedStream",
     "Response",
+    "WebSocket",
     "delete",
     "get",
     "head",

@@ -9,7 +9,7 @@ that serves async callers. No protocol logic lives here.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from types import TracebackType
@@ -18,7 +18,7 @@ from typing import Any, final
 from .._body import BodyTypes
 from .._config import TimeoutTypes
 from .._connection import Connection as AsyncConnection
-from .._connection import run_connection
+from .._connection import open_websocket, run_connection
 from .._duplex import DuplexStream as AsyncDuplexStream
 from .._headers import Headers, HeaderTypes, has_wire_name
 from .._models import Request
@@ -32,7 +32,9 @@ from .._response import (
     split_lines,
     status_error,
 )
+from .._websocket import DEFAULT_MAX_MESSAGE_SIZE
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
+from ._websocket import WebSocket
 
 __all__ = (
     "Connection",
@@ -486,6 +488,34 @@ class Connection(LoopHosted):
         check_not_in_event_loop("Connection.open_stream()")
         stream = self._loop.call(_open_stream, self._connection, method, url, headers, timeout)
         return DuplexStream(self._loop, stream)
+
+    @contextmanager
+    def websocket(
+        self,
+        url: str,
+        *,
+        subprotocols: Sequence[str] | None = None,
+        headers: HeaderTypes | None = None,
+        timeout: TimeoutTypes | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> Iterator[WebSocket]:
+        """Open a WebSocket over HTTP/2 (RFC 8441), as a context manager giving an
+        ``h2any.sync.WebSocket``; same arguments and errors as
+        [`h2any.Connection.websocket`][h2any.Connection.websocket]. Leaving the block closes
+        it with 1000 (after an exception: resets its stream). One thread may send while
+        another receives."""
+        check_not_in_event_loop("Connection.websocket()")
+        opened = self._loop.call(
+            open_websocket,
+            self._connection,
+            url,
+            subprotocols,
+            headers,
+            timeout,
+            max_message_size,
+        )
+        with WebSocket(self._loop, opened) as websocket:
+            yield websocket
 
     def get_pushes(
         self, stream_id: int | None = None, capture_all: bool = False
