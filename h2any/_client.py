@@ -44,6 +44,7 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute
 
+from . import _log
 from ._auth import Auth, AuthTypes, as_auth
 from ._body import BodyTypes
 from ._config import (
@@ -446,12 +447,13 @@ class Client:
                 if anyio.current_time() + delay >= deadline:
                     raise
                 retried_unprocessed = True
+                _log.retrying(method, origin, target, attempts, exc, delay)
                 self._forget_if_closed(origin, slot)
                 reservation.release()
                 if delay:
                     await anyio.sleep(delay)
                 body = _rewind(body, replay_from)
-            except ConnectionClosed:
+            except ConnectionClosed as closed:
                 if (
                     retried_maybe_processed
                     or method not in IDEMPOTENT_METHODS
@@ -461,6 +463,7 @@ class Client:
                 ):
                     raise
                 retried_maybe_processed = True
+                _log.retrying(method, origin, target, attempts, closed, 0.0)
                 self._forget_if_closed(origin, slot)
                 body = _rewind(body, replay_from)
             else:

@@ -24,6 +24,7 @@ from ._duplex import DuplexStream
 from ._engine import get_engine
 from ._flow import MAX_WINDOW_SIZE, BaseFlowControlManager, FlowControlManager
 from ._headers import HeaderTypes
+from ._log import DEBUG, request_debug_enabled, request_started
 from ._proxy import ProxyConfig
 from ._push import PushedStream, PushIterator, PushPolicy, PushRegistry
 from ._request import RequestBuilder
@@ -214,7 +215,8 @@ class Connection:
 
     def __repr__(self) -> str:
         state = "closed" if self.is_closed else "open"
-        return f"<h2any.Connection {self.origin} ({state})>"
+        engine = self._task.engine
+        return f"<h2any.Connection {self.origin} ({state}, engine {engine.name} {engine.version})>"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -348,6 +350,8 @@ class Connection:
         task.queue(stream, first_in_line)
         if source is not None:
             task.start_pump(stream, source)
+        if request_debug_enabled(DEBUG):  # the only cost of logging per request when off
+            request_started(self.origin, method, url, prepared.length, source is not None)
         return stream
 
     @asynccontextmanager

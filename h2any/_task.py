@@ -48,7 +48,7 @@ import anyio.abc
 from anyio.streams.tls import TLSAttribute
 from h2.errors import ErrorCodes
 
-from . import _socket
+from . import _log, _socket
 from ._config import Origin, Timeout
 from ._deadlines import Signal, Watchdog
 from ._exceptions import (
@@ -431,11 +431,13 @@ class ConnectionTask:
                     failure = await self._wait_for_settings()
                     if failure is None:
                         self.started = True
+                        _log.connection_opened(self.origin, self.engine, self._proxy)
                         task_status.started()
                     else:
                         task_group.cancel_scope.cancel()
         finally:
             self.shutdown(ConnectionClosed("the connection was closed"))
+            _log.connection_closed(self.origin, failure or self.error, self.started)
             with anyio.CancelScope(shield=True):
                 if not self._said_goodbye:
                     # Cancelled from outside (the task group or an enclosing scope): still
@@ -1109,6 +1111,9 @@ class ConnectionTask:
         return parent is None or parent.remote_done
 
     def _on_goaway(self, event: ev.ConnectionTerminated) -> None:
+        _log.goaway_received(
+            self.origin, event.error_code, event.last_stream_id, event.additional_data
+        )
         error_code = int(event.error_code or 0)
         last_stream_id = event.last_stream_id if event.last_stream_id is not None else 2**31 - 1
         self.goaway = event
