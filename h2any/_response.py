@@ -180,13 +180,7 @@ class Response:
         """
         request = self._request
         if request is None:
-            fields = self._stream.headers
-            if not fields:
-                raise RuntimeError(
-                    "this response has no request of its own (a pushed response: see "
-                    "PushedStream.request_headers)"
-                )
-            request = self._request = request_from_fields(fields)
+            request = self._request = _request_of(self._stream)
         return request
 
     @request.setter
@@ -736,6 +730,27 @@ class _LineIterator:
             else:
                 lines.extend(self._splitter.feed(piece))
         return lines.popleft()
+
+
+def _request_of(stream: Stream) -> Request:
+    """The [`Request`][h2any.Request] of a stream, from the header fields it sent."""
+    fields = stream.headers
+    if not fields:
+        raise RuntimeError(
+            "this response has no request of its own (a pushed response: see "
+            "PushedStream.request_headers)"
+        )
+    if fields[0][0] == b":method":
+        return request_from_fields(fields)
+    # An HTTP/1.1 stream (_http11.py) holds its head as sent, without pseudo-headers: the
+    # method and target on the stream, the scheme on its connection's origin.
+    origin = getattr(stream.link, "origin", None)
+    scheme = getattr(origin, "scheme", "http").encode()
+    method: bytes = getattr(stream, "method", b"GET")
+    target: bytes = getattr(stream, "target", b"/")
+    host = next((value for name, value in fields if name == b"host"), b"")
+    pseudo = [(b":method", method), (b":scheme", scheme), (b":authority", host)]
+    return request_from_fields([*pseudo, (b":path", target), *fields])
 
 
 def body_arrived(response: Response) -> bool:
