@@ -18,7 +18,7 @@ WebSocket routes:
 * ``/headers``: accepts and sends the handshake's request headers as a JSON text message.
 
 HTTP routes: ``/hello`` (``hello``), ``/clients`` (a JSON list of the distinct client
-addresses -- TCP connections -- seen so far, WebSocket or HTTP).
+addresses -- TCP connections -- this server has seen so far, WebSocket or HTTP).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ SUBPROTOCOLS = ("chat.v2", "chat.v1")
 
 Scope = dict[str, Any]
 
-CLIENTS: set[tuple[str, int]] = set()
+# Client addresses (one per TCP connection) seen by each server, by its port.
+CLIENTS: dict[int, set[tuple[str, int]]] = {}
 CLIENTS_LOCK = threading.Lock()
 
 
@@ -64,10 +65,10 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    client = scope.get("client")
-    if client is not None:
+    client, server = scope.get("client"), scope.get("server")
+    if client is not None and server is not None:
         with CLIENTS_LOCK:
-            CLIENTS.add(tuple(client))  # type: ignore[arg-type]
+            CLIENTS.setdefault(server[1], set()).add((client[0], client[1]))
     if scope["type"] == "http":
         await _http(scope, receive, send)
     else:
@@ -79,7 +80,7 @@ async def _http(scope: Scope, receive: Any, send: Any) -> None:
         pass
     if scope["path"] == "/clients":
         with CLIENTS_LOCK:
-            body = json.dumps(sorted(CLIENTS)).encode()
+            body = json.dumps(sorted(CLIENTS.get(scope["server"][1], ()))).encode()
     else:
         body = b"hello"
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -145,7 +146,7 @@ class WsServer:
 
     def clients(self) -> set[tuple[str, int]]:
         with CLIENTS_LOCK:
-            return set(CLIENTS)
+            return set(CLIENTS.get(self.port, ()))
 
 
 class _H2cConfig(_PrebindConfig):
