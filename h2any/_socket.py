@@ -30,7 +30,13 @@ import anyio.lowlevel
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
-__all__ = ("AsyncioSocketStream", "connect_tcp", "running_on_trio", "start_tls")
+__all__ = (
+    "AsyncioSocketStream",
+    "connect_tcp",
+    "immediate_sender",
+    "running_on_trio",
+    "start_tls",
+)
 
 #: The read buffer of a new connection (it grows as reads fill it).
 FIRST_BUFFER_SIZE = 64 * 1024
@@ -62,6 +68,33 @@ async def start_tls(
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise
+
+
+def immediate_sender(stream: anyio.abc.ByteStream) -> Callable[[bytes], int] | None:
+    """A function that sends what ``stream``'s socket takes at once, without waiting, and
+    returns how many bytes that was (0 when its buffer is full) -- or None where the bytes
+    cannot go straight to the socket (TLS). The connection task writes with it first, and
+    waits (``send``) only for the rest: most writes then cost no trip through the loop.
+    Callers never use it while an awaited ``send`` on the same stream is under way."""
+    send_now: Callable[[bytes], int] | None = getattr(stream, "send_now", None)
+    if send_now is not None or not isinstance(stream, anyio.abc.SocketStream):
+        return send_now
+    try:
+        raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
+    except anyio.TypedAttributeLookupError:  # pragma: no cover - every socket stream has one
+        return None
+
+    # trio's own socket stream: its socket is non-blocking, and it only ever sends from
+    # the task that awaits its send_all -- which the caller keeps apart from this.
+    def send_raw(data: bytes) -> int:
+        try:
+            return raw.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+
+    return send_raw
 
 
 def running_on_trio() -> bool:

@@ -483,7 +483,7 @@ class ConnectionTask:
         h2 = self.h2
         connection_window = self._connection_window
         current_time = anyio.current_time
-        send_now: Callable[[bytes], int] | None = getattr(self._socket, "send_now", None)
+        send_now: Callable[[bytes], int] | None = _socket.immediate_sender(self._socket)
         error: H2anyError
         try:
             # The first frame is checked apart (a peer that does not speak HTTP/2); the
@@ -706,9 +706,9 @@ class ConnectionTask:
     async def _write_loop(self) -> None:
         assert self._socket is not None
         send = self._socket.send
-        # Plain sockets on asyncio: a write the socket takes whole needs no timeout (a
+        # Plain sockets (asyncio and trio): a write the socket takes whole needs no timeout (a
         # cancel scope with a deadline per write was an eighth of a small-window upload).
-        send_now: Callable[[bytes], int] | None = getattr(self._socket, "send_now", None)
+        send_now: Callable[[bytes], int] | None = _socket.immediate_sender(self._socket)
         h2 = self.h2
         commands = self.commands
         outbox = self.outbox
