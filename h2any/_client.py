@@ -78,6 +78,7 @@ from ._proxy import ProxyConfig, environment_ca_bundle, environment_proxy
 from ._redirects import EventHooks, check_event_hooks, send_chain
 from ._response import Response
 from ._task import open_socket
+from ._websocket import DEFAULT_MAX_MESSAGE_SIZE, ExtendedConnectUnsupported, WebSocket
 
 __all__ = (
     "Client",
@@ -863,6 +864,42 @@ class Client:
         )
         slot.connection = await start_http11(self._task_group, origin, stream, options)
         slot.queue = queue_http11_request
+
+    @asynccontextmanager
+    async def websocket(
+        self,
+        url: str,
+        *,
+        subprotocols: Sequence[str] | None = None,
+        headers: HeaderTypes | None = None,
+        timeout: TimeoutTypes | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> AsyncIterator[WebSocket]:
+        """A WebSocket over HTTP/2 (RFC 8441) to ``url`` (``wss://`` or ``https://``, ``ws://``
+        or ``http://``), on the origin's pooled connection, next to its requests; the
+        arguments, errors and the block's end are those of
+        [`Connection.websocket`][h2any.Connection.websocket] (the Client's headers go with the
+        handshake). An origin that the Client reaches over HTTP/1.1 raises
+        [`ExtendedConnectUnsupported`][h2any.ExtendedConnectUnsupported]."""
+        scheme, colon, rest = url.partition(":")
+        if colon and scheme.lower() in ("ws", "wss"):
+            url = ("https:" if scheme.lower() == "wss" else "http:") + rest
+        origin, target, _ = self._split(url, None)
+        slot = await self._slot_for(origin, anyio.current_time() + self._retry_timeout)
+        connection = slot.connection
+        if not isinstance(connection, Connection):
+            raise ExtendedConnectUnsupported(
+                f"{origin} is reached over HTTP/1.1: WebSockets here need HTTP/2 (RFC 8441)"
+            )
+        slot.last_used = anyio.current_time()
+        async with connection.websocket(
+            target,
+            subprotocols=subprotocols,
+            headers=self._merge_headers(headers),
+            timeout=timeout,
+            max_message_size=max_message_size,
+        ) as websocket:
+            yield websocket
 
 
 def _refused(exc: HTTPVersionError, origin: Origin) -> HTTPVersionError:

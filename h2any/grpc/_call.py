@@ -263,6 +263,11 @@ class _Rpc:
                 if error is exc:
                     raise
                 raise error from exc
+        if anyio.current_time() >= deadline:
+            # Passed already: fail even if the operation would not wait (data buffered).
+            await self._abort()
+            if self._outcome is None or self._outcome.code() is not StatusCode.OK:
+                raise self._fail(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         with anyio.CancelScope(deadline=deadline) as scope:
             try:
                 return await operation()
