@@ -56,12 +56,6 @@ from ._websocket import WebSocketClosed as WebSocketClosed
 from ._websocket import WebSocketError as WebSocketError
 from ._websocket import WebSocketHandshakeError as WebSocketHandshakeError
 from ._websocket import WebSocketMessageTooBig as WebSocketMessageTooBig
-from ._websocket import ExtendedConnectUnsupported as ExtendedConnectUnsupported
-from ._websocket import WebSocket as WebSocket
-from ._websocket import WebSocketClosed as WebSocketClosed
-from ._websocket import WebSocketError as WebSocketError
-from ._websocket import WebSocketHandshakeError as WebSocketHandshakeError
-from ._websocket import WebSocketMessageTooBig as WebSocketMessageTooBig
 
 __all__ = (
     "AdaptiveFlowControlManager",
@@ -80,7 +74,6 @@ __all__ = (
     "DecodingError",
     "DigestAuth",
     "DuplexStream",
-    "ExtendedConnectUnsupported",
     "ExtendedConnectUnsupported",
     "FlowControlError",
     "FlowControlManager",
@@ -103,11 +96,6 @@ __all__ = (
     "Timeout",
     "TimeoutError",
     "TooManyRedirects",
-    "WebSocket",
-    "WebSocketClosed",
-    "WebSocketError",
-    "WebSocketHandshakeError",
-    "WebSocketMessageTooBig",
     "WebSocket",
     "WebSocketClosed",
     "WebSocketError",
