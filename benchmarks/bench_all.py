@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is not None:
         import chart
 
-        chart.draw(args.output, args.output.with_suffix(".png"))
+        chart.draw(args.output, args.output.parent / "img")
     return status
 
 

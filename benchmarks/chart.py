@@ -1,15 +1,24 @@
-"""Draw docs/benchmarks.png from the result tables in docs/benchmarks.md.
+"""Draw one small chart per benchmark scenario from the result tables in docs/benchmarks.md.
 
-Usage: ``python benchmarks/chart.py [docs/benchmarks.md] [docs/benchmarks.png]`` (run by
-``bench_all.py --output`` after the tables are written). For every table with a "ratio to
-httpx" column, one group of bars: each row's ratio to httpx measured in the same run
-(h2load, the C ceiling, is left out: it would flatten every other bar).
+Usage: ``python benchmarks/chart.py [docs/benchmarks.md] [docs/img]`` (``bench_all.py
+--output`` runs it after writing the tables). The tables are the results file: each chart
+takes its bars from one scenario's table -- the median in the scenario's own unit (req/s,
+MB/s) -- and writes over each bar its ratio to httpx *as that table gives it*, that is
+against httpx measured in the same run (on the same event loop where the table has
+several). Bars are grouped (by event loop, or by setup where there is one loop) and
+coloured by client: h2any, httpx, niquests; the h2 floor is a dashed line. h2load, the C
+ceiling, is left out (it would flatten every other bar; the tables have it).
+
+Charts written (PNG, 110 dpi): ``bench-small.png``, ``bench-fanout.png``,
+``bench-download.png``, ``bench-downloads8.png``, ``bench-upload.png``.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -17,70 +26,281 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-_HEADING = re.compile(r"^###\s+(.*)$")
-_RATIO = re.compile(r"([\d.,]+)x")
+_HEADING = re.compile(r"^###\s+([\w-]+)")
+_NUMBER = re.compile(r"[\d][\d,]*(?:\.\d+)?")
+
+COLOURS = {
+    "h2any": ("#1f5f99", "#2a7ab9", "#5aa2d6", "#9cc7e8"),
+    "httpx": ("#7a7a7a", "#9a9a9a", "#bdbdbd"),
+    "niquests": ("#d9822b", "#f0b27a"),
+}
 
 
-def tables(markdown: str) -> list[tuple[str, list[tuple[str, float]]]]:
-    """``(title, [(row label, ratio to httpx), ...])`` for each table that has ratios."""
-    found: list[tuple[str, list[tuple[str, float]]]] = []
-    title = ""
-    header: list[str] | None = None
-    rows: list[tuple[str, float]] = []
+@dataclass
+class Table:
+    """One result table: its column names (lowercase) and rows of cells."""
+
+    header: list[str]
+    rows: list[list[str]]
+
+    def column(self, *words: str) -> int:
+        """The index of the first column whose name holds every word."""
+        for index, name in enumerate(self.header):
+            if all(word in name for word in words):
+                return index
+        raise KeyError(f"no column with {words} in {self.header}")
+
+
+@dataclass
+class Bar:
+    client: str  # h2any, httpx, niquests (the colour family)
+    label: str  # what the legend says
+    value: float
+    ratio: str  # "11.15x", as the table gives it
+
+
+@dataclass
+class Chart:
+    name: str
+    title: str
+    unit: str
+    groups: dict[str, list[Bar]] = field(default_factory=dict)
+    floor: tuple[float, str] | None = None  # (value, label) of a dashed line
+    note: str = ""
+
+
+def parse_tables(markdown: str) -> dict[str, Table]:
+    """Every table under a ``### name`` heading, by its first word (``small``, ...)."""
+    tables: dict[str, Table] = {}
+    name: str | None = None
+    current: Table | None = None
     for line in [*markdown.splitlines(), ""]:
         heading = _HEADING.match(line)
         if heading:
-            title = heading.group(1).split(":")[0]
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if header is None:
-                header = [c.lower() for c in cells]
-            elif not set(cells[0]) <= {"-", ":"}:
-                ratio_column = next((i for i, c in enumerate(header) if "ratio" in c), None)
-                match = _RATIO.match(cells[ratio_column]) if ratio_column is not None else None
-                if match and cells[0] != "h2load":
-                    label = " ".join(c for c in cells[:2] if c)
-                    rows.append((label[:48], float(match.group(1).replace(",", ""))))
+            name = heading.group(1).rstrip(":").lower()
+            current = None
             continue
-        if header is not None and rows:
-            found.append((title, rows))
-        header, rows = None, []
+        if line.startswith("|") and name is not None:
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if current is None:
+                current = Table([cell.lower() for cell in cells], [])
+                tables.setdefault(name, current)
+            elif not set("".join(cells)) <= {"-", ":", " "}:
+                current.rows.append(cells)
+        elif current is not None:
+            current = None
+            name = None
+    return tables
+
+
+def number(text: str) -> float:
+    match = _NUMBER.search(text)
+    if match is None:
+        raise ValueError(f"no number in {text!r}")
+    return float(match.group().replace(",", ""))
+
+
+def _bars(
+    table: Table,
+    place: Callable[[str, str], tuple[str, str] | None],
+) -> dict[str, list[Bar]]:
+    """Bars from ``table``: ``place(client, setup)`` gives (group, label) or None (left out)."""
+    value_column = table.column("(median)")
+    ratio_column = table.column("ratio to httpx")
+    groups: dict[str, list[Bar]] = {}
+    for row in table.rows:
+        client, setup = row[0], row[1]
+        where = place(client, setup)
+        if where is None:
+            continue
+        group, label = where
+        bar = Bar(client, label, number(row[value_column]), row[ratio_column])
+        groups.setdefault(group, []).append(bar)
+    return groups
+
+
+def _floor(table: Table, client: str = "h2 floor") -> tuple[float, str] | None:
+    value_column = table.column("(median)")
+    for row in table.rows:
+        if row[0] == client:
+            value = number(row[value_column])
+            return value, f"h2 floor: {value:,.0f} req/s"
+    return None
+
+
+def charts(markdown: str) -> list[Chart]:
+    """The charts that the tables in ``markdown`` give (a missing table: no chart)."""
+    tables = parse_tables(markdown)
+    found: list[Chart] = []
+
+    if "small" in tables:
+        chart = Chart(
+            "small",
+            "small: 20,000 GETs of 1 byte, 100 in flight",
+            "req/s",
+            _bars(
+                tables["small"],
+                lambda client, setup: (setup, client) if client in ("h2any", "httpx") else None,
+            ),
+        )
+        threads = re.search(r"h2any ([\d,]+) req/s vs httpx ([\d,]+),\s*([\d.]+)x", markdown)
+        if threads:
+            h2any_rate, httpx_rate = number(threads.group(1)), number(threads.group(2))
+            chart.groups["8 threads (sync)"] = [
+                Bar("h2any", "h2any", h2any_rate, f"{threads.group(3)}x"),
+                Bar("httpx", "httpx", httpx_rate, "1.00x"),
+            ]
+        if "floor" in tables:
+            chart.floor = _floor(tables["floor"])
+            chart.note = "floor: the floor scenario's run"
+        found.append(chart)
+
+    if "fan-out" in tables:
+
+        def fanout(client: str, setup: str) -> tuple[str, str] | None:
+            if client not in ("h2any", "httpx"):
+                return None
+            loop, _, how = setup.partition(", ")
+            if client == "httpx":
+                return loop, "httpx"
+            if "request_nowait" in how:
+                return loop, "h2any, request_nowait"
+            if "anyio" in how:
+                return loop, "h2any, a task each (anyio)"
+            return loop, "h2any, a task each (loop's own)"
+
+        chart = Chart(
+            "fanout",
+            "fan-out: 5,000 GETs started at once",
+            "req/s",
+            _bars(tables["fan-out"], fanout),
+        )
+        chart.floor = _floor(tables["fan-out"])
+        for bars in chart.groups.values():
+            for bar in bars:
+                if bar.ratio == "n/a":
+                    bar.ratio = ""  # the loop-API rows have no httpx twin
+        found.append(chart)
+
+    if "parallel" in tables:
+        for name, prefix, title in (
+            ("download", "1 x", "download: one 64 MiB file"),
+            ("downloads8", "8 x", "8 downloads of 64 MiB at once"),
+        ):
+
+            def parallel(client: str, setup: str, prefix: str = prefix) -> tuple[str, str] | None:
+                if client not in ("h2any", "httpx", "niquests") or not setup.startswith(prefix):
+                    return None
+                if client == "niquests":
+                    reads = "1 MiB reads" if "1 MiB" in setup else "chunks as received"
+                    return "asyncio", f"niquests, {reads}"
+                return "asyncio", client
+
+            found.append(Chart(name, title, "MB/s", _bars(tables["parallel"], parallel)))
+
+    if "upload" in tables:
+
+        def upload(client: str, setup: str) -> tuple[str, str] | None:
+            if client not in ("h2any", "httpx", "niquests"):
+                return None
+            if setup.startswith("1 GiB"):
+                group = "1 GiB file\n16 MiB windows"
+            elif setup.startswith("256 MiB"):
+                group = "256 MiB file\n64 KiB windows"
+            elif setup.startswith("64 MiB bytes"):
+                group = "64 MiB bytes\n16 MiB windows"
+            else:
+                return None
+            return group, client
+
+        found.append(
+            Chart(
+                "upload",
+                "upload: POST to nghttpd, asyncio",
+                "MB/s",
+                _bars(tables["upload"], upload),
+            )
+        )
     return found
 
 
-def draw(markdown_path: Path, png_path: Path) -> None:
-    groups = tables(markdown_path.read_text())
-    if not groups:
-        raise SystemExit(f"no result tables with ratios in {markdown_path}")
-    height = sum(len(rows) for _, rows in groups) * 0.32 + len(groups) * 0.6
-    figure, axes = plt.subplots(figsize=(9, max(3.0, height)))
+def draw_chart(chart: Chart, path: Path) -> None:
+    """One chart: groups along x, a bar per client in each, the ratio to httpx on each."""
     labels: list[str] = []
-    values: list[float] = []
-    colours: list[str] = []
-    for title, rows in groups:
-        for label, ratio in rows:
-            labels.append(f"{title}: {label}")
-            values.append(ratio)
-            colours.append("#2a7ab9" if label.startswith("h2any") else "#9a9a9a")
-    positions = range(len(values))
-    axes.barh(list(positions), values, color=colours)
-    axes.set_yticks(list(positions), labels, fontsize=7)
-    axes.invert_yaxis()
-    axes.axvline(1.0, color="black", linewidth=0.8)
-    axes.set_xscale("log")
-    axes.set_xlabel("throughput relative to httpx (http2=True) in the same run; log scale")
-    axes.set_title("h2any (blue) and httpx (grey), one connection to nghttpd, 2 cores")
-    figure.tight_layout()
-    figure.savefig(png_path, dpi=110)
+    for bars in chart.groups.values():
+        for bar in bars:
+            if bar.label not in labels:
+                labels.append(bar.label)
+    shades: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for label in labels:
+        family = label.split(",")[0].split()[0]
+        palette = COLOURS.get(family, ("#4c9a5b",))
+        shades[label] = palette[used.get(family, 0) % len(palette)]
+        used[family] = used.get(family, 0) + 1
+    width = 0.8 / max(len(bars) for bars in chart.groups.values())
+    figure, axes = plt.subplots(figsize=(max(5.6, 1.5 + 1.45 * len(chart.groups)), 3.2))
+    top = max(bar.value for bars in chart.groups.values() for bar in bars)
+    if chart.floor is not None:
+        top = max(top, chart.floor[0])
+    shown: set[str] = set()
+    for position, bars in enumerate(chart.groups.values()):
+        start = position - width * (len(bars) - 1) / 2
+        for index, bar in enumerate(bars):
+            x = start + index * width
+            axes.bar(
+                x,
+                bar.value,
+                width * 0.92,
+                color=shades[bar.label],
+                label=None if bar.label in shown else bar.label,
+            )
+            shown.add(bar.label)
+            if bar.ratio:
+                axes.text(
+                    x, bar.value + top * 0.015, bar.ratio, ha="center", va="bottom", fontsize=6.5
+                )
+    if chart.floor is not None:
+        axes.axhline(
+            chart.floor[0], color="#3c8d40", linestyle="--", linewidth=1, label=chart.floor[1]
+        )
+    axes.set_xticks(range(len(chart.groups)), list(chart.groups), fontsize=8)
+    axes.set_ylim(0, top * 1.15)
+    axes.set_ylabel(chart.unit, fontsize=8)
+    axes.tick_params(axis="y", labelsize=7)
+    axes.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    axes.set_title(chart.title, fontsize=9)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    caption = "over each bar: ratio to httpx in the same run"
+    if chart.note:
+        caption += f"; {chart.note}"
+    figure.text(0.01, 0.01, caption, fontsize=6, color="#555555")
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def draw(markdown_path: Path, directory: Path) -> list[Path]:
+    """Write every chart the tables in ``markdown_path`` give into ``directory``."""
+    found = charts(markdown_path.read_text())
+    if not found:
+        raise SystemExit(f"no result tables in {markdown_path}")
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for chart in found:
+        path = directory / f"bench-{chart.name}.png"
+        draw_chart(chart, path)
+        written.append(path)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     markdown = Path(args[0]) if args else Path("docs/benchmarks.md")
-    png = Path(args[1]) if len(args) > 1 else markdown.with_suffix(".png")
-    draw(markdown, png)
-    print(f"wrote {png}")
+    directory = Path(args[1]) if len(args) > 1 else markdown.parent / "img"
+    for path in draw(markdown, directory):
+        print(f"wrote {path}")
     return 0
 
 
