@@ -211,6 +211,25 @@ async def test_fifty_websockets_and_fifty_requests_share_one_connection() -> Non
             assert len(own.clients()) == 1
 
 
+async def test_client_websocket_uses_the_origins_pooled_connection() -> None:
+    with ws_server() as own:
+        with anyio.fail_after(20):
+            async with h2any.Client() as client:
+                url = own.url.replace("http://", "ws://") + "/echo"
+                async with client.websocket(url, subprotocols=["chat.v1"]) as ws:
+                    assert ws.subprotocol == "chat.v1"
+                    response = await client.get(own.url + "/hello")
+                    assert await response.read() == b"hello"
+                    await ws.send("over ws://")
+                    assert await ws.receive() == "over ws://"
+                async with client.websocket(own.url + "/close?code=4003") as ws:
+                    with pytest.raises(h2any.WebSocketClosed):
+                        await ws.receive()
+                assert ws.close_code == 4003
+                assert client.connections_opened == 1
+            assert len(own.clients()) == 1
+
+
 async def test_open_stream_with_protocol_is_an_extended_connect(server: WsServer) -> None:
     with anyio.fail_after(10):
         async with h2any.Connection(server.url) as conn:
