@@ -54,6 +54,7 @@ from ._config import Origin, Timeout, TimeoutTypes, as_timeout
 from ._deadlines import Signal, Watchdog
 from ._exceptions import (
     ConnectionClosed,
+    ConnectionTerminated,
     H2anyError,
     ProtocolError,
     WriteTimeout,
@@ -186,6 +187,7 @@ class HTTP11Connection:
         self._exchange_scope: anyio.CancelScope | None = None
         self._writer_error: BaseException | None = None
         self._done: anyio.Event | None = None
+        self._closed_by_client = False
 
     def __repr__(self) -> str:
         state = "closed" if self.closing else "open"
@@ -197,7 +199,13 @@ class HTTP11Connection:
     def is_closed(self) -> bool:
         """True once the connection can take no new requests (an idle one whose peer closed
         it, or sent something unasked, included)."""
-        if not self.closing and self.current is None and not self.pending and self._stale():
+        if (
+            not self.closing
+            and self.current is None
+            and not self.pending
+            and self.requests_sent  # (TLS 1.3 session tickets make a new one readable)
+            and self._stale()
+        ):
             self._close_soon(ConnectionClosed(f"the server closed the connection to {self.origin}"))
         return self.closing
 
@@ -220,6 +228,7 @@ class HTTP11Connection:
         """Close the connection: fail the request in flight and queued ones, close the
         socket. Idempotent; waits (shielded, a few seconds at most) for the task to end."""
         if not self.closing:
+            self._closed_by_client = True
             self._close_soon(ConnectionClosed("the connection was closed by the client"))
         if self._done is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
@@ -287,7 +296,8 @@ class HTTP11Connection:
             stream.expires = expires
         elif total is not None:
             stream.expires = anyio.current_time() + total
-        stream.declared_length = declared
+        # The body's length, declared or known (a file's): its end goes out at that length.
+        stream.declared_length = declared if declared is not None else prepared.length
         stream.on_open = on_open
         stream.payload = prepared.payload
         stream.source = prepared.source
@@ -329,15 +339,33 @@ class HTTP11Connection:
         finally:
             self.closing = True
             error = self.error or ConnectionClosed("the connection was closed")
-            for stream in [*self.pending, *([self.current] if self.current else [])]:
-                if not stream.remote_done and not stream.abandoned:
-                    stream.fail(clone_error(error))
+            current = self.current
+            if current is not None:
+                if not current.remote_done and not current.abandoned:
+                    current.fail(clone_error(error))
+                current.terminate()
+            for stream in self.pending:
+                if not stream.abandoned:
+                    stream.fail(self._unsent_error(error))
                 stream.terminate()
             self.pending.clear()
             self.current = None
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(self._socket)
             self._done.set()
+
+    def _unsent_error(self, error: H2anyError) -> H2anyError:
+        """The error for a request queued here that never went out: one the Client sends
+        again on another connection, whatever its method (as an HTTP/2 request refused by
+        GOAWAY), unless the Client itself closed the connection."""
+        if self._closed_by_client:
+            return clone_error(error)
+        unsent = ConnectionTerminated(0, self.requests_sent, retryable=True)
+        unsent.args = (
+            f"the HTTP/1.1 connection to {self.origin} closed before this request was sent "
+            f"({error}); it may be sent again",
+        )
+        return unsent
 
     async def _serve(self) -> None:
         while not self.closing:
@@ -389,23 +417,23 @@ class HTTP11Connection:
         self.current = None
         if self._writer_error is not None and not stream.remote_done:
             error = self._writer_error
-        if error is not None:
-            if not stream.remote_done and not stream.abandoned:
-                stream.fail(error)
-            stream.terminate()
-            if isinstance(error, H2anyError):
-                self.error = error
-            return False
-        if not stream.remote_done:  # abandoned mid-response
-            stream.terminate()
-            return False
         if (
-            h11_connection.our_state is h11.DONE
+            error is None
+            and stream.remote_done
+            and h11_connection.our_state is h11.DONE
             and h11_connection.their_state is h11.DONE
             and not self.closing
         ):
             h11_connection.start_next_cycle()
             return True
+        # Not reusable: closed before anybody hears of this stream's end, so that no new
+        # request is queued here meanwhile.
+        if isinstance(error, H2anyError):
+            self.error = error
+        self.closing = True
+        if error is not None and not stream.remote_done and not stream.abandoned:
+            stream.fail(error)
+        stream.terminate()
         return False
 
     async def _exchange_body(
@@ -452,10 +480,16 @@ class HTTP11Connection:
                     if declared is not None and sent > declared:
                         raise body_length_error(declared, sent)
                     await self._send(h11_connection.send(h11.Data(data=piece)))
-                    self._progressed(stream)
+                    if sent == declared:
+                        # The whole body: end it now (the server may answer at once),
+                        # then only check that the source has nothing more.
+                        await self._end_body(stream)
+                    else:
+                        self._progressed(stream)
                 if declared is not None and sent != declared:
                     raise body_length_error(declared, sent)
-                await self._send(h11_connection.send(h11.EndOfMessage()))
+                if declared is None:
+                    await self._end_body(stream)
             finally:
                 aclose = getattr(source, "aclose", None)
                 if aclose is not None:
@@ -468,12 +502,14 @@ class HTTP11Connection:
             scope.cancel()
             if self._exchange_scope is not None:
                 self._exchange_scope.cancel()
-        else:
-            stream.ended_locally()
-            self._progressed(stream)
         finally:
             if stream.pump_done is not None:
                 stream.pump_done.set()
+
+    async def _end_body(self, stream: _HTTP11Stream) -> None:
+        await self._send(self._h11.send(h11.EndOfMessage()))
+        stream.ended_locally()
+        self._progressed(stream)
 
     async def _send(self, data: bytes) -> None:
         try:
