@@ -345,8 +345,11 @@ class _SyncUpload:
 
 def _in_memory(request: httpx.Request) -> bytes | None:
     """The body, if httpx holds it in memory (``content=``, ``json=``, forms), else None."""
-    if isinstance(request.stream, httpx.ByteStream):
-        return request.content
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        # One piece, already in memory (request.content is not set on every such request:
+        # httpx's redirects build theirs without reading it).
+        return b"".join(stream)
     return None
 
 
