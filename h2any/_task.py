@@ -144,14 +144,26 @@ async def open_socket(
     except TimeoutError:
         raise ConnectTimeout(f"could not connect to {origin} within {timeout.connect} s") from None
     except ssl.SSLError as exc:
-        raise TLSError(f"TLS handshake with {origin} failed: {exc}") from exc
+        raise _tls_error(origin, exc) from exc
     except anyio.BrokenResourceError as exc:
         cause = exc.__cause__
         if isinstance(cause, ssl.SSLError):
-            raise TLSError(f"TLS handshake with {origin} failed: {cause}") from cause
+            raise _tls_error(origin, cause) from cause
         raise ConnectError(f"could not connect to {origin}: {cause or exc}") from exc
     except OSError as exc:
         raise ConnectError(f"could not connect to {origin}: {exc}") from exc
+
+
+def _tls_error(origin: Origin, exc: ssl.SSLError) -> H2anyError:
+    if "NO_APPLICATION_PROTOCOL" in f"{exc.reason} {exc}".upper().replace(" ", "_"):
+        # The server speaks none of the protocols offered in ALPN (no HTTP/2, for a
+        # Connection): it says so with an alert, in the middle of the handshake.
+        return HTTPVersionError(
+            f"{origin} speaks none of the HTTP versions offered in TLS ALPN (it ended the "
+            f"handshake with: {exc})",
+            origin=str(origin),
+        )
+    return TLSError(f"TLS handshake with {origin} failed: {exc}")
 
 
 async def check_alpn_h2(stream: anyio.abc.ByteStream, origin: Origin) -> None:
