@@ -35,16 +35,19 @@ if TYPE_CHECKING:
     from ._engine import Engine
 
 __all__ = (
+    "UVLOOP_VARIABLE",
     "client_logger",
     "connection_closed",
     "connection_logger",
     "connection_opened",
     "goaway_received",
+    "loop_thread_chosen",
     "request_debug_enabled",
     "request_logger",
     "request_started",
     "retrying",
     "safe_url",
+    "uvloop_turned_off",
 )
 
 DEBUG: Final = logging.DEBUG
@@ -53,6 +56,11 @@ logger: Final = logging.getLogger("h2any")
 connection_logger: Final = logging.getLogger("h2any.connection")
 request_logger: Final = logging.getLogger("h2any.request")
 client_logger: Final = logging.getLogger("h2any.client")
+sync_logger: Final = logging.getLogger("h2any.sync")
+
+# The environment variables that pin h2any's choices (docs/logging.md): H2ANY_ENGINE is read
+# by _engine.get_engine; this one keeps the blocking facade's loop thread off uvloop.
+UVLOOP_VARIABLE: Final = "H2ANY_UVLOOP"
 
 # Bound once: the hot path's only cost when DEBUG is off (logging caches the answer).
 request_debug_enabled: Final = request_logger.isEnabledFor
@@ -210,3 +218,27 @@ def retrying(
         attempt,
         reason,
     )
+
+
+def uvloop_turned_off() -> bool:
+    """Whether ``H2ANY_UVLOOP`` says not to use uvloop (``0``, ``false``, ``no``, ``off``)."""
+    value = os.environ.get(UVLOOP_VARIABLE, "").strip().lower()
+    return value in ("0", "false", "no", "off")
+
+
+def loop_thread_chosen(backend: str, options: dict[str, Any]) -> None:
+    """DEBUG: the event loop a blocking facade's loop thread runs, and why."""
+    if not sync_logger.isEnabledFor(DEBUG):
+        return
+    if options.get("use_uvloop"):
+        why = f"uvloop is installed; {UVLOOP_VARIABLE}=0 turns it off"
+        sync_logger.debug("loop thread: asyncio on uvloop (%s)", why)
+    elif backend == "asyncio":
+        why = (
+            f"{UVLOOP_VARIABLE}={os.environ.get(UVLOOP_VARIABLE)}"
+            if uvloop_turned_off()
+            else "uvloop is not installed"
+        )
+        sync_logger.debug("loop thread: asyncio's own loop (%s)", why)
+    else:
+        sync_logger.debug("loop thread: %s", backend)

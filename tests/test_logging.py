@@ -8,10 +8,12 @@ import logging
 
 import anyio
 import pytest
+from conftest import NghttpdServer
 from h2.errors import ErrorCodes
 from scripted import ScriptedPeer, raw_frame, scripted_server
 
 import h2any
+import h2any.sync
 from h2any.testing import serve
 
 pytestmark = pytest.mark.anyio
@@ -182,3 +184,28 @@ async def test_nothing_is_logged_below_the_configured_level(
                 response = await conn.request("GET", "/")
                 await response.read()
     assert not [r for r in caplog.records if r.name.startswith("h2any")]
+
+
+def test_h2any_uvloop_0_keeps_the_sync_loop_thread_off_uvloop(
+    nghttpd: NghttpdServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blocking facade's loop thread runs uvloop when it is installed, unless
+    ``H2ANY_UVLOOP=0``; the DEBUG line of h2any.sync and the connection's INFO line say which."""
+    pytest.importorskip("uvloop")
+    caplog.set_level(logging.DEBUG, logger="h2any")
+    for setting, loop, why in (
+        (None, "asyncio (uvloop)", "uvloop is installed; H2ANY_UVLOOP=0 turns it off"),
+        ("0", "asyncio", "H2ANY_UVLOOP=0"),
+    ):
+        if setting is None:
+            monkeypatch.delenv("H2ANY_UVLOOP", raising=False)
+        else:
+            monkeypatch.setenv("H2ANY_UVLOOP", setting)
+        caplog.clear()
+        with h2any.sync.Connection(nghttpd.url, timeout=10) as conn:
+            assert conn.request("GET", "/hello.txt").read() == b"hello, world\n"
+        opened = [m for m in map(logging.LogRecord.getMessage, caplog.records) if " open: " in m]
+        assert len(opened) == 1
+        assert opened[0].endswith(f", {loop}")
+        (chosen,) = (r.getMessage() for r in records(caplog, "h2any.sync"))
+        assert why in chosen

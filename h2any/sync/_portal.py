@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
+from .._log import loop_thread_chosen, uvloop_turned_off
+
 __all__ = ("Call", "LoopHosted", "LoopThread", "check_not_in_event_loop")
 
 T = TypeVar("T")
@@ -26,15 +28,18 @@ T = TypeVar("T")
 def default_backend_options(backend: str) -> dict[str, Any]:
     """What the loop thread runs on when ``backend_options`` is not given: uvloop, when it
     is installed and the backend is asyncio (the loop thread is the facade's bottleneck, and
-    uvloop's loop is cheaper to run and to wake); else the backend's own loop."""
-    if backend == "asyncio":
+    uvloop's loop is cheaper to run and to wake), unless the ``H2ANY_UVLOOP`` environment
+    variable is ``0``; else the backend's own loop."""
+    options: dict[str, Any] = {}
+    if backend == "asyncio" and not uvloop_turned_off():
         try:
             import uvloop  # noqa: F401
         except ImportError:
             pass
         else:
-            return {"use_uvloop": True}
-    return {}
+            options = {"use_uvloop": True}
+    loop_thread_chosen(backend, options)
+    return options
 
 
 def _running_event_loop() -> str | None:
