@@ -79,10 +79,9 @@ def immediate_sender(stream: anyio.abc.ByteStream) -> Callable[[bytes], int] | N
     send_now: Callable[[bytes], int] | None = getattr(stream, "send_now", None)
     if send_now is not None or not isinstance(stream, anyio.abc.SocketStream):
         return send_now
-    try:
-        raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
-    except anyio.TypedAttributeLookupError:  # pragma: no cover - every socket stream has one
-        return None
+    raw = stream.extra(SocketAttribute.raw_socket, None)
+    if not isinstance(raw, socket.socket) or not running_on_trio():
+        return None  # asyncio's transport-backed stream (a proxy's): its socket is not ours
 
     # trio's own socket stream: its socket is non-blocking, and it only ever sends from
     # the task that awaits its send_all -- which the caller keeps apart from this.
