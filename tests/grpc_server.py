@@ -166,26 +166,42 @@ def _fail_after(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes
     context.abort(grpc.StatusCode.DATA_LOSS, FAIL_DETAILS)
 
 
-def _wait_for_end(context: grpc.ServicerContext, limit: float = 10.0) -> None:
-    """Block until the call is cancelled (client reset or deadline) and record how it ended."""
+def _watch(context: grpc.ServicerContext) -> threading.Event:
+    """From the start of a handler: when the call ends before the handler says it has
+    finished (a client reset or a deadline), log it as ``cancelled`` (with its ``x-id``).
+    Registered first thing, so that a reset that comes early is not missed."""
     call_id = _call_id(context)
     ended = threading.Event()
-    context.add_callback(ended.set)
-    ended.wait(limit)
-    if call_id is not None:
-        LOG.record(call_id, "finished" if context.is_active() else "cancelled")
+
+    def on_end() -> None:
+        if call_id is not None:
+            LOG.record(call_id, "cancelled")
+        ended.set()
+
+    if not context.add_callback(on_end):
+        on_end()  # the call had already ended
+    return ended
+
+
+def _wait_for_end(context: grpc.ServicerContext, ended: threading.Event) -> None:
+    """Block until the call ends (at most 10 s); if it did not, log it ``finished``."""
+    if not ended.wait(10.0):
+        call_id = _call_id(context)
+        if call_id is not None:
+            LOG.record(call_id, "finished")
 
 
 def _slow(request: bytes, context: grpc.ServicerContext) -> bytes:
     """Never answers: waits until the call is cancelled."""
-    _wait_for_end(context)
+    _wait_for_end(context, _watch(context))
     return b"too late"
 
 
 def _slow_stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
     """Echoes the first message, then waits until the call is cancelled."""
+    ended = _watch(context)
     yield next(requests)
-    _wait_for_end(context)
+    _wait_for_end(context, ended)
 
 
 def _big(request: bytes, context: grpc.ServicerContext) -> bytes:
