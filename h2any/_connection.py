@@ -465,7 +465,9 @@ class Connection:
             ExtendedConnectUnsupported: the server did not announce
                 SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (nothing is sent).
             WebSocketHandshakeError: the server refused (its ``status`` and ``headers``).
-            InvalidRequest, PoolTimeout, ReadTimeout, StreamReset, ConnectionClosed, ...
+            InvalidRequest, PoolTimeout, ReadTimeout, StreamReset, ConnectionClosed: as for
+                any stream (a bad path or header, timeouts, the stream or the connection
+                ended).
         """
         websocket = await open_websocket(
             self, url, subprotocols, headers, timeout, max_message_size
