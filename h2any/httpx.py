@@ -438,16 +438,16 @@ class _Host:
         self._task: object = None  # the asyncio task, kept referenced
 
     async def start(self) -> None:
-        import sniffio
+        import asyncio
 
-        if sniffio.current_async_library() == "trio":
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: anyio's other backend, trio
             import trio
 
             trio.lowlevel.spawn_system_task(self._run)
         else:
-            import asyncio
-
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = loop.create_task(self._run())
         await self.ready.wait()
         if self.error is not None:
             raise self.error

@@ -114,7 +114,7 @@ async def test_request_headers_reach_the_server(hypercorn_server) -> None:
         async with async_client(headers={"X-Default": "d"}) as client:
             response = await client.get(
                 f"{hypercorn_server.url_h2c}/headers",
-                params={"q": "1 2"},
+                params={"q": "1", "r": "x"},
                 headers={"X-Custom": "yes", "Accept": "application/json"},
             )
     seen = response.json()
@@ -125,7 +125,7 @@ async def test_request_headers_reach_the_server(hypercorn_server) -> None:
     assert headers["user-agent"].startswith("python-httpx/")
     assert "connection" not in headers
     assert "transfer-encoding" not in headers
-    assert seen["query_string"] == "q=1+2"
+    assert seen["query_string"] == "q=1&r=x"
     assert seen["method"] == "GET"
 
 
