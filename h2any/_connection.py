@@ -561,6 +561,8 @@ async def open_websocket(
     chosen = connection.timeout if timeout is None else as_timeout(timeout)
     stream = Stream(task, fields, None, True, chosen)
     stream.duplex = True
+    if chosen.total is not None:
+        stream.expires = anyio.current_time() + chosen.total  # for the handshake
     task.queue(stream)
     duplex = DuplexStream(stream, connection._max_decompressed_size)
     return await start_websocket(duplex, stream, task.start_task, subprotocols, max_message_size)

@@ -334,7 +334,12 @@ class HTTP11Connection:
                 async with anyio.create_task_group() as task_group:
                     task_group.start_soon(self.watchdog.run)
                     task_status.started()
-                    await self._serve()
+                    try:
+                        await self._serve()
+                    except Exception as exc:  # never into the Client's task group
+                        failure = ConnectionClosed(f"the HTTP/1.1 connection failed: {exc!r}")
+                        failure.__cause__ = exc
+                        self.error = self.error or failure
                     task_group.cancel_scope.cancel()
         finally:
             self.closing = True
@@ -410,7 +415,10 @@ class HTTP11Connection:
                 except h11.LocalProtocolError as exc:
                     error = ProtocolError(f"the request could not be sent as HTTP/1.1: {exc}")
                 else:
-                    error = await self._exchange_body(stream, data, source, window)
+                    try:
+                        error = await self._exchange_body(stream, data, source, window)
+                    except H2anyError as exc:  # WriteTimeout for the request head
+                        error = exc
         finally:
             self._exchange_scope = None
         # (Cancelled from outside, the connection's task fails the stream still current.)

@@ -607,3 +607,62 @@ def test_sync_client_against_http_server(stdlib_server) -> None:
         assert response.http_version == "HTTP/1.1"
         response = client.request("POST", f"{stdlib_server}/p", body=b"abc")
         assert response.read() == hashlib.sha256(b"abc").hexdigest().encode()
+
+
+@contextmanager
+def _deaf_server() -> Iterator[int]:
+    """A server that accepts connections and never reads from them (small buffers)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, name="deaf-server", daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        try:
+            listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        listener.close()
+        thread.join(5)
+        for sock in held:
+            sock.close()
+
+
+async def test_write_timeout_when_the_server_reads_nothing() -> None:
+    with anyio.fail_after(GUARD), _deaf_server() as port:
+        timeout = h2any.Timeout(10, write=0.3)
+        async with h2any.Client(http2=False, timeout=timeout) as client:
+            url = f"http://127.0.0.1:{port}/upload"
+            with pytest.raises(h2any.WriteTimeout):
+                await client.post(url, body=b"x" * (64 * 1024 * 1024))
+            with pytest.raises(h2any.WriteTimeout):
+                await client.post(url, body=_pieces(1000, 65536))
+
+
+async def test_requests_queued_behind_a_closing_connection_are_sent_again(h11_server) -> None:
+    results: list[bytes] = []
+    with anyio.fail_after(GUARD):
+        async with h2any.Client(http2=False) as client:  # one connection per origin
+
+            async def post(i: int) -> None:
+                # POST, not idempotent: retried only because it was never sent.
+                response = await client.post(f"{h11_server.url}/close", body=b"%d" % i)
+                results.append(await response.read())
+
+            async with anyio.create_task_group() as tg:
+                for i in range(4):
+                    tg.start_soon(post, i)
+            assert results == [b"bye"] * 4
+            assert h11_server.connections == 4  # the server closes after each answer
