@@ -152,14 +152,14 @@ def _sum(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
     return f"{count} {total}".encode()
 
 
-def _fail(request: bytes, context: grpc.ServicerContext) -> bytes:
+def _fail_with(request: bytes, context: grpc.ServicerContext) -> bytes:
     """``b"CODE_NAME"``: abort before any reply (trailers-only), with trailing metadata."""
     context.set_trailing_metadata([("x-why", "asked"), ("x-why-bin", TRAILER_BINARY)])
     context.abort(grpc.StatusCode[request.decode()], FAIL_DETAILS)
     raise AssertionError("abort raises")  # pragma: no cover
 
 
-def _fail_after(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+def _fail_after_a_message(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
     """One message, then ``DATA_LOSS`` in the trailers."""
     yield b"first"
     context.set_trailing_metadata([("x-why", "after")])
@@ -233,8 +233,8 @@ _TEST_METHODS: dict[str, grpc.RpcMethodHandler] = {
     "Count": grpc.unary_stream_rpc_method_handler(_count),
     "Sum": grpc.stream_unary_rpc_method_handler(_sum),
     "Chat": grpc.stream_stream_rpc_method_handler(_chat),
-    "Fail": grpc.unary_unary_rpc_method_handler(_fail),
-    "FailAfter": grpc.unary_stream_rpc_method_handler(_fail_after),
+    "Fail": grpc.unary_unary_rpc_method_handler(_fail_with),
+    "FailAfter": grpc.unary_stream_rpc_method_handler(_fail_after_a_message),
     "Slow": grpc.unary_unary_rpc_method_handler(_slow),
     "SlowStream": grpc.stream_stream_rpc_method_handler(_slow_stream),
     "Big": grpc.unary_unary_rpc_method_handler(_big),
