@@ -129,6 +129,7 @@ def _client_options(
     proxy: ProxyTypes | None,
     trust_env: bool,
     http1: bool,
+    http2: bool,
     max_connections_per_origin: int,
     keepalive_expiry: float | None,
     retries: RetryPolicy | int | None,
@@ -161,23 +162,15 @@ def _client_options(
         "engine": engine,
     }
     options.update((name, value) for name, value in optional.items() if value is not None)
-    if _client_takes("http1"):
-        options["http1"] = http1
-    # No redirects, cookies or auth of the Client's own reach the transport (it sends through
-    # the one-origin seam), but say so where the Client takes it.
-    if _client_takes("follow_redirects"):
-        options["follow_redirects"] = False
+    options["http1"] = http1
+    options["http2"] = http2
+    # The transport sends through the Client's one-origin seam, below its redirects, cookies
+    # and auth; off all the same, so that nothing of them ever runs twice.
+    options["follow_redirects"] = False
     if verify is True and trust_env:
         del options["verify"]  # the Client then honours SSL_CERT_FILE, as httpx does
     _AsyncClient(**options)  # raises on a bad option (no I/O)
     return options
-
-
-@functools.cache
-def _client_takes(name: str) -> bool:
-    import inspect
-
-    return name in inspect.signature(_AsyncClient).parameters
 
 
 def _positive(value: object) -> float | None:
@@ -426,11 +419,24 @@ class _SyncResponseStream(httpx.SyncByteStream):
 # --------------------------------------------------------------------------- async
 
 
+def _current_loop() -> object:
+    """The running event loop: the asyncio loop, or trio's run (its token)."""
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: anyio's other backend, trio
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+
+
 class _Host:
     """The task that hosts an [`h2any.Client`][h2any.Client] (see the module's notes)."""
 
-    def __init__(self, client: _AsyncClient) -> None:
+    def __init__(self, client: _AsyncClient, loop: object) -> None:
         self.client = client
+        self.loop = loop
         self.ready = anyio.Event()
         self.stop = anyio.Event()
         self.done = anyio.Event()
@@ -440,17 +446,15 @@ class _Host:
     async def start(self) -> None:
         import asyncio
 
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio: anyio's other backend, trio
+        if isinstance(self.loop, asyncio.AbstractEventLoop):
+            self._task = self.loop.create_task(self._run())
+        else:
             import trio
 
             trio.lowlevel.spawn_system_task(self._run)
-        else:
-            self._task = loop.create_task(self._run())
         await self.ready.wait()
         if self.error is not None:
-            raise self.error
+            raise RuntimeError("the transport's h2any.Client failed to start") from self.error
 
     async def _run(self) -> None:
         try:
@@ -499,8 +503,10 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             origin (CONNECT tunnel).
         trust_env: take the proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (minus
             ``NO_PROXY``) and the CA bundle from ``SSL_CERT_FILE`` when none is given.
-        http1: fall back to HTTP/1.1 for servers without HTTP/2 (when the installed
-            [`h2any.Client`][h2any.Client] supports it); ``False`` refuses them.
+        http1: fall back to HTTP/1.1 for servers without HTTP/2 (over TLS by ALPN; for
+            ``http://``, when the server answers the h2c preface as HTTP/1.x); ``False``
+            refuses them (``httpx.ConnectError``).
+        http2: ``False`` speaks HTTP/1.1 only (as httpx's own transport does by default).
         max_connections_per_origin: open more connections to one origin only when the open
             ones have no free stream (the server's MAX_CONCURRENT_STREAMS); 1 by default.
         keepalive_expiry: close connections idle for this many seconds (``None``: never).
@@ -523,6 +529,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         proxy: ProxyTypes | None = None,
         trust_env: bool = True,
         http1: bool = True,
+        http2: bool = True,
         max_connections_per_origin: int = 1,
         keepalive_expiry: float | None = 60.0,
         retries: RetryPolicy | int | None = None,
@@ -540,6 +547,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             proxy=proxy,
             trust_env=trust_env,
             http1=http1,
+            http2=http2,
             max_connections_per_origin=max_connections_per_origin,
             keepalive_expiry=keepalive_expiry,
             retries=retries,
@@ -563,19 +571,20 @@ class AsyncTransport(httpx.AsyncBaseTransport):
 
     async def _client(self, timeout: Timeout) -> _AsyncClient:
         host = self._host
-        if host is None:
+        loop = _current_loop()
+        if host is None or host.loop is not loop:
+            # The first request -- or the first in another event loop, the one that hosted
+            # the connections having ended (its tasks were cancelled, closing them).
             if self._closed:
                 raise RuntimeError("this h2any.httpx.AsyncTransport is closed")
             # The first request's connect timeout is the Client's (it opens connections).
             client = _AsyncClient(**self._options, timeout=timeout)
-            host = self._host = _Host(client)
+            host = self._host = _Host(client, loop)
             await host.start()
         elif not host.ready.is_set():
             await host.ready.wait()
-        if host.error is not None:
-            raise RuntimeError("the transport's h2any.Client failed to start") from host.error
-        if host.stop.is_set():
-            raise RuntimeError("this h2any.httpx.AsyncTransport is closed")
+        if host.error is not None or host.done.is_set():
+            raise RuntimeError("this h2any.httpx.AsyncTransport is closed") from host.error
         return host.client
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -613,8 +622,9 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         """Close every connection (GOAWAY) and the task that hosts them; idempotent."""
         self._closed = True
         host = self._host
-        if host is not None:
+        if host is not None and host.loop is _current_loop():
             await host.aclose()
+        # (A host in an event loop that has ended was closed when its loop cancelled it.)
 
 
 # --------------------------------------------------------------------------- sync
@@ -653,6 +663,7 @@ class Transport(httpx.BaseTransport):
         proxy: ProxyTypes | None = None,
         trust_env: bool = True,
         http1: bool = True,
+        http2: bool = True,
         max_connections_per_origin: int = 1,
         keepalive_expiry: float | None = 60.0,
         retries: RetryPolicy | int | None = None,
@@ -671,6 +682,7 @@ class Transport(httpx.BaseTransport):
             proxy=proxy,
             trust_env=trust_env,
             http1=http1,
+            http2=http2,
             max_connections_per_origin=max_connections_per_origin,
             keepalive_expiry=keepalive_expiry,
             retries=retries,

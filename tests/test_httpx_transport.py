@@ -645,6 +645,16 @@ async def test_http11_refused_when_http1_is_off() -> None:
     assert isinstance(info.value.__cause__, h2any.ConnectError)
 
 
+async def test_http1_only_when_http2_is_off(hypercorn_server) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(transport=transport(http2=False)) as client:
+            response = await client.post(f"{hypercorn_server.url_h2c}/echo", content=b"one")
+            streamed = await client.get(f"{hypercorn_server.url_h2c}/stream?chunks=3&size=5")
+    assert response.http_version == "HTTP/1.1"
+    assert response.content == b"one"
+    assert streamed.content == b"00000" + b"11111" + b"22222"
+
+
 # -- lifecycle ------------------------------------------------------------------------------
 
 
@@ -669,6 +679,28 @@ async def test_transport_closed_before_any_request() -> None:
 
 
 # -- the blocking transport -----------------------------------------------------------------
+
+
+def test_one_transport_across_event_loops(nghttpd) -> None:
+    """A transport used in one event loop, then in another (the first has ended): the new
+    loop gets connections of its own; the old ones were closed with their loop."""
+    the_transport = transport()
+
+    async def fetch() -> bytes:
+        client = httpx.AsyncClient(transport=the_transport)
+        response = await client.get(f"{nghttpd.url}/1b")
+        assert the_transport.client is not None
+        assert the_transport.client.connections == {nghttpd.url: 1}
+        return response.content
+
+    assert anyio.run(fetch, backend="asyncio") == b"x"
+    assert anyio.run(fetch, backend="trio") == b"x"
+    assert anyio.run(fetch, backend="asyncio") == b"x"
+
+    async def close() -> None:
+        await the_transport.aclose()
+
+    anyio.run(close)
 
 
 def test_sync_client_from_eight_threads(nghttpd, hypercorn_server) -> None:
