@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_httpx_transport.py [--rounds N] [--requests N] [--upload-mib N]
+        [--upload-bytes-mib N]
         [--backend asyncio|trio|uvloop]
 
 Both sides are the same ``httpx.AsyncClient`` code; only the transport differs:
@@ -15,6 +16,8 @@ receive windows) on loopback, started once for the run. Rows:
 * ``download``: one 64 MiB file, streamed (``aiter_raw``), its byte count checked.
 * ``upload``: a 64 MiB body (``--upload-mib``) POSTed as an async iterator of 64 KiB pieces
   (httpx streams it; nghttpd discards it and answers 200 when it has all of it).
+* ``upload-bytes``: a 64 MiB ``bytes`` body (``--upload-bytes-mib``, 0 to skip), in the first
+  round only: httpx's HTTP/2 slices such a body quadratically and takes about a minute.
 
 Each round runs every row for both clients in turn (h2any first in odd rounds, httpx first in
 even ones), after an untimed warm-up request on the client's connection. A client's figure
@@ -57,6 +60,8 @@ import h2any.httpx  # noqa: E402
 
 PIECE = 64 * 1024
 CLIENTS = ("h2any.httpx", "httpx http2=True")
+#: Rows measured in the first round only (httpx takes a minute for a 64 MiB bytes body).
+ONCE = frozenset({"upload-bytes"})
 
 
 def make_client(which: str) -> httpx.AsyncClient:
@@ -147,11 +152,23 @@ async def upload(which: str, origin: str, size: int) -> float:
     return size / elapsed / 1e6
 
 
+async def upload_bytes(which: str, origin: str, size: int) -> float:
+    payload = os.urandom(size)
+    async with make_client(which) as client:
+        await warm(which, client, origin)
+        started = time.perf_counter()
+        response = await client.post(f"{origin}/{SMALL_FILE}", content=payload)
+        elapsed = time.perf_counter() - started
+        check(which, response)
+    return size / elapsed / 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--upload-mib", type=int, default=64)
+    parser.add_argument("--upload-bytes-mib", type=int, default=64)
     parser.add_argument("--backend", choices=("asyncio", "trio", "uvloop"), default="asyncio")
     args = parser.parse_args(argv)
     rows: dict[str, tuple[str, Callable[[str, str], Awaitable[float]]]] = {
@@ -159,12 +176,19 @@ def main(argv: list[str] | None = None) -> int:
         "download": ("MB/s", download),
         "upload": ("MB/s", lambda which, origin: upload(which, origin, args.upload_mib << 20)),
     }
+    if args.upload_bytes_mib:
+        rows["upload-bytes"] = (
+            "MB/s",
+            lambda which, origin: upload_bytes(which, origin, args.upload_bytes_mib << 20),
+        )
     results: dict[tuple[str, str], list[float]] = {}
     load_before = load_average()
     with nghttpd() as server:
         for number in range(args.rounds):
             order = CLIENTS if number % 2 == 0 else tuple(reversed(CLIENTS))
             for row, (_unit, run) in rows.items():
+                if row in ONCE and number:
+                    continue
                 for which in order:
                     value = _run_async(
                         args.backend,
