@@ -168,7 +168,7 @@ class DigestAuth(Auth):
             ("realm", _quoted(realm)),
             ("nonce", _quoted(nonce)),
             ("uri", _quoted(uri)),
-            ("algorithm", algorithm if algorithm != "MD5-SESS" else "MD5-sess"),
+            ("algorithm", challenge.get("algorithm", "MD5")),  # as the server spelt it
         ]
         if not qops:  # RFC 2069 compatibility: no qop, no cnonce
             fields.append(("response", _quoted(digest(f"{ha1}:{nonce}:{ha2}"))))

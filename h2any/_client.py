@@ -974,15 +974,17 @@ async def request(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
 ) -> Response:
     """Send one request with a throwaway [`Client`][h2any.Client] and return the response, its
     body already read (``response.content``).
 
     The request arguments are those of [`Client.request`][h2any.Client.request]; ``verify``,
-    ``cert``, ``proxy``, ``trust_env``, ``timeout``, ``follow_redirects``, ``max_redirects``
-    and ``max_decompressed_size`` are the Client's. For more than one request, use a
-    [`Client`][h2any.Client]: it keeps the connection.
+    ``cert``, ``proxy``, ``trust_env``, ``timeout``, ``follow_redirects``, ``max_redirects``,
+    ``http1``, ``http2`` and ``max_decompressed_size`` are the Client's. For more than one
+    request, use a [`Client`][h2any.Client]: it keeps the connection.
     """
     options: dict[str, Any] = {"cert": cert, "max_decompressed_size": max_decompressed_size}
     if proxy is not None:
@@ -994,6 +996,8 @@ async def request(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         **options,
     ) as client:
         response = await client.request(
@@ -1030,6 +1034,8 @@ async def get(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
 ) -> Response:
     """``request("GET", url, ...)``, for one-off requests (see `request`)."""
@@ -1047,6 +1053,8 @@ async def get(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
     )
 
@@ -1065,6 +1073,8 @@ async def head(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
 ) -> Response:
     """``request("HEAD", url, ...)``, for one-off requests (see `request`)."""
@@ -1082,6 +1092,8 @@ async def head(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
     )
 
@@ -1100,6 +1112,8 @@ async def options(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
 ) -> Response:
     """``request("OPTIONS", url, ...)``, for one-off requests (see `request`)."""
@@ -1117,6 +1131,8 @@ async def options(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
     )
 
@@ -1135,6 +1151,8 @@ async def delete(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
 ) -> Response:
     """``request("DELETE", url, ...)``, for one-off requests (see `request`)."""
@@ -1152,6 +1170,8 @@ async def delete(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
     )
 
@@ -1175,6 +1195,8 @@ async def post(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
 ) -> Response:
     """``request("POST", url, ...)``, for one-off requests (see `request`)."""
@@ -1197,6 +1219,8 @@ async def post(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
     )
 
@@ -1220,6 +1244,8 @@ async def put(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
 ) -> Response:
     """``request("PUT", url, ...)``, for one-off requests (see `request`)."""
@@ -1242,6 +1268,8 @@ async def put(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
     )
 
@@ -1265,6 +1293,8 @@ async def patch(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
 ) -> Response:
     """``request("PATCH", url, ...)``, for one-off requests (see `request`)."""
@@ -1287,6 +1317,8 @@ async def patch(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
     )
 

@@ -225,6 +225,9 @@ async def _send_with_auth(
             answer = flow.send(response)
         except StopIteration:
             return response
+        except BaseException:
+            await response.aclose()  # the flow failed on it (an unsupported challenge, ...)
+            raise
         await discard(response)
         history.append(response)
         body = _rewind(body, replay_from, answer, "to answer an authentication challenge")
@@ -233,6 +236,9 @@ async def _send_with_auth(
             flow.send(response)
         except StopIteration:
             return response
+        except BaseException:
+            await response.aclose()
+            raise
         await response.aclose()
         raise InvalidRequest(f"{auth!r}.auth_flow answered twice; a flow may answer once")
     finally:

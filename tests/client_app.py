@@ -13,7 +13,7 @@ Routes (any method unless said):
 * ``/multipart`` -> JSON ``[{"name", "filename", "content_type", "length", "sha256"}]``
   of the multipart/form-data body, parsed with the standard library's ``email`` package;
 * ``/set-cookie?c=SET-COOKIE&c=...`` -> 200 with each ``c`` as a Set-Cookie field;
-* ``/basic``, ``/bearer``, ``/digest?algorithm=MD5|SHA-256`` -> 200 JSON ``{"user": ...}``
+* ``/basic``, ``/bearer``, ``/digest?algorithm=MD5|SHA-256[-sess]`` -> 200 JSON ``{"user": ...}``
   when the Authorization header holds ``alice``/``s3cret`` (or the token ``t0ken``), else
   401 with a ``WWW-Authenticate`` challenge; the digest check is RFC 7616 (qop=auth),
   done here against the client's answer;
@@ -267,6 +267,8 @@ def _digest_ok(scope: Scope, text: str) -> bool:
     if fields.get("uri") != uri:
         return False
     ha1 = _h(algorithm, f"{USER}:{REALM}:{PASSWORD}")
+    if algorithm.upper().endswith("-SESS"):
+        ha1 = _h(algorithm, f"{ha1}:{fields['nonce']}:{fields.get('cnonce')}")
     ha2 = _h(algorithm, f"{scope['method']}:{uri}")
     expected = _h(
         algorithm,

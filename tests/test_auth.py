@@ -59,7 +59,7 @@ async def test_bearer_auth(app_servers: Servers) -> None:
             )
 
 
-@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256", "MD5-sess", "SHA-256-sess"])
 async def test_digest_auth_answers_the_challenge_once(app_servers: Servers, algorithm: str) -> None:
     one, _ = app_servers
     url = f"{one.http_url}/digest?algorithm={algorithm}"
@@ -200,3 +200,16 @@ def test_sync_client_auth(app_servers: Servers) -> None:
         assert response.status == 200
     response = h2any.sync.get(one.http_url + "/bearer", auth=h2any.BearerAuth(TOKEN))
     assert response.status == 200
+
+
+async def test_an_unsupported_digest_challenge_is_a_clear_error(app_servers: Servers) -> None:
+    one, _ = app_servers
+    with anyio.fail_after(10):
+        async with h2any.Client() as client:
+            with pytest.raises(h2any.InvalidRequest, match="'SHA-512-256' is not supported"):
+                await client.get(
+                    one.http_url + "/digest?algorithm=SHA-512-256",
+                    auth=h2any.DigestAuth(USER, PASSWORD),
+                )
+            # the 401 was closed; the connection serves the next request
+            assert await _status(client, one.http_url + "/basic", auth=(USER, PASSWORD)) == 200

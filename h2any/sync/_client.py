@@ -401,6 +401,8 @@ def request(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
     backend: str = "asyncio",
 ) -> Response:
@@ -423,6 +425,8 @@ def request(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         **options,
     ) as client:
         response = client.request(
@@ -459,6 +463,8 @@ def get(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
     backend: str = "asyncio",
 ) -> Response:
@@ -477,6 +483,8 @@ def get(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
         backend=backend,
     )
@@ -496,6 +504,8 @@ def head(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
     backend: str = "asyncio",
 ) -> Response:
@@ -514,6 +524,8 @@ def head(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
         backend=backend,
     )
@@ -533,6 +545,8 @@ def options(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
     backend: str = "asyncio",
 ) -> Response:
@@ -551,6 +565,8 @@ def options(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
         backend=backend,
     )
@@ -570,6 +586,8 @@ def delete(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
     backend: str = "asyncio",
 ) -> Response:
@@ -588,6 +606,8 @@ def delete(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
         backend=backend,
     )
@@ -612,6 +632,8 @@ def post(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
     backend: str = "asyncio",
 ) -> Response:
@@ -635,6 +657,8 @@ def post(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
         backend=backend,
     )
@@ -659,6 +683,8 @@ def put(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
     backend: str = "asyncio",
 ) -> Response:
@@ -682,6 +708,8 @@ def put(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
         backend=backend,
     )
@@ -706,6 +734,8 @@ def patch(
     timeout: TimeoutTypes = DEFAULT_TIMEOUT,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    http1: bool = True,
+    http2: bool = True,
     max_decompressed_size: int | None = None,
     backend: str = "asyncio",
 ) -> Response:
@@ -729,6 +759,8 @@ def patch(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
+        http1=http1,
+        http2=http2,
         max_decompressed_size=max_decompressed_size,
         backend=backend,
     )
