@@ -113,7 +113,13 @@ class Channel:
         self._max_receive = _check_limit("max_receive_message_length", max_receive_message_length)
         self._max_send = _check_limit("max_send_message_length", max_send_message_length)
         self._compress = _check_compression(compression)
-        self._metadata = metadata_to_wire(metadata)
+        self._headers = [
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("user-agent", _USER_AGENT),
+            ("grpc-accept-encoding", "identity,gzip"),
+            *metadata_to_wire(metadata),
+        ]
         self._task_group: anyio.abc.TaskGroup | None = None
         self._connecting: anyio.Lock | None = None
         self._closed = False
@@ -200,21 +206,17 @@ class Channel:
         if self._task_group is None or self._closed:
             raise RuntimeError("the Channel is not open: use it in 'async with'")
         compress = default_compress if compression is None else _check_compression(compression)
-        headers = [
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-            ("user-agent", _USER_AGENT),
-            ("grpc-accept-encoding", "identity,gzip"),
-        ]
+        headers = self._headers  # shared while nothing is added: the core only reads it
         deadline = None
-        if timeout is not None:
-            deadline = anyio.current_time() + timeout
-            headers.append(("grpc-timeout", encode_timeout(max(timeout, 0.0))))
-        if compress:
-            headers.append(("grpc-encoding", "gzip"))
-        headers += self._metadata
-        if metadata is not None:
-            headers += metadata_to_wire(metadata)
+        if timeout is not None or compress or metadata is not None:
+            headers = headers.copy()
+            if timeout is not None:
+                deadline = anyio.current_time() + timeout
+                headers.append(("grpc-timeout", encode_timeout(max(timeout, 0.0))))
+            if compress:
+                headers.append(("grpc-encoding", "gzip"))
+            if metadata is not None:
+                headers += metadata_to_wire(metadata)
         return _Rpc(
             self,
             method,
