@@ -29,7 +29,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Final
 
 from ._config import Origin, mask_url
-from ._exceptions import ConnectionTerminated, ProtocolError
+from ._exceptions import ConnectionTerminated, HTTPVersionError, ProtocolError
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -149,7 +149,8 @@ def connection_closed(origin: Origin, error: BaseException | None, started: bool
     """INFO: a connection ended (WARNING when the peer broke the protocol or said goodbye
     with an error code). ``started``: it had been open (else it failed to start)."""
     log = connection_logger
-    peer_fault = isinstance(error, ProtocolError) or (
+    # (A server without HTTP/2 is no fault: the Client falls back to HTTP/1.1.)
+    peer_fault = (isinstance(error, ProtocolError) and not isinstance(error, HTTPVersionError)) or (
         isinstance(error, ConnectionTerminated) and error.error_code != 0
     )
     level = logging.WARNING if peer_fault else logging.INFO
