@@ -311,3 +311,67 @@ async def test_goaway_mid_call_is_unavailable_and_the_next_call_reconnects() -> 
                 await say(b"first")
             assert failed.value.code() is StatusCode.UNAVAILABLE
             assert await say(b"second") == b"second"
+
+
+async def test_cancelling_a_unary_call_sends_rst_stream_cancel() -> None:
+    received = anyio.Event()
+    handled = anyio.Event()
+    reset = {}
+
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        request = await peer.expect_request()
+        received.set()
+        try:
+            await peer.read_body(request.stream_id)
+            await peer.wait_for(lambda event: request.stream_id in peer.resets)
+        except ClientResetStream:
+            pass
+        reset["code"] = peer.resets[request.stream_id]
+        handled.set()
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, Channel(server.url) as channel:
+            say = channel.unary_unary("/pkg.Svc/Method")
+            call = say(b"request")
+            async with anyio.create_task_group() as tg:
+
+                async def wait_for_reply() -> None:
+                    await call
+
+                tg.start_soon(wait_for_reply)
+                await received.wait()
+                tg.cancel_scope.cancel()
+            assert call.cancelled()
+            with pytest.raises(RpcError) as failed:
+                await call
+            assert failed.value.code() is StatusCode.CANCELLED
+            await handled.wait()
+    assert reset["code"] == ErrorCodes.CANCEL
+
+
+async def test_a_deadline_sends_rst_stream_cancel() -> None:
+    reset = {}
+    done = anyio.Event()
+
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        request = await peer.expect_request()
+        reset["timeout"] = request.header("grpc-timeout")
+        try:
+            await peer.read_body(request.stream_id)
+            await peer.respond(request.stream_id, headers=GRPC_OK, end=False)
+            await peer.wait_for(lambda event: request.stream_id in peer.resets)
+        except ClientResetStream:
+            pass
+        reset["code"] = peer.resets[request.stream_id]
+        done.set()
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, Channel(server.url) as channel:
+            with pytest.raises(RpcError) as failed:
+                await channel.unary_unary("/pkg.Svc/Method")(b"request", timeout=0.3)
+            assert failed.value.code() is StatusCode.DEADLINE_EXCEEDED
+            await done.wait()
+    assert reset["code"] == ErrorCodes.CANCEL
+    assert reset["timeout"] is not None
