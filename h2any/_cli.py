@@ -51,6 +51,7 @@ EXIT_WRITE: Final = 23  # the body could not be written (-o, --push-dir, closed 
 EXIT_READ: Final = 26  # a local file could not be read (-d @file, --cert, --key)
 EXIT_TIMEOUT: Final = 28  # --timeout or --max-time expired
 EXIT_TLS: Final = 35  # TLS handshake failed (certificate verification, protocol, ALPN)
+EXIT_TOO_MANY_REDIRECTS: Final = 47  # -L and more than --max-redirs redirects
 EXIT_DECODING: Final = 61  # the Content-Encoding could not be decoded
 EXIT_STREAM_RESET: Final = 92  # the server reset the stream (RST_STREAM)
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 success, 2 usage, 3 bad URL/header, "
         "6 host not resolved, 7 connect failed, 16 HTTP/2 protocol error, 22 HTTP status "
         ">= 400 with --fail, 23 write error, 26 read error, 28 timeout, 35 TLS error, "
+        "47 too many redirects, "
         "61 bad content encoding, 92 stream reset, 130 interrupted. See docs/cli.md.",
     )
     parser.add_argument(
@@ -142,6 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--head",
         action="store_true",
         help="send HEAD and print the response headers only",
+    )
+    request.add_argument(
+        "-L",
+        "--location",
+        action="store_true",
+        help="follow redirects (3xx with a Location), as curl -L; credentials and cookies are "
+        "not sent to another origin",
+    )
+    request.add_argument(
+        "--max-redirs",
+        type=int,
+        default=20,
+        metavar="N",
+        help="with -L, follow at most N redirects (default 20); one more is exit 47",
     )
     request.add_argument(
         "--http2-prior-knowledge",
@@ -269,6 +285,8 @@ class Options:
     push: bool
     push_dir: str | None
     proxy: str | None
+    location: bool
+    max_redirects: int
     progress: bool
     debug: bool
     backend: str
@@ -308,6 +326,10 @@ def parse_options(argv: Sequence[str]) -> Options:
         method = "HEAD"
     if args.key and not args.cert:
         parser.error("--key needs --cert")
+    if args.max_redirs < 0:
+        parser.error("--max-redirs must be 0 or more")
+    if args.location and (args.push or args.push_dir):
+        parser.error("-L/--location and --push do not go together (pushes need one connection)")
     headers = [_parse_header(parser, text) for text in args.header]
     if args.json:
         given = {name for name, _ in headers}
@@ -351,6 +373,8 @@ def parse_options(argv: Sequence[str]) -> Options:
         push=push,
         push_dir=args.push_dir,
         proxy=args.proxy,
+        location=args.location,
+        max_redirects=args.max_redirs,
         progress=not args.no_progress and not args.verbose,
         debug=args.debug,
         backend=args.backend,
@@ -423,7 +447,11 @@ class FrameObserver:
         self.started = started
         self.saw_send = False  # the core reports sent frames (not only received ones)
         self.data_bytes: dict[int, int] = {}
-        self._decoders = {"recv": hpack.Decoder(), "send": hpack.Decoder()}
+        self._hpack = hpack
+        self._new_connection()
+
+    def _new_connection(self) -> None:
+        self._decoders = {"recv": self._hpack.Decoder(), "send": self._hpack.Decoder()}
         for decoder in self._decoders.values():
             decoder.max_header_list_size = 2**31
             decoder.max_allowed_table_size = 2**31
@@ -432,9 +460,12 @@ class FrameObserver:
 
     def __call__(self, direction: str, frame: Any) -> None:
         """Record (and with ``verbose`` print) one frame."""
+        frame_type = getattr(frame, "type", None)
         if direction == "send":
             self.saw_send = True
-        frame_type = getattr(frame, "type", None)
+            if frame_type == 0x4 and "ACK" not in frame.flags and frame.stream_id == 0:
+                # A new connection's preface (-L to another origin): fresh HPACK tables.
+                self._new_connection()
         if frame_type == 0x0 and direction == "recv":
             self.data_bytes[frame.stream_id] = self.data_bytes.get(frame.stream_id, 0) + len(
                 frame.data
@@ -721,6 +752,20 @@ async def _session(
     [`h2any.Connection`][h2any.Connection] to the URL's origin (so its pushes can be claimed),
     through ``--proxy`` or, like curl, the proxy the environment names (HTTPS_PROXY, NO_PROXY, ...).
     """
+    if options.location:
+        # Redirects may lead to other origins: the Client (HTTP/2 only, as the rest of the
+        # command) opens what they need; it drops credentials on the way to another origin.
+        client_options = dict(connection_options)
+        if options.proxy is not None:
+            client_options["proxy"] = options.proxy
+        async with h2any.Client(
+            http1=False,
+            follow_redirects=True,
+            max_redirects=options.max_redirects,
+            **client_options,
+        ) as client:
+            yield client.request, options.origin + options.target, None
+        return
     proxy = options.proxy
     if proxy is None:
         proxy = environment_proxy(Origin.parse(options.origin))
@@ -798,6 +843,8 @@ async def _run_request(options: Options, stderr: TextIO) -> int:
                 observer.write(_request_lines(options, body, result))
             response = await request(options.method, url, headers=options.headers, body=body)
             progress.stop()
+            if options.location:
+                _report_redirects(response, stderr, options.verbose)
             result.first_byte = time.perf_counter() - started
             result.status = response.status
             result.stream_id = response.stream_id
@@ -840,6 +887,16 @@ async def _run_request(options: Options, stderr: TextIO) -> int:
             f"the server answered {_status_line(result.status)} (--fail)",
         )
     return code
+
+
+def _report_redirects(response: h2any.Response, stderr: TextIO, verbose: bool) -> None:
+    """With ``-v``, one line on stderr per redirect followed (``-L``)."""
+    if not verbose:
+        return
+    for hop in response.history:
+        location = hop.headers.get("location", "")
+        stderr.write(f"h2any: {_status_line(hop.status)} from {hop.url} -> {location}\n")
+    stderr.flush()
 
 
 def _output_paths(options: Options) -> tuple[Path | None, Path | None]:
@@ -1095,6 +1152,8 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_STREAM_RESET, message
     if isinstance(exc, h2any.DecodingError):
         return EXIT_DECODING, message
+    if isinstance(exc, h2any.TooManyRedirects):
+        return EXIT_TOO_MANY_REDIRECTS, message
     if isinstance(exc, h2any.InvalidRequest):
         return EXIT_BAD_URL, message
     if isinstance(exc, (h2any.ProtocolError, h2any.ConnectionClosed, h2any.FlowControlError)):

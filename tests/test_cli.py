@@ -188,6 +188,57 @@ def test_summary_json_is_the_old_json_flag(hypercorn_server: HypercornServer) ->
     assert json.loads(result.stdout)["status"] == 200
 
 
+@pytest.fixture(scope="module")
+def redirecting_server() -> Iterator[str]:
+    """An embedded server (in a loop thread of its own) whose /old redirects to /new,
+    /loop to itself, and /other to /new on the same server under another name
+    (localhost vs 127.0.0.1: another origin); /new answers with the request's auth."""
+    import anyio.from_thread
+
+    from h2any.testing import Request, Response, serve
+
+    async def app(request: Request) -> Response:
+        port = request.authority.rsplit(":", 1)[-1]
+        if request.path == "/old":
+            return Response(302, headers=[("location", "/new")])
+        if request.path == "/loop":
+            return Response(307, headers=[("location", "/loop")])
+        if request.path == "/other":
+            return Response(301, headers=[("location", f"http://localhost:{port}/new")])
+        auth = dict(request.headers).get("authorization", "none")
+        return Response(200, body=f"{request.method} {request.path} auth={auth}".encode())
+
+    with anyio.from_thread.start_blocking_portal() as portal:
+        with portal.wrap_async_context_manager(serve(app)) as server:
+            yield server.url
+
+
+def test_location_follows_redirects(redirecting_server: str) -> None:
+    plain = h2any_cmd(f"{redirecting_server}/old", "-i")
+    assert plain.returncode == 0, stderr_of(plain)
+    assert plain.stdout.startswith(b"HTTP/2 302\r\n")
+    followed = h2any_cmd("-L", "-v", f"{redirecting_server}/old")
+    assert followed.returncode == 0, stderr_of(followed)
+    assert followed.stdout == b"GET /new auth=none"
+    assert f"h2any: 302 Found from {redirecting_server}/old -> /new" in stderr_of(followed)
+
+
+def test_location_drops_credentials_for_another_origin(redirecting_server: str) -> None:
+    url = redirecting_server.replace("http://", "http://me:pw@") + "/other"
+    result = h2any_cmd("--location", url)
+    assert result.returncode == 0, stderr_of(result)
+    assert result.stdout == b"GET /new auth=none"
+    same = h2any_cmd("-L", redirecting_server.replace("http://", "http://me:pw@") + "/old")
+    assert same.stdout.startswith(b"GET /new auth=Basic ")
+
+
+def test_max_redirs_ends_a_redirect_loop(redirecting_server: str) -> None:
+    result = h2any_cmd("-L", "--max-redirs", "3", f"{redirecting_server}/loop")
+    assert result.returncode == _cli.EXIT_TOO_MANY_REDIRECTS == 47
+    assert_one_error_line(result, "redirect")
+    assert result.stdout == b""
+
+
 # -- request bodies -----------------------------------------------------------------------
 
 
@@ -501,6 +552,8 @@ def test_max_time(hypercorn_server: HypercornServer) -> None:
         ["PUT", "-X", "POST", "http://127.0.0.1/"],
         ["-X", "POST", "-I", "http://127.0.0.1/"],
         ["-X", "", "http://127.0.0.1/"],
+        ["-L", "--push", "http://127.0.0.1/"],
+        ["-L", "--max-redirs", "-1", "http://127.0.0.1/"],
     ],
 )
 def test_usage_errors(args: list[str]) -> None:
