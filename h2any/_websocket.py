@@ -16,12 +16,14 @@ h11 family) encodes and decodes. ``wsproto`` is imported only when a WebSocket o
   messages (fragments joined) for `WebSocket.receive`. It is the only reader of the stream;
   the application's tasks wait on the queue, so cancelling a task in ``receive()`` loses
   nothing and leaves the WebSocket usable.
-* **Backpressure through the window.** Every byte that arrives is parsed at once (so control
-  frames are answered while the application reads nothing), but it is granted back to the
-  server (``Stream.consumed``: WINDOW_UPDATE) only while the queue of whole messages nobody
-  received holds less than ``QUEUE_HIGH_WATER``. An application that stops reading stops
-  the server within one stream window; memory per WebSocket stays below
-  ``QUEUE_HIGH_WATER + max_message_size + the stream window``.
+* **Backpressure through the window.** What arrives is parsed at once (so control frames
+  are answered while the application reads nothing), but granted back to the server
+  (``Stream.consumed``: WINDOW_UPDATE) only while the queue of whole messages nobody
+  received counts less than ``QUEUE_HIGH_WATER``; past ``QUEUE_LIMIT`` the reader parses
+  nothing more until the application takes messages. Each queued message counts its
+  payload plus ``MESSAGE_OVERHEAD`` (a flood of empty messages is not free). An application
+  that stops reading stops the server within one stream window; memory per WebSocket stays
+  within about ``QUEUE_LIMIT + max_message_size + the stream window``.
 * **Bounded messages.** A message larger than ``max_message_size`` is dropped as it
   arrives, the WebSocket is closed with 1009, and ``receive()`` raises
   [`WebSocketMessageTooBig`][h2any.WebSocketMessageTooBig].
@@ -36,6 +38,8 @@ h11 family) encodes and decodes. ``wsproto`` is imported only when a WebSocket o
 
 from __future__ import annotations
 
+import io
+import math
 import os
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
@@ -54,7 +58,7 @@ from ._exceptions import (
     ReadTimeout,
     clone_error,
 )
-from ._headers import Headers
+from ._headers import Headers, HeaderTypes
 from ._stream import Data, Ended, Failed, Stream, Trailers
 
 if TYPE_CHECKING:
@@ -81,6 +85,11 @@ FRAGMENT_SIZE: Final = 256 * 1024
 # Whole messages nobody has received yet, in bytes, past which arriving data is no longer
 # granted back to the server: the application's reading paces the server.
 QUEUE_HIGH_WATER: Final = 1024 * 1024
+# Past this (in the same count), the reader parses no further until the application takes
+# messages: what arrives meanwhile waits in the stream's inbox, bounded by the window.
+QUEUE_LIMIT: Final = 2 * QUEUE_HIGH_WATER
+# What a queued message counts for beyond its payload (so empty messages are not free).
+MESSAGE_OVERHEAD: Final = 64
 # How long closing waits for the server's answer when the read timeout is None.
 DEFAULT_CLOSE_TIMEOUT: Final = 10.0
 INSTALL_HINT: Final = "WebSockets need the wsproto package: pip install 'h2any[websockets]'"
@@ -156,7 +165,9 @@ class WebSocketMessageTooBig(WebSocketError):
 # ------------------------------------------------------------------ the handshake
 
 
-def handshake_headers(subprotocols: Sequence[str] | None, headers: Any) -> list[tuple[str, str]]:
+def handshake_headers(
+    subprotocols: Sequence[str] | None, headers: HeaderTypes | None
+) -> list[tuple[str, str]]:
     """The extended CONNECT's header fields (RFC 8441 section 5): ``sec-websocket-version:
     13``, the offered subprotocols, then the user's ``headers``.
 
@@ -211,6 +222,7 @@ async def start_websocket(
             [`DuplexStream.response`][h2any.DuplexStream.response].
     """
     response = await duplex.response()
+    stream.expires = math.inf  # Timeout.total bounds the handshake, not the WebSocket's life
     status, headers = response.status, response.headers
     problem = None
     chosen = headers.get("sec-websocket-protocol")
@@ -292,6 +304,7 @@ class WebSocket:
         "_pings",
         "_reader_done",
         "_reader_scope",
+        "_room",
         "_send_lock",
         "_stream",
         "_uncredited",
@@ -324,7 +337,7 @@ class WebSocket:
         self._messages: deque[tuple[str | bytes, int]] = deque()
         self._buffered = 0  # bytes of the queued messages
         self._uncredited = 0  # bytes received and parsed but not granted back yet
-        self._partial: list[Any] = []  # the fragments of the message arriving
+        self._partial: bytearray | io.StringIO | None = None  # the message arriving
         self._partial_size = 0
         self._discarding = False  # dropping the rest of a message that was too big
         self._changed = anyio.Event()
@@ -335,6 +348,7 @@ class WebSocket:
         self._eof_sent = False
         self._reader_done = anyio.Event()
         self._reader_scope: anyio.CancelScope | None = None
+        self._room: anyio.Event | None = None  # the reader waits for the queue to shrink
         self.close_code: int | None = None
         self.close_reason: str | None = None
 
@@ -396,14 +410,17 @@ class WebSocket:
             StreamReset, ConnectionClosed, ConnectionTerminated, ProtocolError: the stream
                 or the connection failed.
         """
+        await anyio.lowlevel.checkpoint()  # before taking: a cancellation loses nothing
         while True:
-            await anyio.lowlevel.checkpoint_if_cancelled()
             messages = self._messages
             if messages:
                 message, size = messages.popleft()
                 self._buffered -= size
                 self._credit()
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                room = self._room
+                if room is not None and self._buffered < QUEUE_LIMIT:
+                    self._room = None
+                    room.set()
                 return message
             failure = self._failure
             if failure is not None:
@@ -471,6 +488,7 @@ class WebSocket:
             raise ValueError(f"close code {code} may not be sent (RFC 6455 section 7.4)")
         if len(reason.encode("utf-8")) > 123:
             raise ValueError("a close reason is at most 123 bytes in UTF-8")
+        await anyio.lowlevel.checkpoint()
         if not self._close_sent and self._failure is None:
             async with self._send_lock:
                 if self._ws.state is ConnectionState.OPEN and self._failure is None:
@@ -566,6 +584,7 @@ class WebSocket:
         ws = self._ws
         receiving = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
         while True:
+            await self._wait_for_room()
             item = stream.take()
             if item is None:
                 # Deadlines do not apply here (an idle WebSocket is fine): a wake-up by
@@ -605,6 +624,8 @@ class WebSocket:
         for event in ws.events():
             if isinstance(event, Message):
                 await self._add_fragment(event.data, event.message_finished)
+                # wsproto parses a frame per event: stopping here leaves the rest unparsed.
+                await self._wait_for_room()
             elif isinstance(event, Ping):
                 if ws.state is ConnectionState.OPEN:
                     async with self._send_lock:
@@ -636,6 +657,13 @@ class WebSocket:
                     self.close_code, self.close_reason = ABNORMAL_CLOSURE, event.reason or ""
                 return
 
+    async def _wait_for_room(self) -> None:
+        """Whole messages pile up unread: parse no further until the application takes
+        some (what arrives meanwhile stays unparsed, within the stream window)."""
+        while self._buffered >= QUEUE_LIMIT and self._failure is None:
+            self._room = room = anyio.Event()
+            await room.wait()
+
     async def _add_fragment(self, data: str | bytes | bytearray, finished: bool) -> None:
         if self._discarding:
             self._discarding = not finished
@@ -646,19 +674,28 @@ class WebSocket:
             size = len(data)
         self._partial_size += size
         if self._partial_size > self._max_message_size:
-            self._partial.clear()
+            self._partial = None
             self._partial_size = 0
             self._discarding = not finished
             await self._start_close(MESSAGE_TOO_BIG, "message too big")
             self._fail(WebSocketMessageTooBig(self._max_message_size))
             return
-        self._partial.append(data)
+        # One buffer per message, not a list of pieces: a server that sends a message a
+        # byte per frame costs no object per byte.
+        buffer = self._partial
+        if buffer is None:
+            buffer = self._partial = io.StringIO() if isinstance(data, str) else bytearray()
+        if isinstance(buffer, io.StringIO):
+            buffer.write(str(data))
+        elif not isinstance(data, str):
+            buffer += data
         if finished:
-            parts = self._partial
-            message: str | bytes = "".join(parts) if isinstance(data, str) else b"".join(parts)
-            self._messages.append((message, self._partial_size))
-            self._buffered += self._partial_size
-            self._partial = []
+            message = buffer.getvalue() if isinstance(buffer, io.StringIO) else bytes(buffer)
+            # Empty messages are not free: each counts its overhead against the queue.
+            size = self._partial_size + MESSAGE_OVERHEAD
+            self._messages.append((message, size))
+            self._buffered += size
+            self._partial = None
             self._partial_size = 0
 
     async def _start_close(self, code: int, reason: str) -> None:

@@ -19,7 +19,7 @@ from wsproto.connection import Connection as WSConnection
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 import h2any
-from h2any._websocket import QUEUE_HIGH_WATER
+from h2any._websocket import MESSAGE_OVERHEAD, QUEUE_HIGH_WATER, QUEUE_LIMIT
 
 pytestmark = pytest.mark.anyio
 
@@ -305,3 +305,65 @@ async def test_a_server_close_is_answered_with_a_close_frame_and_end_stream() ->
                 (4000, "bye")
             ]
             assert server.peers[0].resets == {}  # closed in order, not reset
+
+
+async def test_a_flood_of_empty_messages_is_bounded_too() -> None:
+    """Empty messages carry no payload but cost memory: each counts its overhead, and
+    past QUEUE_LIMIT the WebSocket parses nothing more until the application reads."""
+    blocked = anyio.Event()
+    total = 80_000  # 2 bytes each on the wire: 160 KB, more than queue and window take
+
+    async def handler(peer: ScriptedPeer) -> None:
+        stream_id = await accept(peer)
+        ws = WSConnection(ConnectionType.SERVER)
+        frame = ws.send(BytesMessage(data=b""))
+        batch = frame * 1000
+        for _ in range(total // 1000):
+            while peer.h2.local_flow_control_window(stream_id) < len(batch):
+                blocked.set()
+                await peer.next_events()
+            await peer.send_data(stream_id, batch)
+        await answer_close(peer, ws, stream_id)
+
+    with anyio.fail_after(60):
+        async with scripted_server(handler) as server:
+            async with h2any.Connection(server.url, initial_window_size=65535) as conn:
+                async with conn.websocket("/ws") as ws:
+                    await blocked.wait()
+                    stats = ws.statistics()
+                    assert stats["queued_bytes"] <= QUEUE_LIMIT + MESSAGE_OVERHEAD
+                    assert stats["queued_messages"] <= QUEUE_LIMIT // MESSAGE_OVERHEAD + 1
+                    for _ in range(total):
+                        assert await ws.receive() == b""
+
+
+async def test_timeout_total_bounds_the_handshake_only() -> None:
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake(ENABLE_CONNECT)
+        await peer.expect_request()  # and never answer
+
+    timeout = h2any.Timeout(5, total=0.3)
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server:
+            async with h2any.Connection(server.url, timeout=timeout) as conn:
+                with pytest.raises(h2any.ReadTimeout, match="total"):
+                    async with conn.websocket("/ws"):
+                        pass
+
+
+async def test_a_connection_lost_under_a_websocket_reaches_receive() -> None:
+    async def handler(peer: ScriptedPeer) -> None:
+        stream_id = await accept(peer)
+        ws = WSConnection(ConnectionType.SERVER)
+        await peer.send_data(stream_id, ws.send(TextMessage(data="before")))
+        await peer.close()
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, h2any.Connection(server.url) as conn:
+            async with conn.websocket("/ws") as ws:
+                assert await ws.receive() == "before"
+                with pytest.raises(h2any.ConnectionClosed):
+                    await ws.receive()
+                with pytest.raises(h2any.ConnectionClosed):
+                    await ws.ping()
+            assert ws.close_code == 1006
