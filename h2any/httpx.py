@@ -393,7 +393,9 @@ class _AsyncResponseStream(httpx.AsyncByteStream):
             raise _mapped(exc, self._request) from exc
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        response = self._response
+        if not response.is_complete:  # (a complete one has nothing to release)
+            await response.aclose()
 
 
 @final
