@@ -24,6 +24,9 @@ import anyio.lowlevel
 import h11
 import pytest
 
+# tinyproxy, as tests/test_proxy.py starts it (a CONNECT proxy on loopback).
+from test_proxy import Tinyproxy, tinyproxy, tinyproxy_factory  # noqa: F401
+
 import h2any
 import h2any.sync
 
@@ -666,3 +669,19 @@ async def test_requests_queued_behind_a_closing_connection_are_sent_again(h11_se
                     tg.start_soon(post, i)
             assert results == [b"bye"] * 4
             assert h11_server.connections == 4  # the server closes after each answer
+
+
+async def test_fallback_and_http11_through_a_connect_proxy(
+    stdlib_server,
+    tinyproxy: Tinyproxy,  # noqa: F811 (the fixture imported above)
+) -> None:
+    with anyio.fail_after(GUARD):
+        async with h2any.Client(proxy=tinyproxy.url) as client:
+            for _ in range(2):
+                response = await client.get(f"{stdlib_server}/via-proxy")
+                assert response.http_version == "HTTP/1.1"
+                assert await response.read() == b"stdlib /via-proxy"
+            assert client.connections_opened == 1
+    port = stdlib_server.rsplit(":", 1)[1]
+    # One tunnel for the h2c attempt, one for HTTP/1.1 (kept alive for both requests).
+    assert tinyproxy.log().count(f"CONNECT 127.0.0.1:{port} ") == 2
