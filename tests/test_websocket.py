@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from conftest import NghttpdServer
+from conftest import Certs, NghttpdServer
 from ws_app import WsServer, ws_server
 
 import h2any
@@ -48,6 +48,23 @@ async def test_text_and_binary_messages_echo_from_0_bytes_to_1_mib(server: WsSer
             await ws.send(memoryview(b"mv"))
             assert [await ws.receive(), await ws.receive()] == [b"ba", b"mv"]
         assert ws.close_code == 1000
+
+
+async def test_wss_over_tls_with_alpn_h2(certs: Certs) -> None:
+    with ws_server(certs) as own:
+        assert own.url_tls is not None
+        with anyio.fail_after(20):
+            async with h2any.Connection(own.url_tls, verify=certs.ca_path) as conn:
+                async with conn.websocket("/echo", subprotocols=["chat.v2"]) as ws:
+                    assert ws.subprotocol == "chat.v2"
+                    await ws.send(payload(100_000))
+                    assert await ws.receive() == payload(100_000)
+            async with h2any.Client(verify=certs.ca_path) as client:
+                url = own.url_tls.replace("https://", "wss://") + "/close?code=4004"
+                async with client.websocket(url) as ws:
+                    with pytest.raises(h2any.WebSocketClosed):
+                        await ws.receive()
+                assert ws.close_code == 4004
 
 
 async def test_the_server_chooses_among_the_offered_subprotocols(server: WsServer) -> None:

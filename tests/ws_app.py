@@ -36,6 +36,7 @@ from urllib.parse import parse_qs
 
 from conftest import (
     STARTUP_DEADLINE,
+    Certs,
     _can_connect,
     _HypercornThread,
     _listen_socket,
@@ -143,18 +144,21 @@ class WsServer:
     url: str
     port: int
     config: Any = field(repr=False)
+    url_tls: str | None = None  # https://127.0.0.1:PORT when started with a certificate
 
     def clients(self) -> set[tuple[str, int]]:
         with CLIENTS_LOCK:
             return set(CLIENTS.get(self.port, ()))
 
 
-class _H2cConfig(_PrebindConfig):
-    """One h2c listening socket on 127.0.0.1, port 0 (no TLS)."""
+class _LoopbackConfig(_PrebindConfig):
+    """An h2c listening socket on 127.0.0.1, port 0, and a TLS one if a certificate is set."""
 
     def create_sockets(self) -> Sockets:
         try:
-            self.sockets = Sockets([], [_listen_socket(socket.AF_INET, "127.0.0.1", 0)], [])
+            secure = [_listen_socket(socket.AF_INET, "127.0.0.1", 0)] if self.certfile else []
+            insecure = [_listen_socket(socket.AF_INET, "127.0.0.1", 0)]
+            self.sockets = Sockets(secure, insecure, [])
             return self.sockets
         finally:
             self.bound.set()
@@ -170,16 +174,17 @@ class _WsHypercornThread(_HypercornThread):
 
 
 @contextlib.contextmanager
-def ws_server(max_message_size: int | None = None) -> Iterator[WsServer]:
-    """hypercorn serving ``app`` over h2c on loopback."""
-    config = _H2cConfig()
+def ws_server(certs: Certs | None = None) -> Iterator[WsServer]:
+    """hypercorn serving ``app`` over h2c on loopback (and over TLS too, with ``certs``)."""
+    config = _LoopbackConfig()
+    if certs is not None:
+        config.certfile = certs.cert_path
+        config.keyfile = certs.key_path
     config.accesslog = None
     config.errorlog = "-"
     config.graceful_timeout = 1.0
     config.keep_alive_max_requests = 1_000_000_000
     config.h2_max_concurrent_streams = 200
-    if max_message_size is not None:
-        config.websocket_max_message_size = max_message_size
     thread = _WsHypercornThread(config)
     thread.start()
     try:
@@ -192,7 +197,10 @@ def ws_server(max_message_size: int | None = None) -> Iterator[WsServer]:
             thread.join(0.02)
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"hypercorn did not start listening: {thread.error!r}")
-        yield WsServer(f"http://127.0.0.1:{port}", port, config)
+        url_tls = None
+        if config.sockets.secure_sockets:
+            url_tls = f"https://127.0.0.1:{config.sockets.secure_sockets[0].getsockname()[1]}"
+        yield WsServer(f"http://127.0.0.1:{port}", port, config, url_tls)
     finally:
         thread.stop()
         thread.join(STARTUP_DEADLINE)
