@@ -10,6 +10,7 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 
 import anyio
+import h2.settings
 import pytest
 from h2.errors import ErrorCodes
 from scripted import ClientResetStream, ScriptedPeer, scripted_server
@@ -375,3 +376,42 @@ async def test_a_deadline_sends_rst_stream_cancel() -> None:
             await done.wait()
     assert reset["code"] == ErrorCodes.CANCEL
     assert reset["timeout"] is not None
+
+
+@pytest.mark.parametrize("how", ["cancel", "deadline"])
+async def test_a_writer_held_by_flow_control_is_released_by_cancel_or_deadline(how: str) -> None:
+    reset = {}
+    done = anyio.Event()
+
+    async def handler(peer: ScriptedPeer) -> None:
+        # A window of 0: not one byte of the request body may go out.
+        await peer.handshake({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        request = await peer.expect_request()
+        try:
+            await peer.wait_for(lambda event: request.stream_id in peer.resets)
+        except ClientResetStream:
+            pass
+        reset["code"] = peer.resets[request.stream_id]
+        done.set()
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, Channel(server.url) as channel:
+            call = channel.stream_stream("/pkg.Svc/Method")(
+                timeout=0.5 if how == "deadline" else None
+            )
+            big = bytes(2 * 1024 * 1024)
+            await call.write(big)  # taken by the connection, not sent
+            async with anyio.create_task_group() as tg:
+
+                async def cancel_soon() -> None:
+                    await anyio.wait_all_tasks_blocked()
+                    call.cancel()
+
+                if how == "cancel":
+                    tg.start_soon(cancel_soon)
+                with pytest.raises(RpcError) as failed:
+                    await call.write(big)  # waits for a window that never opens
+            expected = StatusCode.CANCELLED if how == "cancel" else StatusCode.DEADLINE_EXCEEDED
+            assert failed.value.code() is expected
+            await done.wait()
+    assert reset["code"] == ErrorCodes.CANCEL

@@ -322,11 +322,13 @@ class _Rpc:
             if exc.code() is not StatusCode.OK:
                 await self._abort()
             return exc
+        outcome = self._outcome
+        if outcome is not None and outcome.code() is not StatusCode.OK:
+            await self._abort()
+            return outcome  # why the call ended first (it may be why ``exc`` happened)
         if isinstance(exc, (InvalidRequest, RuntimeError)):
             return exc  # the caller's mistake (metadata, a closed call): not a status
         await self._abort()
-        if self._outcome is not None and self._outcome.code() is not StatusCode.OK:
-            return self._outcome  # the reason the stream was reset first
         if isinstance(exc, MessageError):
             return self._fail(StatusCode[exc.code_name], exc.details)
         if isinstance(exc, H2anyError):
@@ -350,6 +352,7 @@ class _Rpc:
         self._opening = opening = anyio.Event()
         try:
             connection = await self._channel._connection_for_call()
+            self.raise_if_failed()  # cancelled while connecting
             stream = self._stream = connection.open_stream(
                 "POST", self._path, headers=self._headers, timeout=NO_STREAM_TIMEOUT
             )
