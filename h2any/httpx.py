@@ -515,9 +515,9 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         retries: tries for a request the server never processed (REFUSED_STREAM, above a
             GOAWAY's ``last_stream_id``): a [`RetryPolicy`][h2any.RetryPolicy] or an ``int``.
         retry_timeout: how long such retries may go on, in seconds.
-        window_manager, initial_window_size, connection_window_size, max_concurrent_streams,
-            keepalive_interval, engine: as for [`h2any.Connection`][h2any.Connection]
-            (``None``: h2any's default).
+        window_manager: as for [`h2any.Connection`][h2any.Connection] (``None``: h2any's
+            default), as are ``initial_window_size``, ``connection_window_size``,
+            ``max_concurrent_streams``, ``keepalive_interval`` and ``engine``.
 
     Raises:
         ValueError, TypeError: a bad option (at once, not on the first request).
