@@ -42,7 +42,7 @@ def tests(session: nox.Session, engine: str) -> None:
     """The whole test suite, on asyncio and trio, with branch coverage; once per engine
     (stock h2, and jh2 from the speed extra)."""
     _require_nghttpd(session)
-    session.install("-e", ".", *_group("test"))
+    session.install("-e", ".", *_group("test"), *_group("docs"))  # docs: test_docs_render
     session.env["H2ANY_ENGINE"] = engine
     session.run("coverage", "run", "-m", "pytest", "-q", *session.posargs)
     session.run("coverage", "report", "--show-missing", "--skip-covered")
