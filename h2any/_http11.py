@@ -81,6 +81,8 @@ __all__ = ("READ_AHEAD", "HTTP11Connection", "queue_http11_request")
 READ_SIZE: Final = 64 * 1024
 #: The most response body read from the socket ahead of the application, per response.
 READ_AHEAD: Final = 256 * 1024
+#: A whole body up to this size goes out in one write with the request head.
+SMALL_BODY: Final = 64 * 1024
 #: How long closing waits for the connection's task.
 CLOSE_TIMEOUT: Final = 5.0
 
@@ -403,15 +405,22 @@ class HTTP11Connection:
         try:
             with anyio.CancelScope() as self._exchange_scope:
                 try:
-                    data = h11_connection.send(
+                    head = h11_connection.send(
                         h11.Request(
                             method=stream.method, target=stream.target, headers=stream.headers
                         )
                     )
+                    data: list[bytes] = [head]
                     if source is None:
                         if payload:
-                            data += h11_connection.send(h11.Data(data=payload))
-                        data += h11_connection.send(h11.EndOfMessage())
+                            # The payload itself, not a copy joined to the framing.
+                            data += (
+                                h11_connection.send_with_data_passthrough(h11.Data(data=payload))
+                                or []
+                            )
+                        data.append(h11_connection.send(h11.EndOfMessage()))
+                        if len(payload or b"") <= SMALL_BODY:
+                            data = [b"".join(data)]  # one write
                 except h11.LocalProtocolError as exc:
                     error = ProtocolError(f"the request could not be sent as HTTP/1.1: {exc}")
                 else:
@@ -447,14 +456,16 @@ class HTTP11Connection:
     async def _exchange_body(
         self,
         stream: _HTTP11Stream,
-        head: bytes,
+        head: list[bytes],
         source: AsyncIterator[bytes] | None,
         window: _ReadAhead,
     ) -> BaseException | None:
         """Write the request (its body from a child task when streamed) and read the response;
         the error that ended the exchange, if any."""
         try:
-            await self._send(head)
+            for piece in head:
+                if piece:
+                    await self._send(piece)
         except ConnectionClosed as exc:
             if source is not None:
                 return exc
@@ -487,7 +498,9 @@ class HTTP11Connection:
                     sent += len(piece)
                     if declared is not None and sent > declared:
                         raise body_length_error(declared, sent)
-                    await self._send(h11_connection.send(h11.Data(data=piece)))
+                    parts = h11_connection.send_with_data_passthrough(h11.Data(data=piece))
+                    for part in parts or ():
+                        await self._send(part)
                     if sent == declared:
                         # The whole body: end it now (the server may answer at once),
                         # then only check that the source has nothing more.
