@@ -535,12 +535,12 @@ class WebSocket:
 
         hypercorn (0.18 and before) forgets a WebSocket's stream as soon as its application
         has closed it, and a DATA frame that arrives after that -- the close frame it asked
-        for -- fails its whole connection, every other stream with it; a reset it takes
-        in its stride. So: a reset for hypercorn (by its ``server`` header), and for any
-        server that has already ended its side of the stream, which can send nothing more.
+        for -- fails its whole connection, every other stream with it; a reset it takes in
+        its stride. So: a reset for hypercorn (known by its ``server`` header, which it sends
+        unless configured not to), the close frame for every other server.
         """
         server = self.response_headers.get("server") or ""
-        return server.startswith("hypercorn") or self._stream.remote_done
+        return server.startswith("hypercorn")
 
     def _send_final(self, data: bytes) -> None:
         """Send our close frame with END_STREAM on the same DATA frame (RFC 8441 section 5:

@@ -367,3 +367,69 @@ async def test_a_connection_lost_under_a_websocket_reaches_receive() -> None:
                 with pytest.raises(h2any.ConnectionClosed):
                     await ws.ping()
             assert ws.close_code == 1006
+
+
+async def test_a_close_with_end_stream_is_still_answered_with_a_close_frame() -> None:
+    """A server that ends its side with its close frame still gets ours (RFC 6455 5.5.1),
+    on a DATA frame with END_STREAM: the stream ends in order, no reset."""
+    answered = anyio.Event()
+    seen: list[tuple[int, str]] = []
+
+    async def handler(peer: ScriptedPeer) -> None:
+        stream_id = await accept(peer)
+        ws = WSConnection(ConnectionType.SERVER)
+        await peer.send_data(stream_id, ws.send(CloseConnection(1001, "restart")), end=True)
+        while not peer.requests[stream_id].ended:
+            for event in await peer.next_events():
+                if isinstance(event, h2.events.DataReceived):
+                    ws.receive_data(event.data)
+            seen.extend((e.code, e.reason) for e in ws.events() if isinstance(e, CloseConnection))
+        answered.set()
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, h2any.Connection(server.url) as conn:
+            async with conn.websocket("/ws") as ws:
+                assert [message async for message in ws] == []
+                assert (ws.close_code, ws.close_reason) == (1001, "restart")
+                await answered.wait()
+            assert seen == [(1001, "restart")]
+            assert server.peers[0].resets == {}
+            assert await conn.ping() >= 0
+            assert conn.open_streams == 0
+
+
+async def test_a_pong_answers_every_earlier_ping_and_a_missing_pong_times_out() -> None:
+    async def handler(peer: ScriptedPeer) -> None:
+        stream_id = await accept(peer)
+        ws = WSConnection(ConnectionType.SERVER)
+        pings: list[bytes] = []
+        while len(pings) < 3:
+            pings += [
+                bytes(e.payload)
+                for e in await client_frames(peer, ws, stream_id)
+                if isinstance(e, Ping)
+            ]
+        # RFC 6455 5.5.3: answering only the latest PING is allowed.
+        await peer.send_data(stream_id, ws.send(Pong(pings[-1])))
+        # The fourth PING gets no answer at all.
+        await client_frames(peer, ws, stream_id)
+        await answer_close(peer, ws, stream_id)
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, h2any.Connection(server.url) as conn:
+            async with conn.websocket("/ws") as ws:
+                async with anyio.create_task_group() as tg:
+                    for data in (b"1", b"2"):
+                        tg.start_soon(ws.ping, data)
+                    await anyio.wait_all_tasks_blocked()
+                    await ws.ping(b"3")
+
+                async def unanswered() -> None:
+                    with pytest.raises(h2any.ReadTimeout, match="no PONG"):
+                        await ws.ping(b"4", timeout=0.3)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(unanswered)
+                    await anyio.wait_all_tasks_blocked()
+                    with pytest.raises(ValueError, match="already waiting"):
+                        await ws.ping(b"4")
