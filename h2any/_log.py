@@ -47,6 +47,7 @@ __all__ = (
     "request_started",
     "retrying",
     "safe_url",
+    "stream_protocol_error",
     "uvloop_turned_off",
 )
 
@@ -187,6 +188,21 @@ def goaway_received(
         "(none)" if last_stream_id is None else last_stream_id,
         data,
     )
+
+
+def stream_protocol_error(origin: Origin, stream_id: int, problem: str) -> None:
+    """WARNING: a malformed response; h2any resets its stream (the connection carries on)."""
+    log = connection_logger
+    if log.isEnabledFor(logging.WARNING):
+        text = " ".join(problem.split())
+        if len(text) > 200:
+            text = text[:200] + "..."
+        log.warning(
+            "stream %d on %s reset (PROTOCOL_ERROR): malformed response: %s",
+            stream_id,
+            origin,
+            text,
+        )
 
 
 def request_started(

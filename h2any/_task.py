@@ -955,6 +955,7 @@ class ConnectionTask:
 
     def _malformed(self, stream: Stream, problem: str) -> None:
         """A stream error (RFC 9113 section 5.4.2): reset that stream, keep the connection."""
+        _log.stream_protocol_error(self.origin, stream.stream_id, problem)
         self._fail_stream(
             stream,
             ProtocolError(

@@ -10,7 +10,7 @@ import anyio
 import pytest
 from conftest import NghttpdServer
 from h2.errors import ErrorCodes
-from scripted import ScriptedPeer, raw_frame, scripted_server
+from scripted import ScriptedPeer, encode_headers, raw_frame, scripted_server
 
 import h2any
 import h2any.sync
@@ -209,3 +209,26 @@ def test_h2any_uvloop_0_keeps_the_sync_loop_thread_off_uvloop(
         assert opened[0].endswith(f", {loop}")
         (chosen,) = (r.getMessage() for r in records(caplog, "h2any.sync"))
         assert why in chosen
+
+
+async def test_a_malformed_response_at_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A stream error (h2any resets the stream, the connection carries on) is a WARNING."""
+    caplog.set_level(logging.INFO, logger="h2any")
+
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        request = await peer.expect_request()
+        block = encode_headers([(":status", "200"), ("X-Upper", "1")])  # uppercase: malformed
+        await peer.send_raw(raw_frame(0x1, 0x5, request.stream_id, block))
+        request = await peer.expect_request()
+        await peer.respond(request.stream_id, body=b"still here")
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, h2any.Connection(server.url) as conn:
+            with pytest.raises(h2any.ProtocolError):
+                await conn.request("GET", "/")
+            response = await conn.request("GET", "/")
+            assert await response.read() == b"still here"
+    (warning,) = [r for r in records(caplog, "h2any.connection") if r.levelno == logging.WARNING]
+    message = warning.getMessage()
+    assert message.startswith(f"stream 1 on {server.url} reset (PROTOCOL_ERROR): malformed ")
