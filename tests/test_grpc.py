@@ -532,3 +532,68 @@ def test_grpc_timeout_encoding() -> None:
         text = encode_timeout(seconds)
         assert len(text) <= 9
         assert text[:-1].isdigit()
+
+
+# -- less travelled paths -------------------------------------------------------------------
+
+
+async def test_metadata_and_status_before_reading_the_reply(grpc_peer) -> None:
+    with anyio.fail_after(10):
+        async with Channel(grpc_peer.url) as channel:
+            call = channel.unary_unary("/pkg.Test/Echo")(b"x", metadata=[("x-id", "early")])
+            assert "in progress" in repr(call)
+            assert (await call.initial_metadata())["x-id"] == "early"
+            assert await call == b"x"
+            assert "OK" in repr(call)
+            call = channel.unary_unary("/pkg.Test/Echo")(b"y")
+            assert await call.code() is StatusCode.OK
+            assert await call == b"y"
+            stream = channel.unary_stream("/pkg.Test/Count")(b"50")
+            assert await stream.code() is StatusCode.OK  # the unread messages are dropped
+            assert await stream.read() is EOF
+            stream = channel.unary_stream("/pkg.Test/Count")(b"1")
+            assert await stream.initial_metadata() == ()
+            assert [m async for m in stream] == [b"0"]
+            failing = channel.unary_unary("/pkg.Test/Fail")(b"ABORTED")
+            assert await failing.code() is StatusCode.ABORTED
+            assert (await failing.trailing_metadata())["x-why"] == "asked"
+
+
+async def test_a_failing_async_request_iterator_cancels_the_call(grpc_peer) -> None:
+    echoed = anyio.Event()
+
+    async def requests() -> AsyncIterator[bytes]:
+        yield b"one"
+        await echoed.wait()
+        raise ValueError("no more")
+
+    with anyio.fail_after(10):
+        async with Channel(grpc_peer.url) as channel:
+            call = channel.stream_stream("/pkg.Test/SlowStream")(requests())
+            assert await call.read() == b"one"
+            echoed.set()
+            with pytest.raises(RpcError) as failed:
+                await call.read()
+            assert failed.value.code() is StatusCode.CANCELLED
+            assert "no more" in failed.value.details()
+            with pytest.raises(RuntimeError, match="iterator"):
+                await call.done_writing()
+
+
+async def test_a_server_that_fails_while_we_send_gives_its_status(grpc_peer) -> None:
+    # grpcio answers with its status (trailers-only) and then resets the stream with
+    # NO_ERROR: a write that finds the stream reset reports the server's status.
+    with anyio.fail_after(20):
+        async with Channel(grpc_peer.url) as channel:
+            call = channel.stream_stream("/pkg.Echo/Fail")()
+            with pytest.raises(RpcError) as failed:
+                await write_repeatedly(call, bytes(65536), 1000)
+            assert failed.value.code() is StatusCode.INVALID_ARGUMENT
+            assert failed.value.details() == "bad"
+            assert await call.code() is StatusCode.INVALID_ARGUMENT
+
+
+async def write_repeatedly(call: object, message: bytes, times: int) -> None:
+    """Write ``message`` up to ``times`` times (until a write fails)."""
+    for _ in range(times):
+        await call.write(message)  # type: ignore[attr-defined]

@@ -415,3 +415,28 @@ async def test_a_writer_held_by_flow_control_is_released_by_cancel_or_deadline(h
             assert failed.value.code() is expected
             await done.wait()
     assert reset["code"] == ErrorCodes.CANCEL
+
+
+async def test_a_status_sent_before_a_reset_is_the_outcome_of_a_blocked_writer() -> None:
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        request = await peer.expect_request()
+        await peer.respond(
+            request.stream_id,
+            headers=[*GRPC_OK, ("grpc-status", "9"), ("grpc-message", "not%20now")],
+        )
+        await peer.reset(request.stream_id, ErrorCodes.NO_ERROR)
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, Channel(server.url) as channel:
+            call = channel.stream_unary("/pkg.Svc/Method")()
+            with pytest.raises(RpcError) as failed:
+                await write_repeatedly(call, bytes(1024 * 1024), 10)  # held: the window is 0
+            assert failed.value.code() is StatusCode.FAILED_PRECONDITION
+            assert failed.value.details() == "not now"
+
+
+async def write_repeatedly(call: object, message: bytes, times: int) -> None:
+    """Write ``message`` up to ``times`` times (until a write fails)."""
+    for _ in range(times):
+        await call.write(message)  # type: ignore[attr-defined]
