@@ -20,26 +20,6 @@ and the transport sends exactly one request per call.
 
 This module needs httpx (``pip install 'h2any[httpx]'``); ``import h2any`` alone never
 imports it.
-
-# Theory of operation
-#
-# * One request = one call of the Client's one-origin seam (``Client._send``): the pool picks
-#   or opens the connection and retries what the server never processed; nothing of the
-#   Client's own redirect/cookie/auth/hook layer runs (httpx does those, and doing them twice
-#   would send cookies twice and follow redirects behind httpx's back).
-# * The async Client owns a task group for its connection tasks, and a task group must be
-#   entered and left by one task. httpx calls a transport from whatever task sends a request,
-#   and a user may never enter the httpx client (``client = httpx.AsyncClient(...)`` at
-#   module level, closed later with ``aclose()``). So the Client lives in a *host task* of
-#   its own, started on the first request: an asyncio task, or a trio system task. Requests
-#   still run in the caller's task (cancelling it resets its stream); only connection tasks
-#   run in the host. ``aclose()`` (which httpx calls when its client closes) stops the host
-#   and waits for it: no task or socket outlives the httpx client. A host left running when
-#   the event loop ends is cancelled with the loop's other tasks, closing its connections.
-# * Bodies: httpx's byte streams are handed over as iterables (pieces sent as the flow-control
-#   windows allow: bounded memory); a body httpx holds in memory (``content=``) goes as bytes,
-#   so that a retry on a fresh connection can send it again. Response bodies are passed on raw
-#   (``decode_content=False``): httpx decodes ``Content-Encoding`` itself.
 """
 
 from __future__ import annotations
@@ -82,6 +62,29 @@ if TYPE_CHECKING:
     from .sync._portal import LoopThread
 
 __all__ = ("TRAILERS", "AsyncTransport", "Transport")
+
+# Theory of operation
+#
+# * One request = one call of the Client's one-origin seam (``Client._send``): the pool picks
+#   or opens the connection and retries what the server never processed; nothing of the
+#   Client's own redirect/cookie/auth/hook layer runs (httpx does those, and doing them twice
+#   would send cookies twice and follow redirects behind httpx's back).
+# * The async Client owns a task group for its connection tasks, and a task group must be
+#   entered and left by one task. httpx calls a transport from whatever task sends a request,
+#   and a user may never enter the httpx client (``client = httpx.AsyncClient(...)`` at
+#   module level, closed later with ``aclose()``). So the Client lives in a *host task* of
+#   its own, started on the first request: an asyncio task, or a trio system task. Requests
+#   still run in the caller's task (cancelling it resets its stream); only connection tasks
+#   run in the host. ``aclose()`` (which httpx calls when its client closes) stops the host
+#   and waits for it: no task or socket outlives the httpx client. A host left running when
+#   the event loop ends is cancelled with the loop's other tasks, closing its connections;
+#   the host remembers its loop, and a request made in another one starts a new host there.
+# * The connect timeout of a new connection is the Client's, made with the first request's
+#   timeouts (the Client has no per-request connect timeout: see the docs page).
+# * Bodies: httpx's byte streams are handed over as iterables (pieces sent as the flow-control
+#   windows allow: bounded memory); a body httpx holds in memory (``content=``) goes as bytes,
+#   so that a retry on a fresh connection can send it again. Response bodies are passed on raw
+#   (``decode_content=False``): httpx decodes ``Content-Encoding`` itself.
 
 #: The key of a response's ``extensions`` that holds its trailers (an ``httpx.Headers``),
 #: once the body has been read to its end and if the server sent any.

@@ -86,6 +86,51 @@ def test_bad_options_fail_at_construction() -> None:
         h2any.httpx.AsyncTransport(proxy=httpx.Proxy("http://proxy:3128", headers={"x-a": "1"}))
 
 
+def test_proxy_given_the_httpx_way() -> None:
+    from h2any.httpx import _proxy_url
+
+    assert _proxy_url("http://proxy.corp:3128") == "http://proxy.corp:3128"
+    assert _proxy_url(httpx.URL("http://proxy.corp:3128")) == "http://proxy.corp:3128"
+    with_auth = httpx.Proxy("http://proxy.corp:3128", auth=("me", "p@ss"))
+    assert _proxy_url(with_auth) == "http://me:p%40ss@proxy.corp:3128"
+    in_url = httpx.Proxy("http://me:secret@proxy.corp:3128")
+    assert _proxy_url(in_url) == "http://me:secret@proxy.corp:3128"
+
+
+@pytest.fixture(scope="module")
+def tinyproxy_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """tinyproxy (BasicAuth), as tests/test_proxy.py starts it."""
+    from test_proxy import _start_tinyproxy
+
+    proxy = _start_tinyproxy(tmp_path_factory.mktemp("tinyproxy-httpx"), True)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+async def test_requests_tunnel_through_an_httpx_proxy_with_auth(
+    tinyproxy_with_auth, nghttpd_tls, certs
+) -> None:
+    from test_proxy import PASSWORD, USER
+
+    port = tinyproxy_with_auth.port  # type: ignore[attr-defined]
+    proxy = httpx.Proxy(f"http://127.0.0.1:{port}", auth=(USER, PASSWORD))
+    wrong = httpx.Proxy(f"http://127.0.0.1:{port}", auth=(USER, "wrong"))
+    with anyio.fail_after(TIMEOUT):
+        the_transport = transport(proxy=proxy, verify=certs.ca_path)
+        async with httpx.AsyncClient(transport=the_transport) as client:
+            response = await client.get(f"{nghttpd_tls.url}/hello.txt")
+            assert response.content == b"hello, world\n"
+            assert response.http_version == "HTTP/2"
+        async with httpx.AsyncClient(transport=transport(proxy=wrong)) as client:
+            with pytest.raises(httpx.ProxyError) as info:
+                await client.get(f"{nghttpd_tls.url}/hello.txt")
+    assert isinstance(info.value.__cause__, h2any.ProxyError)
+    assert info.value.__cause__.status in (401, 407)  # tinyproxy answers 401
+    assert "wrong" not in str(info.value)
+
+
 # -- requests and responses -----------------------------------------------------------------
 
 
