@@ -1,7 +1,7 @@
 """What h2any tells the ``logging`` module: the loggers, and one function per event.
 
-Loggers (children of ``"h2any"``; h2any adds no handler, so nothing shows unless the
-application configures logging):
+Loggers (children of ``"h2any"``, which has only a ``NullHandler``, so nothing shows unless
+the application configures logging -- not even warnings on stderr):
 
 * ``h2any.connection`` -- INFO: a connection opened (origin, HTTP/2, TLS or h2c, proxy,
   engine, event loop) and closed (why); GOAWAY received (error code, last stream id); WARNING:
@@ -54,6 +54,9 @@ __all__ = (
 DEBUG: Final = logging.DEBUG
 
 logger: Final = logging.getLogger("h2any")
+# A library's only handler: without it, Python's last-resort handler would print h2any's
+# warnings on stderr in programs that never configured logging.
+logger.addHandler(logging.NullHandler())
 connection_logger: Final = logging.getLogger("h2any.connection")
 request_logger: Final = logging.getLogger("h2any.request")
 client_logger: Final = logging.getLogger("h2any.client")

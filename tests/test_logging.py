@@ -5,6 +5,10 @@ and never a secret (passwords, query strings, header values, bodies)."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import anyio
 import pytest
@@ -232,3 +236,28 @@ async def test_a_malformed_response_at_warning(caplog: pytest.LogCaptureFixture)
     (warning,) = [r for r in records(caplog, "h2any.connection") if r.levelno == logging.WARNING]
     message = warning.getMessage()
     assert message.startswith(f"stream 1 on {server.url} reset (PROTOCOL_ERROR): malformed ")
+
+
+def test_unconfigured_logging_prints_nothing(tmp_path: Path) -> None:
+    """Without logging configured, even h2any's warnings stay off stderr (Python's
+    last-resort handler would print them): h2any's logger has a NullHandler. In a fresh
+    process, since pytest configures logging in its own."""
+    code = textwrap.dedent(
+        """
+        import logging
+        from h2any import _log
+        from h2any._config import Origin
+
+        origin = Origin.parse("http://example.org")
+        assert logging.getLogger("h2any.connection").isEnabledFor(logging.WARNING)
+        _log.goaway_received(origin, 11, 0, b"calm")
+        _log.stream_protocol_error(origin, 1, "uppercase header name")
+        print("logged")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "logged\n"
+    assert result.stderr == ""
