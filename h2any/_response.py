@@ -301,7 +301,7 @@ class Response:
         split between two chunks is held back until it is whole).
 
         Raises:
-            The errors of `aiter_bytes`.
+            ReadTimeout, DecodingError, StreamReset, ConnectionClosed: as `aiter_bytes`.
         """
         return _TextIterator(self.aiter_bytes(), self.encoding)
 
@@ -311,7 +311,7 @@ class Response:
         is held in memory until it ends.
 
         Raises:
-            The errors of `aiter_bytes`.
+            ReadTimeout, DecodingError, StreamReset, ConnectionClosed: as `aiter_bytes`.
         """
         return _LineIterator(_TextIterator(self.aiter_bytes(), self.encoding))
 
