@@ -600,12 +600,17 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         headers = _headers_of(request)
         target = request.url.raw_path.decode("ascii")
         body: Any = _in_memory(request)
-        upload: _AsyncUpload | None = None
+        upload: _AsyncUpload | _SyncUpload | None = None
         if body is None:
             stream = request.stream
-            if not isinstance(stream, httpx.AsyncByteStream):
+            if isinstance(stream, httpx.SyncByteStream):
+                # Both sync and async (httpx's multipart body, reading files): iterated in
+                # worker threads, where its file reads do not block the event loop.
+                body = upload = _SyncUpload(stream)
+            elif isinstance(stream, httpx.AsyncByteStream):
+                body = upload = _AsyncUpload(stream)
+            else:
                 raise RuntimeError("AsyncTransport needs an async request stream")
-            body = upload = _AsyncUpload(stream)
         elif not body:
             body = None
         try:

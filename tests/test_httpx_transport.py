@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -208,6 +209,25 @@ async def test_streamed_upload_is_sent_as_it_is_produced(hypercorn_server) -> No
             response = await client.post(f"{hypercorn_server.url_h2c}/sha256", content=body())
     assert response.json() == {"length": size, "sha256": expected.hexdigest()}
     assert produced == size
+
+
+async def test_multipart_file_upload(hypercorn_server, tmp_path) -> None:
+    path = tmp_path / "upload.bin"
+    path.write_bytes(os.urandom(3 << 20))
+    with anyio.fail_after(TIMEOUT):
+        async with async_client() as client:
+            with path.open("rb") as file:
+                request = client.build_request(
+                    "POST",
+                    f"{hypercorn_server.url_h2c}/sha256",
+                    files={"file": ("upload.bin", file)},
+                    data={"name": "value"},
+                )
+                # What goes on the wire (httpx's multipart stream rewinds its files).
+                wire = b"".join(request.stream)  # type: ignore[arg-type]
+                response = await client.send(request)
+    assert response.json() == {"length": len(wire), "sha256": hashlib.sha256(wire).hexdigest()}
+    assert len(wire) > 3 << 20
 
 
 async def test_full_duplex_request_and_response_streams(hypercorn_server) -> None:
