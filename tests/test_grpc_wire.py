@@ -440,3 +440,38 @@ async def write_repeatedly(call: object, message: bytes, times: int) -> None:
     """Write ``message`` up to ``times`` times (until a write fails)."""
     for _ in range(times):
         await call.write(message)  # type: ignore[attr-defined]
+
+
+async def test_an_unread_call_holds_at_most_its_stream_window() -> None:
+    window = 65_535
+    sent = {}
+    blocked = anyio.Event()
+
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        request = await peer.expect_request()
+        await peer.read_body(request.stream_id)
+        await peer.respond(request.stream_id, headers=GRPC_OK, body=message(b"first"), end=False)
+        # Then messages of 10,000 bytes for as long as the client's window lets us.
+        stream_id, total = request.stream_id, 0
+        pending = message(bytes(10_000)) * 100
+        while pending:
+            available = min(peer.h2.local_flow_control_window(stream_id), len(pending))
+            if available <= 0:
+                sent["bytes"] = total
+                blocked.set()
+                await peer.wait_for(lambda event: stream_id in peer.resets)
+                return
+            size = min(available, peer.h2.max_outbound_frame_size)
+            peer.h2.send_data(stream_id, pending[:size])
+            pending, total = pending[size:], total + size
+            await peer.flush()
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server:
+            async with Channel(server.url, initial_window_size=window) as channel:
+                call = channel.unary_stream("/pkg.Svc/Method")(b"")
+                assert await call.read() == b"first"
+                await blocked.wait()  # the server is held by our window, not by us
+                assert call.cancel()
+    assert sent["bytes"] <= window
