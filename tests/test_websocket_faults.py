@@ -433,3 +433,39 @@ async def test_a_pong_answers_every_earlier_ping_and_a_missing_pong_times_out() 
                     await anyio.wait_all_tasks_blocked()
                     with pytest.raises(ValueError, match="already waiting"):
                         await ws.ping(b"4")
+
+
+async def test_a_close_never_answered_gives_up_after_the_read_timeout() -> None:
+    reset = anyio.Event()
+    codes: dict[int, int] = {}
+
+    async def handler(peer: ScriptedPeer) -> None:
+        await accept(peer)
+        await peer.wait_for(lambda e: isinstance(e, h2.events.StreamReset))
+        codes.update(peer.resets)
+        reset.set()
+
+    timeout = h2any.Timeout(5, read=0.3)
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server:
+            async with h2any.Connection(server.url, timeout=timeout) as conn:
+                async with conn.websocket("/ws") as ws:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(ws.close, 4000, "bye")
+                        await anyio.wait_all_tasks_blocked()
+                        with pytest.raises(h2any.WebSocketClosed, match="closing"):
+                            await ws.send("while closing")
+                assert ws.close_code == 1006
+                await reset.wait()
+                assert codes == {1: h2.errors.ErrorCodes.CANCEL}
+
+
+async def test_an_extension_that_was_not_offered_is_a_handshake_error() -> None:
+    async def handler(peer: ScriptedPeer) -> None:
+        await accept(peer, (("sec-websocket-extensions", "permessage-deflate"),))
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, h2any.Connection(server.url) as conn:
+            with pytest.raises(h2any.WebSocketHandshakeError, match="extensions"):
+                async with conn.websocket("/ws"):
+                    pass
