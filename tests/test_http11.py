@@ -9,6 +9,7 @@ hypercorn (both protocols: HTTP/2 must be preferred).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import socket
@@ -87,6 +88,7 @@ class H11Server:
     Routes: ``GET /hello``; ``POST /upload`` (answers the body's length and sha256 as JSON);
     ``GET /download?size=N`` (N bytes of a pattern, chunked, in 64 KiB pieces as the client
     reads); ``GET /stall`` (headers and 5 of 10 bytes, then nothing until ``release``);
+    ``GET /gzip`` (a gzip-encoded body); ``GET /trailers`` (chunked, with a trailer);
     ``GET /malformed`` (an unparseable status line); ``GET /close`` (Connection: close).
     A request that is not HTTP/1.x -- the h2c preface -- is answered by closing at once.
     """
@@ -177,6 +179,17 @@ def _serve_h11(server: H11Server, sock: socket.socket) -> None:
                     )
                     server.release.wait(GUARD)
                     return
+                elif path == "/gzip":
+                    body = gzip.compress(b"decoded " * 1000)
+                    headers = [("content-length", str(len(body))), ("content-encoding", "gzip")]
+                    send(h11.Response(status_code=200, headers=headers), h11.Data(data=body))
+                    send(h11.EndOfMessage())
+                elif path == "/trailers":
+                    send(
+                        h11.Response(status_code=200, headers=[("transfer-encoding", "chunked")]),
+                        h11.Data(data=b"body"),
+                        h11.EndOfMessage(headers=[("x-checksum", "abc")]),
+                    )
                 elif path == "/malformed":
                     sock.sendall(b"HTTP/1.1 two hundred OK\r\n\r\n")
                     return
@@ -685,3 +698,23 @@ async def test_fallback_and_http11_through_a_connect_proxy(
     port = stdlib_server.rsplit(":", 1)[1]
     # One tunnel for the h2c attempt, one for HTTP/1.1 (kept alive for both requests).
     assert tinyproxy.log().count(f"CONNECT 127.0.0.1:{port} ") == 2
+
+
+async def test_decoding_and_trailers_work_as_over_http2(h11_server) -> None:
+    with anyio.fail_after(GUARD):
+        async with h2any.Client(http2=False) as client:
+            response = await client.get(f"{h11_server.url}/gzip")
+            assert await response.read() == b"decoded " * 1000
+            response = await client.get(f"{h11_server.url}/trailers")
+            assert await response.read() == b"body"
+            assert response.trailers is not None
+            assert response.trailers["x-checksum"] == "abc"
+            assert h11_server.connections == 1
+
+
+async def test_total_timeout_cuts_off_a_stalled_http11_body(h11_server) -> None:
+    with anyio.fail_after(GUARD):
+        async with h2any.Client(http2=False, timeout=h2any.Timeout(10, total=0.5)) as client:
+            response = await client.get(f"{h11_server.url}/stall")
+            with pytest.raises(h2any.ReadTimeout, match="total"):
+                await response.read()
