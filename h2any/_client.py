@@ -377,6 +377,8 @@ class Client:
         return await send_chain(
             self,
             Request(method, f"{origin}{target}", headers=request_headers),
+            origin,
+            target,
             request_body,
             auth=self.auth if auth is None else as_auth(auth),
             cookies=None if cookies is None else Cookies(cookies),

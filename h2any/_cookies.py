@@ -183,8 +183,8 @@ def cookie_header(
     """The Cookie header for a request to ``url``: the jar's cookies that match it (and
     ``extra``, the request's own cookies, which win by name); ``None`` if there are none or
     the request carries its own Cookie header."""
-    if "cookie" in headers:
-        return None
+    if "cookie" in headers or (extra is None and next(iter(jar), None) is None):
+        return None  # the common case costs no urllib request
     request = _JarRequest(method, url, headers)
     jar.add_cookie_header(request)
     pairs: list[str] = []

@@ -78,16 +78,6 @@ def check_event_hooks(hooks: EventHooks | None) -> dict[str, list[Callable[[Any]
     return result
 
 
-def origin_of(url: str) -> Origin:
-    parts = urlsplit(url)
-    return Origin.parse(f"{parts.scheme}://{parts.netloc}")
-
-
-def _target_of(url: str) -> str:
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-
 def _without(headers: Headers, names: Sequence[str]) -> Headers:
     if not any(name in headers for name in names):
         return headers
@@ -118,6 +108,8 @@ def _rewind(body: BodyTypes, position: int | None, request: Request, why: str) -
 async def send_chain(
     client: Client,
     request: Request,
+    origin: Origin,
+    target: str,
     body: BodyTypes,
     *,
     auth: Auth | None,
@@ -126,19 +118,21 @@ async def send_chain(
     timeout: Timeout,
 ) -> Response:
     """Send ``request`` and what it leads to (see the module notes); the final response, with
-    the others in its ``history``."""
-    first_origin = origin_of(request.url)
+    the others in its ``history``. ``origin`` and ``target`` are those of ``request.url``."""
+    first_origin = origin
     history: list[Response] = []
     replay_from = _replay_position(body)
     sent = False
     redirects = 0
     while True:
-        same_origin = origin_of(request.url) == first_origin
+        same_origin = origin == first_origin
         if sent:
             body = _rewind(body, replay_from, request, "to follow a redirect")
         response = await _send_with_auth(
             client,
             request,
+            origin,
+            target,
             body,
             auth if same_origin else None,
             cookies if same_origin else None,
@@ -158,7 +152,9 @@ async def send_chain(
                     f"{request.method} {mask_url(request.url)}",
                     request=request,
                 )
-            request, keep_body = _redirect_request(client, request, response.status, location)
+            request, origin, target, keep_body = _redirect_request(
+                client, request, origin, response.status, location
+            )
         finally:
             await discard(response)
         history.append(response)
@@ -168,9 +164,10 @@ async def send_chain(
 
 
 def _redirect_request(
-    client: Client, request: Request, status: int, location: str
-) -> tuple[Request, bool]:
-    """The request a redirect asks for, and whether it keeps the body."""
+    client: Client, request: Request, origin: Origin, status: int, location: str
+) -> tuple[Request, Origin, str, bool]:
+    """The request a redirect asks for (with its origin and target), and whether it keeps
+    the body."""
     try:
         url = urljoin(request.url, location.strip())
         parts = urlsplit(url)
@@ -183,24 +180,26 @@ def _redirect_request(
             f"the redirect from {mask_url(request.url)} leads to a {parts.scheme or 'relative'!r} "
             "URL; only http and https are followed"
         )
-    origin, target, userinfo = client._split(url, None)
-    new_url = f"{origin}{target}"
+    new_origin, target, userinfo = client._split(url, None)
+    new_url = f"{new_origin}{target}"
     method = request.method
     keep_body = True
     headers = request.headers
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         method, keep_body = "GET", False
         headers = _without(headers, _BODY_HEADERS)
-    if origin != origin_of(request.url):
+    if new_origin != origin:
         headers = _without(headers, _ORIGIN_HEADERS)
     if userinfo is not None and "authorization" not in headers:
         headers = Headers([*headers.raw, (b"authorization", userinfo)])
-    return Request(method, new_url, headers=headers), keep_body
+    return Request(method, new_url, headers=headers), new_origin, target, keep_body
 
 
 async def _send_with_auth(
     client: Client,
     request: Request,
+    origin: Origin,
+    target: str,
     body: BodyTypes,
     auth: Auth | None,
     cookies: Cookies | None,
@@ -211,7 +210,7 @@ async def _send_with_auth(
     """One hop: the request, and the answer to its auth challenge if the flow gives one."""
     wire = Request(request.method, request.url, headers=request.headers)
     if auth is None:
-        return await _send_one(client, wire, body, cookies, timeout)
+        return await _send_one(client, wire, origin, target, body, cookies, timeout)
     flow: Generator[Request, Response, None] = auth.auth_flow(wire)
     try:
         try:
@@ -220,7 +219,7 @@ async def _send_with_auth(
             raise InvalidRequest(
                 f"{auth!r}.auth_flow returned without yielding the request"
             ) from None
-        response = await _send_one(client, wire, body, cookies, timeout)
+        response = await _send_one(client, wire, origin, target, body, cookies, timeout)
         try:
             answer = flow.send(response)
         except StopIteration:
@@ -231,7 +230,7 @@ async def _send_with_auth(
         await discard(response)
         history.append(response)
         body = _rewind(body, replay_from, answer, "to answer an authentication challenge")
-        response = await _send_one(client, answer, body, cookies, timeout)
+        response = await _send_one(client, answer, origin, target, body, cookies, timeout)
         try:
             flow.send(response)
         except StopIteration:
@@ -246,7 +245,13 @@ async def _send_with_auth(
 
 
 async def _send_one(
-    client: Client, wire: Request, body: BodyTypes, cookies: Cookies | None, timeout: Timeout
+    client: Client,
+    wire: Request,
+    origin: Origin,
+    target: str,
+    body: BodyTypes,
+    cookies: Cookies | None,
+    timeout: Timeout,
 ) -> Response:
     """Put one request on the wire: cookies, request hooks, the send, Set-Cookie, response
     hooks."""
@@ -256,10 +261,7 @@ async def _send_one(
     hooks = client.event_hooks
     for hook in hooks["request"]:
         await _call(hook, wire)
-    origin = origin_of(wire.url)
-    response = await client._send(
-        origin, wire.method, _target_of(wire.url), wire.headers, body, timeout
-    )
+    response = await client._send(origin, wire.method, target, wire.headers, body, timeout)
     try:
         store_cookies(client.cookies.jar, wire.method, wire.url, response.headers)
         for hook in hooks["response"]:
