@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import anyio
+import anyio.from_thread
 import h2.settings
 import httpx
 import pytest
@@ -825,6 +826,20 @@ def test_sync_streaming_both_ways(nghttpd, hypercorn_server) -> None:
         assert client.get(f"{nghttpd.url}/1b").content == b"x"
         trailers = client.get(f"{hypercorn_server.url_h2c}/trailers", headers={"te": "trailers"})
         assert "x-checksum" in trailers.extensions[h2any.httpx.TRAILERS]
+
+
+def test_sync_close_of_an_unread_response_resets_its_stream() -> None:
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(serve()) as server,
+    ):
+        with httpx.Client(transport=h2any.httpx.Transport(trust_env=False), timeout=10) as client:
+            with client.stream("GET", f"{server.url}/bytes/{32 << 20}") as response:
+                assert response.status_code == 200
+            # RST_STREAM went out before this request's HEADERS, on the same connection.
+            assert client.get(f"{server.url}/bytes/3").content == bytes([0, 1, 2])
+        assert server.stats.streams_reset == 1
+        assert server.stats.connections == 1
 
 
 def test_sync_errors_are_httpx_s(nghttpd) -> None:
