@@ -181,3 +181,6 @@ def test_sync_client_keeps_cookies(app_servers: Servers) -> None:
         assert client.cookies["sync"] == "1"
         seen = json.loads(client.get(one.http_url + "/inspect").read())
         assert seen["headers"]["cookie"] == ["sync=1"]
+        client.cookies = {"replaced": "yes"}
+        seen = json.loads(client.get(one.http_url + "/inspect").read())
+        assert seen["headers"]["cookie"] == ["replaced=yes"]

@@ -94,6 +94,10 @@ class Client(LoopHosted):
         """The client's cookie jar (see [`h2any.Client.cookies`][h2any.Client.cookies])."""
         return self._client.cookies
 
+    @cookies.setter
+    def cookies(self, cookies: CookieTypes) -> None:
+        self._client.cookies = cookies
+
     def request(
         self,
         method: str,
