@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_httpx_transport.py [--rounds N] [--requests N] [--upload-mib N]
         [--upload-bytes-mib N]
-        [--backend asyncio|trio|uvloop]
+        [--backend asyncio|trio|uvloop] [--output docs/httpx.md]
 
 Both sides are the same ``httpx.AsyncClient`` code; only the transport differs:
 ``transport=h2any.httpx.AsyncTransport()`` against ``http1=False, http2=True`` (httpcore),
@@ -56,6 +56,7 @@ from bench_core import (  # noqa: E402
     engine_name,
     load_average,
     nghttpd,
+    write_output,
 )
 
 import h2any  # noqa: E402
@@ -65,6 +66,8 @@ PIECE = 64 * 1024
 CLIENTS = ("h2any.httpx", "httpx http2=True")
 #: Rows measured in the first round only (httpx takes a minute for a 64 MiB bytes body).
 ONCE = frozenset({"upload-bytes"})
+MARK_START = "<!-- bench_httpx_transport:start -->"
+MARK_END = "<!-- bench_httpx_transport:end -->"
 
 
 Rate = tuple[float, float]  # work per second of wall-clock time, and per CPU second
@@ -190,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--upload-mib", type=int, default=64)
     parser.add_argument("--upload-bytes-mib", type=int, default=64)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="also write the tables into this file, between its bench_httpx_transport markers",
+    )
     parser.add_argument("--backend", choices=("asyncio", "trio", "uvloop"), default="asyncio")
     args = parser.parse_args(argv)
     rows: dict[str, tuple[str, Callable[[str, str], Awaitable[Rate]]]] = {
@@ -227,29 +235,34 @@ def main(argv: list[str] | None = None) -> int:
                         f"(per CPU second: {cpu:.1f})",
                         flush=True,
                     )
-    print()
-    print(
+    lines = [
         f"httpx {httpx.__version__}, h2any {h2any.__version__} ({engine_name()}), "
-        f"{args.backend}, nghttpd defaults (h2c), {args.rounds} rounds; "
-        f"load before {load_before}, after {load_average()}"
-    )
-    for title, index in (("wall-clock time", 0), ("per second of client CPU time", 1)):
-        print()
-        print(f"{title}:")
-        print()
-        print(
+        f"{args.backend}, nghttpd defaults (h2c), {args.rounds} rounds, "
+        f"{args.requests} small GETs a round; load average before {load_before}, "
+        f"after {load_average()}."
+    ]
+    for title, index in (("Wall-clock time", 0), ("Per second of client CPU time", 1)):
+        lines += [
+            "",
+            f"{title}:",
+            "",
             "| row | unit | h2any.httpx (best) | httpx http2=True (best) | ratio "
-            "| same-round median |"
-        )
-        print("|---|---|--:|--:|--:|--:|")
+            "| same-round median |",
+            "|---|---|--:|--:|--:|--:|",
+        ]
         for row, (unit, _run) in rows.items():
             ours = [rate[index] for rate in results[(row, CLIENTS[0])]]
             theirs = [rate[index] for rate in results[(row, CLIENTS[1])]]
             same_round = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
-            print(
+            lines.append(
                 f"| {row} | {unit} | {max(ours):.1f} | {max(theirs):.1f} | "
                 f"{max(ours) / max(theirs):.2f}x | {same_round:.2f}x |"
             )
+    section = "\n".join(lines)
+    print()
+    print(section)
+    if args.output is not None:
+        write_output(args.output, section, MARK_START, MARK_END)
     return 0
 
 
