@@ -4,16 +4,19 @@ Peers: the embedded server (``h2any.testing.serve``) with an app of this file's 
 content type and body chosen by the request's path; DATA frames cut at 16 KiB with
 ``max_frame_size=16384``, so that characters and line breaks can be split between two
 chunks), hypercorn (``tests/asgi_app.py``: slow headers, gzip) and nghttpd; the blocking facade
-against the same embedded app run in a portal thread.
+against the same embedded app run in a portal thread; Python's ``http.server`` for a response
+that came over HTTP/1.1 (the Client falls back to it).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -427,3 +430,73 @@ async def test_a_pushed_response_has_no_request_of_its_own(hypercorn_server) -> 
                 pushed.request  # noqa: B018
             for push in pushes[1:]:
                 await push.cancel()
+
+
+# -- over HTTP/1.1 --------------------------------------------------------------------------
+
+
+class _Http11Handler(BaseHTTPRequestHandler):
+    """``GET /status/N``: that status, ``text/plain; charset=latin-1`` body ``"café\\nend"``."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        status = int(self.path.split("/status/", 1)[1].split("?")[0])
+        body = "café\nend".encode("latin-1")
+        self.send_response(status)
+        self.send_header("content-type", "text/plain; charset=latin-1")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http11_server() -> Iterator[str]:
+    """``http.server`` (HTTP/1.1 only) in a thread; yields its ``http://`` URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Http11Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="stdlib-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+async def test_a_response_over_http11_has_the_same_names(http11_server: str) -> None:
+    with anyio.fail_after(10):
+        async with h2any.Client() as client:
+            response = await client.get(f"{http11_server}/status/200?q=ü")
+            await response.read()
+            missing = await client.get(f"{http11_server}/status/404")
+            await missing.read()
+            async with client.stream("GET", f"{http11_server}/status/200") as streamed:
+                lines = [line async for line in streamed.aiter_lines()]
+    assert response.http_version == "HTTP/1.1"
+    assert response.url == f"{http11_server}/status/200?q=%C3%BC"
+    assert response.request.method == "GET"
+    assert response.request.url == response.url
+    assert response.request.headers["host"] == http11_server.split("//")[1]
+    assert response.text == "café\nend"
+    assert lines == ["café", "end"]
+    assert response.elapsed > timedelta(0)
+    assert response.reason_phrase == "OK"
+    with pytest.raises(h2any.HTTPStatusError, match=r"'404 Not Found' for url 'http://"):
+        missing.raise_for_status()
+
+
+def test_a_sync_response_over_http11_has_the_same_names(http11_server: str) -> None:
+    with h2any.sync.Client() as client:
+        response = client.get(f"{http11_server}/status/503")
+        assert response.http_version == "HTTP/1.1"
+        assert response.text == "café\nend"
+        assert response.is_server_error
+        with pytest.raises(h2any.HTTPStatusError, match="503") as caught:
+            response.raise_for_status()
+        assert caught.value.response is response
+        assert caught.value.request.url == f"{http11_server}/status/503"
