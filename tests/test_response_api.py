@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 import h2any
 import h2any.sync
-from h2any._response import LineSplitter
+from h2any._response import LineSplitter, charset_of
 from h2any.testing import Request as ServerRequest
 from h2any.testing import Response as ServerResponse
 from h2any.testing import serve
@@ -308,6 +308,23 @@ async def test_text_and_json_need_the_body_read_first() -> None:
             # Bytes that are not UTF-8 (nor -16, -32): a UnicodeDecodeError, a ValueError too.
             with pytest.raises(UnicodeDecodeError):
                 (await get(conn, "/bad-utf8")).json()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "charset"),
+    [
+        ("text/html; charset=ISO-8859-1", "ISO-8859-1"),
+        ('text/html; charset="utf-8"', "utf-8"),
+        ("text/plain; format=flowed; CHARSET = utf8 ", "utf8"),
+        ("text/plain; charset=x-no-such-codec", None),
+        ("text/plain; charset=", None),
+        ("text/plain", None),
+        ("application/json", None),
+        (None, None),
+    ],
+)
+def test_charset_of_a_content_type(content_type: str | None, charset: str | None) -> None:
+    assert charset_of(content_type) == charset
 
 
 # -- streaming text and lines ---------------------------------------------------------------
