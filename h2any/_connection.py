@@ -420,6 +420,8 @@ class Connection:
             stream.expires = anyio.current_time() + stream.timeout.total
         stream.duplex = True
         task.queue(stream)
+        if request_debug_enabled(DEBUG):
+            request_started(self.origin, method, url, None, True, protocol or "full duplex")
         return DuplexStream(stream, self._max_decompressed_size)
 
     def _check_extended_connect(self) -> None:
@@ -564,6 +566,8 @@ async def open_websocket(
     if chosen.total is not None:
         stream.expires = anyio.current_time() + chosen.total  # for the handshake
     task.queue(stream)
+    if request_debug_enabled(DEBUG):
+        request_started(connection.origin, "CONNECT", url, None, True, "websocket")
     duplex = DuplexStream(stream, connection._max_decompressed_size)
     return await start_websocket(duplex, stream, task.start_task, subprotocols, max_message_size)
 

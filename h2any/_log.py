@@ -209,10 +209,18 @@ def stream_protocol_error(origin: Origin, stream_id: int, problem: str) -> None:
 
 
 def request_started(
-    origin: Origin, method: str, url: str, body_length: int | None, streamed: bool
+    origin: Origin,
+    method: str,
+    url: str,
+    body_length: int | None,
+    streamed: bool,
+    kind: str = "",
 ) -> None:
-    """DEBUG: one line per request (call only when ``request_debug_enabled(DEBUG)``)."""
-    if streamed:
+    """DEBUG: one line per request (call only when ``request_debug_enabled(DEBUG)``);
+    ``kind``: ``"full duplex"``, ``"websocket"``, or empty for a plain request."""
+    if kind:
+        body = f" ({kind})"
+    elif streamed:
         body = ", body streamed"
     elif body_length:
         body = f", body {body_length} bytes"

@@ -261,3 +261,18 @@ def test_unconfigured_logging_prints_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == "logged\n"
     assert result.stderr == ""
+
+
+async def test_a_full_duplex_stream_has_its_request_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="h2any.request")
+    with anyio.fail_after(10):
+        async with serve() as server, h2any.Connection(server.url) as conn:
+            async with conn.open_stream("POST", "/echo?secret=s3cret-query") as stream:
+                await stream.send(b"s3cret-body")
+                await stream.send_eof()
+                response = await stream.response()
+                assert await response.read() == b"s3cret-body"
+    lines = [r.getMessage() for r in records(caplog, "h2any.request")]
+    assert lines == [f"POST {server.url}/echo?... (full duplex)"]
+    for secret in SECRETS:
+        assert secret not in caplog.text
