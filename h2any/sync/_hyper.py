@@ -1,35 +1,31 @@
-"""A drop-in for hyper's ``HTTP20Connection``, built on the blocking facade.
+"""A drop-in for hyper's ``HTTP20Connection`` and ``HTTPConnection``, built on the blocking facade.
 
 hyper (abandoned; it no longer imports on Python 3.10+) had a stdlib-``http.client``-like
 API: ``request()`` sends and returns a stream id, ``getresponse(stream_id)`` collects the
-response later. This module maps that API onto [`h2any.sync.Connection`][h2any.sync.Connection]; it
-holds no protocol logic of its own.
+response later. This module maps that API onto [`h2any.sync.Connection`][h2any.sync.Connection]
+(and, for ``HTTPConnection`` talking to an HTTP/1.1 server, onto
+[`h2any.sync.Client`][h2any.sync.Client]); it holds no protocol logic of its own.
 
 Theory of operation
 ===================
 
 * **One facade per shim**, opened lazily on first use (or by ``connect()``), closed by
   ``close()``. After ``close()`` the next use opens a fresh connection, as in hyper.
-* **Send now, collect later.** The facade's ``request()`` blocks until the response headers
-  arrive, which does not fit ``request() -> stream id``. So ``request()`` starts the async
-  core's ``Connection.request`` as a task in the facade's loop thread (in a task group of
-  the shim's own, see ``_Runner``) and returns once the request has been handed to the
-  connection task; ``getresponse()`` waits for that task's result.
-* **Request ids.** h2any assigns stream ids in its connection task when a stream opens
-  (which may wait for a free slot), and reports none earlier. The shim therefore numbers
-  requests itself, ``1, 3, 5, ...`` per connection, in the order ``request()`` /
-  ``putrequest()`` are called, and submits ``request()`` calls to the core in exactly that
-  order: a lock covers numbering and submission, and ``task_group.start()`` returns once
-  the core has queued the request. On asyncio the loop starts submitted calls in the order
-  they were submitted, so the lock is released at once and threads wait for their
-  submissions concurrently; trio starts new tasks in shuffled order, so there each
-  submission completes before the next begins. The core opens streams first come, first
-  served, so the id returned is the stream id on the wire -- except after a request gave
-  up waiting for a stream slot (``PoolTimeout``), when requests begun with ``putrequest()``
-  are sent (``endheaders()``) in another order than they were begun, or, on asyncio, when
-  a request refused at once (``InvalidRequest``) had a later request of another thread
-  submitted behind it. The wire id is always ``HTTP20Response.stream_id``. An exact id
-  would need a small hook from the core (see ``_Runner``).
+* **Send now, collect later.** ``request()`` queues the request with the core
+  (``queue_request``), whose ``on_open`` hook fires when the connection task writes the
+  HEADERS frame and has assigned the stream id; ``request()`` returns that id -- the one on
+  the wire -- as hyper did (hyper wrote HEADERS synchronously). A request that never opens
+  (no stream slot within the pool timeout, the connection lost) raises from ``request()``.
+  A task in the facade's loop collects the response; ``getresponse()`` waits for it.
+* **Stream ids of ``putrequest()``.** HTTP/2 opens streams in increasing id order, and
+  ``putrequest()`` must return an id before anything is sent. The shim therefore *reserves*
+  ids: the reservation is the id the stream will get, and the shim makes sure of it by
+  opening streams in reservation order -- one opening at a time, and no request or
+  ``endheaders()`` goes ahead of an earlier ``putrequest()`` whose headers are not sent yet
+  (it waits for that, up to the pool timeout, then raises ``PoolTimeout``). The calling
+  thread's own earlier draft cannot be waited for: that call raises ``InvalidRequest``
+  (hyper failed the same sequence at the earlier stream's ``endheaders()``, with h2's
+  ``StreamIDTooLowError``).
 * **Thread safety.** Any number of threads may share one shim: the facade is thread-safe;
   the shim's own state (open connection, requests not yet collected) is under a lock.
   ``getresponse()`` / ``getpushes()`` / ``putheader()`` without a stream id mean the calling
@@ -39,30 +35,61 @@ Theory of operation
 
 from __future__ import annotations
 
+import base64
+import binascii
+import enum
 import functools
-import http
 import threading
+import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any, final
+from urllib.parse import quote
 
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._config import TimeoutTypes
+from .._config import Timeout, TimeoutTypes, as_timeout
+from .._connection import DEFAULT_TIMEOUT, PendingResponse, queue_request
 from .._connection import Connection as AsyncConnection
-from .._exceptions import ConnectionClosed, InvalidRequest
+from .._exceptions import (
+    ConnectionClosed,
+    H2anyError,
+    HTTPVersionError,
+    InvalidRequest,
+    PoolTimeout,
+    ProtocolError,
+    StreamReset,
+)
 from .._flow import BaseFlowControlManager
 from .._headers import Headers
 from .._response import Response as AsyncResponse
 from .._response import body_read, cached_body
+from ._client import Client
 from ._connection import Connection, PushedStream, hosted_connection, take_complete_body
 from ._connection import Response as SyncResponse
-from ._portal import Call, LoopThread, check_not_in_event_loop
+from ._portal import LoopThread, check_not_in_event_loop
 
-__all__ = ("HTTP20Connection", "HTTP20Push", "HTTP20Response", "HTTPHeaderMap")
+__all__ = (
+    "ChunkedDecodeError",
+    "HPACKDecodingError",
+    "HPACKEncodingError",
+    "HTTP11Response",
+    "HTTP20Connection",
+    "HTTP20Error",
+    "HTTP20Push",
+    "HTTP20Response",
+    "HTTPConnection",
+    "HTTPHeaderMap",
+    "HTTPVersion",
+    "InvalidResponseError",
+    "LineTooLongError",
+    "SocketError",
+    "StreamResetError",
+)
 
 # hyper silently dropped these; h2any refuses them (they are not allowed in HTTP/2).
 _CONNECTION_SPECIFIC = frozenset(
@@ -71,21 +98,60 @@ _CONNECTION_SPECIFIC = frozenset(
 # Header names whose values hyper never split on commas.
 _UNSPLIT = frozenset({b"set-cookie", b"set-cookie2"})
 
-_WIRE_IDS_KEPT = 1024
-
 _HeaderInput = Any  # a mapping, an HTTPHeaderMap, or (name, value) pairs; str or bytes
+
+# ---------------------------------------------------------------------------- hyper's errors
+# hyper's exception names, as aliases of the h2any errors raised in the same situations
+# (docs/migrating-from-hyper.md has the table). ``except hyper_name`` keeps working.
+
+HTTP20Error = H2anyError
+"""hyper's ``hyper.http20.exceptions.HTTP20Error``: the base of every h2any error."""
+StreamResetError = StreamReset
+"""hyper's ``StreamResetError``: the stream was reset."""
+HPACKEncodingError = InvalidRequest
+"""hyper's ``HPACKEncodingError``: a header that cannot be sent."""
+HPACKDecodingError = ProtocolError
+"""hyper's ``HPACKDecodingError``: the server's header block could not be decoded."""
+InvalidResponseError = ProtocolError
+"""hyper's ``hyper.common.exceptions.InvalidResponseError``: a malformed response."""
+ChunkedDecodeError = ProtocolError
+"""hyper's ``ChunkedDecodeError``: broken HTTP/1.1 chunked framing."""
+LineTooLongError = ProtocolError
+"""hyper's ``LineTooLongError``: an HTTP/1.1 head line over the limit."""
+SocketError = ConnectionClosed
+"""hyper's ``SocketError``: the connection's socket failed or closed."""
+
+
+class HTTPVersion(enum.Enum):
+    """hyper's ``hyper.common.util.HTTPVersion``: the ``version`` of connections and
+    responses."""
+
+    http11 = "HTTP/1.1"
+    http20 = "HTTP/2"
+
+
+def no_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing, for a [`Client`][h2any.sync.Client] whose user
+    handles cookies (or, as hyper, none)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _bytes(value: str | bytes) -> bytes:
-    return value if isinstance(value, bytes) else value.encode("utf-8")
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise ValueError(f"header names and values are str or bytes, not {type(value).__name__}")
 
 
 # ---------------------------------------------------------------------------- headers
 
 
 @final
-class HTTPHeaderMap:
+class HTTPHeaderMap(MutableMapping[Any, Any]):
     """hyper's header container: case-insensitive, repeated names kept, values as bytes.
+
+    A `collections.abc.MutableMapping` with hyper's semantics:
 
     * ``headers["name"]`` / ``headers[b"name"]`` is the LIST of values, in order, each
       comma-separated value split out (except ``set-cookie``); ``KeyError`` if absent.
@@ -94,7 +160,11 @@ class HTTPHeaderMap:
       bytes in that split ("canonical") form, names lowercase; ``len()`` counts them.
     * ``iter_raw()`` gives the fields exactly as stored.
     * ``headers[name] = value`` appends a field; ``del headers[name]`` removes every field
-      of that name; ``replace(name, value)`` does both.
+      of that name; ``replace(name, value)`` puts one field in place of the first of that
+      name (removing the others), or appends it; ``merge(other)`` appends the fields of
+      another map (as stored) or of a mapping's ``items()``.
+    * ``update()``, ``pop()``, ``setdefault()`` come from ``MutableMapping``: ``update``
+      appends, ``pop`` returns the list and removes the name.
     """
 
     __slots__ = ("_items",)
@@ -146,12 +216,39 @@ class HTTPHeaderMap:
         self._items = kept
 
     def replace(self, key: str | bytes, value: str | bytes) -> None:
-        """Replace every field named ``key`` with one ``key: value`` field."""
-        try:
-            del self[key]
-        except KeyError:
-            pass
-        self[key] = value
+        """Replace every field named ``key`` by one ``key: value`` field, at the place of
+        the first of them; append it if there was none."""
+        name, data = _bytes(key), _bytes(value)
+        wanted = name.lower()
+        places = [i for i, (n, _) in enumerate(self._items) if n.lower() == wanted]
+        if not places:
+            self._items.append((name, data))
+            return
+        first = places[0]
+        for index in reversed(places[1:]):
+            del self._items[index]
+        self._items[first] = (name, data)
+
+    def merge(self, other: Any) -> None:
+        """Append the fields of ``other``: another `HTTPHeaderMap` (as stored), or any
+        mapping (its ``items()``). Merging a map into itself does nothing."""
+        if other is self:
+            return
+        if isinstance(other, HTTPHeaderMap):
+            self._items.extend(other.iter_raw())
+            return
+        for name, value in other.items():
+            self._items.append((_bytes(name), _bytes(value)))
+
+    def popitem(self) -> tuple[bytes, bytes]:
+        """Remove and return the first field, as stored (``KeyError`` if empty)."""
+        if not self._items:
+            raise KeyError("popitem(): the header map is empty")
+        return self._items.pop(0)
+
+    def clear(self) -> None:
+        """Remove every field."""
+        self._items.clear()
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         for name, value in self._items:
@@ -166,15 +263,15 @@ class HTTPHeaderMap:
         wanted = _bytes(key).lower()
         return any(name.lower() == wanted for name, _ in self._items)
 
-    def keys(self) -> Iterator[bytes]:
+    def keys(self) -> Iterator[bytes]:  # type: ignore[override]
         """Every name, once per canonical value (so as many as ``len()``)."""
         return (name for name, _ in self)
 
-    def values(self) -> Iterator[bytes]:
+    def values(self) -> Iterator[bytes]:  # type: ignore[override]
         """Every canonical value."""
         return (value for _, value in self)
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
+    def items(self) -> Iterator[tuple[bytes, bytes]]:  # type: ignore[override]
         """The ``(name, value)`` pairs, as iteration gives them."""
         return iter(self)
 
@@ -207,34 +304,23 @@ def _pairs(headers: _HeaderInput) -> list[tuple[bytes, bytes]]:
 # ---------------------------------------------------------------------------- responses
 
 
-@final
-class HTTP20Response:
-    """A response, as hyper's ``HTTP20Response``; returned by ``getresponse()``.
+class _ShimResponse:
+    """What hyper's two response classes share: reading, trailers, closing."""
 
-    Attributes: ``status``, ``reason`` (the standard phrase, ``""`` if unknown; HTTP/2
-    sends none), ``headers`` (an `HTTPHeaderMap`), ``stream_id`` (the stream id on
-    the wire), ``trailers``. Use it as a context manager, or call `close`.
-    """
+    version: HTTPVersion
 
     def __init__(self, response: SyncResponse, loop: LoopThread) -> None:
         self._response = response
         self._async: AsyncResponse = response._response
         self._loop = loop
         self.status: int = response.status
-        try:
-            self.reason = http.HTTPStatus(self.status).phrase
-        except ValueError:
-            self.reason = ""
+        self.reason = ""
         self.headers = HTTPHeaderMap(response.headers.raw)
-        self.stream_id: int = response.stream_id
         self._buffer = bytearray()
         self._chunks: Any = None  # the core's body iterator, once partial reading began
         self._decode: bool | None = None
         self._eof = False
         self._trailers: HTTPHeaderMap | None = None
-
-    def __repr__(self) -> str:
-        return f"<h2any.sync.HTTP20Response [{self.status}] stream {self.stream_id}>"
 
     def _next_chunk(self, decode_content: bool) -> bytes | None:
         if self._decode is None:
@@ -316,15 +402,67 @@ class HTTP20Response:
             self._trailers = HTTPHeaderMap(self._async.trailers.raw if self._async.trailers else ())
         return self._trailers
 
-    def fileno(self) -> None:
-        """hyper compatibility: there is no socket of this response's own."""
-        return None
+    def fileno(self) -> int:
+        """Raises `NotImplementedError`, as hyper's did: the response has no socket of its
+        own (its stream shares the connection's)."""
+        raise NotImplementedError("a response has no socket of its own")
 
     def close(self) -> None:
         """Close the response; if its body was not read to the end, reset the stream."""
         self._response.close()
 
+
+@final
+class HTTP20Response(_ShimResponse):
+    """A response, as hyper's ``HTTP20Response``; returned by ``getresponse()``.
+
+    Attributes: ``status``, ``reason`` (always ``""``: HTTP/2 has no reason phrase, and
+    hyper left it empty), ``headers`` (an [`HTTPHeaderMap`][h2any.sync.HTTPHeaderMap]),
+    ``stream_id`` (the stream id on the wire), ``trailers``, ``version``
+    (``HTTPVersion.http20``). Use it as a context manager, or call `close`.
+    """
+
+    version = HTTPVersion.http20
+
+    def __init__(self, response: SyncResponse, loop: LoopThread) -> None:
+        super().__init__(response, loop)
+        self.stream_id: int = response.stream_id
+
+    def __repr__(self) -> str:
+        return f"<h2any.sync.HTTP20Response [{self.status}] stream {self.stream_id}>"
+
     def __enter__(self) -> HTTP20Response:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@final
+class HTTP11Response(_ShimResponse):
+    """A response over HTTP/1.1, as hyper's ``HTTP11Response``; what
+    [`HTTPConnection.get_response`][h2any.sync.HTTPConnection.get_response] returns when the
+    server does not speak HTTP/2.
+
+    Same reading methods as [`HTTP20Response`][h2any.sync.HTTP20Response]; ``reason`` is the
+    phrase for the status, ``version`` is ``HTTPVersion.http11``, and there is no stream id.
+    """
+
+    version = HTTPVersion.http11
+
+    def __init__(self, response: SyncResponse, loop: LoopThread) -> None:
+        super().__init__(response, loop)
+        self.reason = response.reason_phrase
+
+    def __repr__(self) -> str:
+        return f"<h2any.sync.HTTP11Response [{self.status}]>"
+
+    def __enter__(self) -> HTTP11Response:
         return self
 
     def __exit__(
@@ -340,9 +478,10 @@ class HTTP20Response:
 class HTTP20Push:
     """A promised (pushed) stream, as hyper's ``HTTP20Push``; yielded by ``getpushes()``.
 
-    Attributes: ``scheme``, ``method``, ``authority``, ``path`` (bytes, from the promised
-    request), ``request_headers`` (an `HTTPHeaderMap` of the promised request,
-    pseudo-headers included, as in hyper), ``stream_id`` (the promised stream) and
+    Attributes: ``scheme``, ``method``, ``authority``, ``path`` (bytes: the promised
+    request's pseudo-headers), ``request_headers`` (an
+    [`HTTPHeaderMap`][h2any.sync.HTTPHeaderMap] of the promised request's other headers: as in
+    hyper, the pseudo-headers are taken out), ``stream_id`` (the promised stream) and
     ``parent_stream_id``.
     """
 
@@ -355,13 +494,9 @@ class HTTP20Push:
         self.path = _bytes(push.path)
         self.stream_id: int = push.stream_id
         self.parent_stream_id: int = push.parent_stream_id
-        pseudo = [
-            (b":method", self.method),
-            (b":scheme", self.scheme),
-            (b":authority", self.authority),
-            (b":path", self.path),
-        ]
-        self.request_headers = HTTPHeaderMap(pseudo, _pairs(push.request_headers))
+        self.request_headers = HTTPHeaderMap(
+            (name, value) for name, value in _pairs(push.request_headers) if name[:1] != b":"
+        )
 
     def __repr__(self) -> str:
         return f"<h2any.sync.HTTP20Push {self.path!r} (parent stream {self.parent_stream_id})>"
@@ -422,25 +557,24 @@ class _Outcome:
 
 
 class _Pending:
-    """One request sent with ``request()``: its result arrives from the loop thread."""
+    """One request sent: its result arrives from the loop thread."""
 
-    __slots__ = ("future", "response", "stream_id")
+    __slots__ = ("future", "response")
 
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
+    def __init__(self) -> None:
         self.future = _Outcome()
         self.response: HTTP20Response | None = None  # set by getresponse()/getpushes()
 
 
 class _Draft:
-    """A request under construction with ``putrequest()``.
+    """A request under construction with ``putrequest()``, under its reserved stream id.
 
     ``endheaders()`` sends it; a body continued with ``send()`` flows through ``pipe``, a
     small memory channel in the loop thread that the core reads as an async iterable (so
     each ``send()`` waits while the server's window is shut: bounded memory).
     """
 
-    __slots__ = ("headers", "method", "pipe", "sent_headers", "url")
+    __slots__ = ("headers", "method", "pipe", "sent_headers", "thread", "url")
 
     def __init__(self, method: str, url: str) -> None:
         self.method = method
@@ -448,18 +582,14 @@ class _Draft:
         self.headers: list[tuple[bytes, bytes]] = []
         self.sent_headers = False
         self.pipe: MemoryObjectSendStream[bytes] | None = None
+        self.thread = threading.get_ident()
 
 
 class _Runner:
-    """The shim's task group in the facade's loop thread, where requests run as tasks.
+    """The shim's task group in the facade's loop thread, where responses are collected.
 
     It holds no reference to the shim, so an abandoned shim is garbage-collected and its
     facade warns (ResourceWarning) and closes.
-
-    What an exact stream id would need from the core: a way to wait until a request's
-    stream is *open on the wire* (HEADERS written, id assigned). ``Connection.request_nowait``
-    returns at once, so its ``PendingResponse.stream_id`` is 0 until then; the shim would
-    return the id after such a wait.
     """
 
     def __init__(self, connection: AsyncConnection) -> None:
@@ -472,30 +602,38 @@ class _Runner:
             task_status.started()
             await anyio.sleep_forever()  # cancelled when the facade stops its loop
 
-    async def submit(self, pending: _Pending, method: str, url: str, kwargs: Any) -> None:
-        """Start the request; return once the core has queued it (or raise its error)."""
-        assert self._task_group is not None
-        await self._task_group.start(self._run, pending, method, url, kwargs)
-        future = pending.future
-        if future.done():
-            error = future.exception()
-            if error is not None:
-                raise error
-
-    async def _run(
+    async def submit(
         self,
         pending: _Pending,
         method: str,
         url: str,
-        kwargs: Any,
-        *,
-        task_status: anyio.abc.TaskStatus[None],
+        headers: list[tuple[bytes, bytes]],
+        body: Any,
+    ) -> int:
+        """Queue the request; return its stream id once the stream is open on the wire
+        (HEADERS written), or raise why it never opened."""
+        assert self._task_group is not None
+        settled = anyio.Event()
+        try:
+            call = queue_request(
+                self._connection, method, url, headers, body, None, on_open=settled.set
+            )
+        except BaseException:
+            if isinstance(body, MemoryObjectReceiveStream):
+                body.close()
+            raise
+        self._task_group.start_soon(self._collect, pending, call, body, settled)
+        await settled.wait()
+        if call.stream_id:
+            return call.stream_id
+        error = pending.future.exception()
+        assert error is not None
+        raise error
+
+    @staticmethod
+    async def _collect(
+        pending: _Pending, call: PendingResponse, body: Any, settled: anyio.Event
     ) -> None:
-        call = self._connection.request(method, url, **kwargs)
-        body = kwargs["body"]
-        # started() does not yield: the request's synchronous part (checks, then queueing
-        # the stream for the connection task) runs before submit() resumes.
-        task_status.started()
         try:
             response = await take_complete_body(await call)
         except Exception as exc:
@@ -506,6 +644,7 @@ class _Runner:
         else:
             pending.future.set_result(response)
         finally:
+            settled.set()
             if isinstance(body, MemoryObjectReceiveStream):
                 body.close()  # a send() still waiting fails instead of hanging
 
@@ -514,6 +653,65 @@ class _ThreadState(threading.local):
     def __init__(self) -> None:
         self.outstanding: deque[int] = deque()  # ids sent by this thread, not collected
         self.latest: int | None = None  # the last request id this thread made
+
+
+def _hyper_timeout(timeout: Any) -> Timeout | None:
+    """hyper's ``timeout``: seconds, or a ``(connect, read)`` tuple; or an h2any
+    [`Timeout`][h2any.Timeout]. hyper's read timeout was its socket's timeout, so it bounds
+    writes and waits for a stream slot too."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, tuple):
+        if len(timeout) != 2:
+            raise ValueError(f"timeout must be seconds or (connect, read), not {timeout!r}")
+        connect, read = timeout
+        return Timeout(read, connect=connect)
+    return as_timeout(timeout)
+
+
+def _proxy_url(proxy_host: str | None, proxy_port: int | None, proxy_headers: Any) -> str | None:
+    """hyper's ``proxy_host``/``proxy_port``/``proxy_headers`` as an h2any ``proxy=`` URL.
+
+    The only proxy header h2any sends is ``Proxy-Authorization`` (Basic), from the URL's
+    credentials: a Basic ``Proxy-Authorization`` in ``proxy_headers`` becomes them; any other
+    proxy header is refused (``NotImplementedError``)."""
+    if not proxy_host:
+        if proxy_headers:
+            raise ValueError("proxy_headers needs proxy_host")
+        return None
+    host, parsed_port = _split_host(proxy_host)
+    port = proxy_port if proxy_port is not None else (parsed_port or 8080)
+    userinfo = ""
+    for name, value in _pairs(proxy_headers):
+        if name.lower() != b"proxy-authorization":
+            raise NotImplementedError(
+                f"proxy header {name.decode('latin-1')!r}: h2any sends only "
+                "Proxy-Authorization (Basic) to a proxy"
+            )
+        scheme, _, token = value.partition(b" ")
+        try:
+            if scheme.lower() != b"basic":
+                raise ValueError
+            user, colon, password = base64.b64decode(token, validate=True).partition(b":")
+        except (ValueError, binascii.Error):
+            raise NotImplementedError(
+                "proxy_headers: h2any sends only Basic Proxy-Authorization to a proxy"
+            ) from None
+        userinfo = quote(user.decode("utf-8"), safe="")
+        if colon:
+            userinfo += ":" + quote(password.decode("utf-8"), safe="")
+        userinfo += "@"
+    literal = f"[{host}]" if ":" in host else host
+    return f"http://{userinfo}{literal}:{port}"
+
+
+def _force_proto(force_proto: Any) -> None:
+    if force_proto is None:
+        return
+    if _bytes(force_proto) != b"h2":
+        raise ValueError(
+            f"force_proto={force_proto!r}: h2any speaks HTTP/2 as 'h2' only (RFC 9113)"
+        )
 
 
 @final
@@ -529,16 +727,28 @@ class HTTP20Connection:
         enable_push: accept server push (see `getpushes`).
         ssl_context: an `ssl.SSLContext` used as given (h2any's ``verify=``);
             default: certifi roots, hostname checked.
+        proxy_host: an HTTP proxy, ``"host"`` or ``"host:port"`` (default port 8080); h2any
+            tunnels through it with CONNECT, for ``https`` and ``http`` alike.
+        proxy_port: the proxy's port, overriding one in ``proxy_host``.
+        force_proto: ``"h2"`` (or ``None``); h2any negotiates nothing else.
+        proxy_headers: headers for the proxy: only a Basic ``Proxy-Authorization``.
+        timeout: seconds, or hyper's ``(connect, read)`` tuple, or an
+            [`h2any.Timeout`][h2any.Timeout]; default h2any's (10 s per step; hyper's default
+            was to wait forever).
 
-    Keywords beyond hyper's: ``timeout`` (seconds or [`h2any.Timeout`][h2any.Timeout]; default
-    h2any's), ``backend`` (``"asyncio"``/``"trio"``) and any other option of
-    [`h2any.Connection`][h2any.Connection]. hyper's ``proxy_host``/``proxy_port``/``force_proto``
-    are refused.
+    Keywords beyond hyper's: ``backend`` (``"asyncio"``/``"trio"``) and any other option of
+    [`h2any.Connection`][h2any.Connection].
+
+    Attributes, as hyper's: ``host``, ``port``, ``secure``, ``ssl_context``, ``proxy_host``,
+    ``proxy_port``, ``proxy_headers``, ``force_proto``, ``version``
+    (``HTTPVersion.http20``); and ``url``, the origin.
 
     Thread-safe: any number of threads may share one instance (see the module notes). The
     connection opens on first use or `connect`; close it with `close` or a
     ``with`` block. Responses must not be used after the connection is closed.
     """
+
+    version = HTTPVersion.http20
 
     def __init__(
         self,
@@ -548,44 +758,57 @@ class HTTP20Connection:
         window_manager: type[BaseFlowControlManager] | None = None,
         enable_push: bool = False,
         ssl_context: Any = None,
-        *,
-        timeout: TimeoutTypes | None = None,
-        backend: str = "asyncio",
-        backend_options: dict[str, Any] | None = None,
         proxy_host: str | None = None,
         proxy_port: int | None = None,
-        force_proto: str | None = None,
+        force_proto: str | bytes | None = None,
+        proxy_headers: _HeaderInput = None,
+        timeout: TimeoutTypes | tuple[float | None, float | None] | None = None,
+        *,
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
-        if proxy_host is not None or proxy_port is not None:
-            raise NotImplementedError("HTTP20Connection: proxies are not supported")
-        if force_proto is not None:
-            raise NotImplementedError("HTTP20Connection: force_proto is not supported")
         self.host, parsed_port = _split_host(host)
         self.port = port if port is not None else (parsed_port or 443)
         self.secure = (self.port == 443) if secure is None else bool(secure)
         literal = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"{'https' if self.secure else 'http'}://{literal}:{self.port}"
+        self.ssl_context = ssl_context
+        _force_proto(force_proto)
+        self.force_proto = force_proto
+        proxy = _proxy_url(proxy_host, proxy_port, proxy_headers)
+        if proxy is not None:
+            proxy_name, proxy_parsed_port = _split_host(proxy_host or "")
+            self.proxy_host: str | None = proxy_name
+            self.proxy_port: int | None = (
+                proxy_port if proxy_port is not None else (proxy_parsed_port or 8080)
+            )
+            options["proxy"] = proxy
+        else:
+            self.proxy_host = self.proxy_port = None
+        self.proxy_headers = proxy_headers
         if window_manager is not None:
             options["window_manager"] = window_manager
         if enable_push:
             options["enable_push"] = True
         if ssl_context is not None:
             options["verify"] = ssl_context
-        if timeout is not None:
-            options["timeout"] = timeout
+        chosen = _hyper_timeout(timeout)
+        if chosen is not None:
+            options["timeout"] = chosen
         AsyncConnection(self.url, **options)  # check the options now, not at first use
+        self._pool_timeout = as_timeout(options.get("timeout", DEFAULT_TIMEOUT)).pool
         self._options = options
         self._backend = backend
         self._backend_options = backend_options
         self._lock = threading.Lock()  # the shim's state below
-        self._send_lock = threading.Lock()  # submissions, in request-id order
+        self._turn = threading.Condition(self._lock)  # streams open in stream id order
+        self._opening = False  # a request is being opened (ids are assigned one at a time)
         self._connection: Connection | None = None
         self._runner: _Runner | None = None
-        self._next_stream_id = 1
+        self._next_stream_id = 1  # the id the next stream to open will get
         self._pending: dict[int, _Pending] = {}
-        self._drafts: dict[int, _Draft] = {}
-        self._wire_ids: dict[int, int] = {}  # collected request id -> wire id, the latest
+        self._drafts: dict[int, _Draft] = {}  # by reserved id, headers not sent yet
         self._threads = _ThreadState()
 
     def __repr__(self) -> str:
@@ -629,7 +852,7 @@ class HTTP20Connection:
             connection, self._connection, self._runner = self._connection, None, None
             self._pending.clear()
             self._drafts.clear()
-            self._wire_ids.clear()
+            self._turn.notify_all()
         if connection is not None:
             connection.close()
 
@@ -653,18 +876,47 @@ class HTTP20Connection:
         body: Any = None,
         headers: _HeaderInput = None,
     ) -> int:
-        """Send a request now; return its stream id for `getresponse`.
+        """Send a request now; return its stream id (the one on the wire) for `getresponse`.
 
-        ``body`` is anything [`h2any.Connection.request`][h2any.Connection.request] takes: bytes,
-        str (UTF-8), a file (streamed, never read whole), or an iterable of bytes; ``headers`` a
-        mapping or ``(name, value)`` pairs of str or bytes. A streamed body is sent in the
-        background: ``getresponse()`` raises if it fails. Connection-specific headers
-        (``Connection``, ...) are dropped, as hyper did. Raises
-        [`h2any.InvalidRequest`][h2any.InvalidRequest] for a bad request and the connection errors
-        of [`h2any.Connection`][h2any.Connection].
+        Returns once the request's HEADERS frame is written, as hyper did: that may wait for
+        a stream slot (up to the pool timeout: ``PoolTimeout``). ``body`` is anything
+        [`h2any.Connection.request`][h2any.Connection.request] takes: bytes, str (UTF-8), a file
+        (streamed, never read whole), or an iterable of bytes; ``headers`` a mapping or
+        ``(name, value)`` pairs of str or bytes. A streamed body is sent in the background:
+        ``getresponse()`` raises if it fails. Connection-specific headers (``Connection``,
+        ...) are dropped, as hyper did. Raises [`h2any.InvalidRequest`][h2any.InvalidRequest]
+        for a bad request and the connection errors of [`h2any.Connection`][h2any.Connection].
         """
         check_not_in_event_loop("HTTP20Connection.request()")
-        return self._send(method, url, _pairs(headers), body, stream_id=None)
+        return self._send(method, url, _pairs(headers), body, None)
+
+    def _wait_turn(self, reserved: int | None) -> None:
+        """Under ``_turn``: wait until no stream is being opened and no draft reserved before
+        ``reserved`` (any draft, for None) still waits for its ``endheaders()``."""
+        me = threading.get_ident()
+        deadline = None if self._pool_timeout is None else time.monotonic() + self._pool_timeout
+        while True:
+            earlier = [
+                (stream_id, draft)
+                for stream_id, draft in self._drafts.items()
+                if not draft.sent_headers and (reserved is None or stream_id < reserved)
+            ]
+            if not earlier and not self._opening:
+                return
+            for stream_id, draft in earlier:
+                if draft.thread == me:
+                    raise InvalidRequest(
+                        f"stream {stream_id}, begun with putrequest(), must be sent with "
+                        "endheaders() first: HTTP/2 opens streams in stream id order"
+                    )
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                waiting_for = f"stream {earlier[0][0]}'s endheaders()" if earlier else "a slot"
+                raise PoolTimeout(
+                    f"no turn to open a stream within {self._pool_timeout} s (waiting for "
+                    f"{waiting_for} in another thread)"
+                )
+            self._turn.wait(remaining)
 
     def _send(
         self,
@@ -672,48 +924,39 @@ class HTTP20Connection:
         url: str,
         fields: list[tuple[bytes, bytes]],
         body: Any,
-        stream_id: int | None,
+        reserved: int | None,
     ) -> int:
         method, url, headers = _prepare(method, url, fields)
         connection, runner = self._open()
-        loop = connection._loop
-        # On asyncio, calls submitted to the loop start in submission order, so the lock
-        # need only cover the submission: threads wait for their requests concurrently.
-        # trio runs new tasks in shuffled order: there, one submission at a time.
-        ordered = loop.backend == "asyncio"
-        with self._send_lock:
-            allocated = stream_id is None
+        pending = _Pending()
+        with self._turn:
+            self._wait_turn(reserved)
+            if self._connection is not connection:
+                raise ConnectionClosed("the connection was closed")
+            self._opening = True
+            if reserved is not None:
+                self._drafts[reserved].sent_headers = True
+        stream_id = 0
+        try:
+            stream_id = connection._loop.call(runner.submit, pending, method, url, headers, body)
+        finally:
+            with self._turn:
+                self._opening = False
+                if stream_id:
+                    self._next_stream_id = stream_id + 2
+                    self._pending[stream_id] = pending
+                elif reserved is not None:
+                    self._drafts.pop(reserved, None)
+                self._turn.notify_all()
+        if reserved is not None and stream_id != reserved:
+            # Only if the connection was replaced between putrequest() and endheaders().
             with self._lock:
-                if stream_id is None:
-                    stream_id = self._next_stream_id
-                    self._next_stream_id += 2
-                pending = _Pending(stream_id)
-            submitted = loop.submit(
-                runner.submit, pending, method, url, {"headers": headers, "body": body}
-            )
-            if not ordered:
-                self._wait_submitted(loop, submitted, stream_id, allocated)
-        if ordered:
-            self._wait_submitted(loop, submitted, stream_id, allocated)
-        with self._lock:
-            self._pending[stream_id] = pending
+                self._pending[reserved] = self._pending.pop(stream_id)
+            stream_id = reserved
         state = self._threads
         state.outstanding.append(stream_id)
         state.latest = stream_id
         return stream_id
-
-    def _wait_submitted(
-        self, loop: LoopThread, submitted: Call, stream_id: int, allocated: bool
-    ) -> None:
-        try:
-            loop.wait(submitted)
-        except BaseException:
-            with self._lock:
-                # Refused before reaching the wire: the id was not used there either
-                # (unless a later request took the next one meanwhile).
-                if allocated and self._next_stream_id == stream_id + 2:
-                    self._next_stream_id = stream_id
-            raise
 
     def getresponse(self, stream_id: int | None = None) -> HTTP20Response:
         """Wait for the response to request ``stream_id`` and return it.
@@ -740,13 +983,7 @@ class HTTP20Connection:
             state.outstanding.remove(stream_id)
         except ValueError:
             pass
-        response = self._response_of(pending, connection._loop)
-        with self._lock:
-            # For getpushes() after getresponse(): remember the latest few wire ids.
-            self._wire_ids[stream_id] = response.stream_id
-            if len(self._wire_ids) > _WIRE_IDS_KEPT:
-                del self._wire_ids[next(iter(self._wire_ids))]
-        return response
+        return self._response_of(pending, connection._loop)
 
     get_response = getresponse
 
@@ -777,12 +1014,11 @@ class HTTP20Connection:
         if connection is None:
             raise ValueError(f"no request with stream id {stream_id} on an open connection")
         if pending is not None:
-            # Pushes are keyed by the id on the wire, known once the headers arrived.
-            wire_id = self._response_of(pending, connection._loop).stream_id
-        else:
-            wire_id = self._wire_ids.get(stream_id, stream_id)
+            # A promise comes before its parent's response headers or with them: wait for
+            # those, so that capture_all=False sees the promises sent with the headers.
+            self._response_of(pending, connection._loop)
         loop = connection._loop
-        return (HTTP20Push(push, loop) for push in connection.get_pushes(wire_id, capture_all))
+        return (HTTP20Push(push, loop) for push in connection.get_pushes(stream_id, capture_all))
 
     get_pushes = getpushes
 
@@ -800,10 +1036,16 @@ class HTTP20Connection:
     # ------------------------------------------------------------------ hyper's low-level API
 
     def putrequest(self, method: str, selector: str, **kwargs: Any) -> int:
-        """Start building a request; return its stream id. Nothing is sent yet."""
-        with self._lock:
-            stream_id = self._next_stream_id
-            self._next_stream_id += 2
+        """Start building a request; return its stream id. Nothing is sent yet.
+
+        The id is reserved: streams open in id order, so a later request waits for this
+        one's `endheaders` (see the module notes).
+        """
+        self._open()
+        with self._turn:
+            if self._opening:  # an id being assigned: the next free one is not known yet
+                self._wait_turn(-1)
+            stream_id = max([self._next_stream_id, *(d + 2 for d in self._drafts)])
             self._drafts[stream_id] = _Draft(method, selector)
         self._threads.latest = stream_id
         return stream_id
@@ -848,21 +1090,16 @@ class HTTP20Connection:
         stream_id, draft = self._draft(stream_id)
         if draft.sent_headers:
             raise ValueError(f"the headers of stream {stream_id} were already sent")
-        draft.sent_headers = True
         body: Any
         if final:
-            with self._lock:
-                self._drafts.pop(stream_id, None)
             body = None if message_body is None else _bytes(message_body)
         else:
             draft.pipe, body = anyio.create_memory_object_stream[bytes](1)
-        try:
-            self._send(draft.method, draft.url, draft.headers, body, stream_id=stream_id)
-        except BaseException:
+        self._send(draft.method, draft.url, draft.headers, body, stream_id)
+        if final:
             with self._lock:
                 self._drafts.pop(stream_id, None)
-            raise
-        if message_body is not None and not final:
+        elif message_body is not None:
             self.send(message_body, stream_id=stream_id)
 
     def send(self, data: bytes | str, final: bool = False, stream_id: int | None = None) -> None:
@@ -896,6 +1133,264 @@ class HTTP20Connection:
                 if error is not None:
                     raise error from None
             raise ConnectionClosed(f"stream {stream_id} ended before its body") from None
+
+
+# ---------------------------------------------------------------------------- HTTPConnection
+
+
+class _Http11Draft:
+    """A ``putrequest()`` on an HTTP/1.1 connection: its body is gathered until ``final``."""
+
+    __slots__ = ("body", "headers", "method", "url")
+
+    def __init__(self, method: str, url: str) -> None:
+        self.method = method
+        self.url = url
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: bytearray | None = None  # set by endheaders()
+
+
+class _Http11Thread(threading.local):
+    def __init__(self) -> None:
+        self.responses: deque[SyncResponse] = deque()  # sent, not collected, in order
+        self.draft: _Http11Draft | None = None
+
+
+@final
+class HTTPConnection:
+    """hyper's ``HTTPConnection``: HTTP/2 when the server speaks it, else HTTP/1.1.
+
+    Same arguments as [`HTTP20Connection`][h2any.sync.HTTP20Connection], except that the
+    default port is 80, as in hyper. The protocol is chosen on first use (or `connect`):
+    ``https`` by TLS ALPN, plain ``http`` by trying HTTP/2 with prior knowledge (hyper sent
+    an ``Upgrade: h2c`` HTTP/1.1 request instead; h2any does not upgrade). Over HTTP/2 every
+    method is that of [`HTTP20Connection`][h2any.sync.HTTP20Connection]; over HTTP/1.1,
+    ``request()`` returns ``None`` (as hyper's did) and `get_response` returns an
+    [`HTTP11Response`][h2any.sync.HTTP11Response], in the order the requests were sent, per
+    thread. Connections are kept alive (and pooled) by an
+    [`h2any.sync.Client`][h2any.sync.Client]. ``version`` is the protocol in use
+    (``HTTPVersion.http11`` until one is chosen, as in hyper).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        secure: bool | None = None,
+        window_manager: type[BaseFlowControlManager] | None = None,
+        enable_push: bool = False,
+        ssl_context: Any = None,
+        proxy_host: str | None = None,
+        proxy_port: int | None = None,
+        proxy_headers: _HeaderInput = None,
+        timeout: TimeoutTypes | tuple[float | None, float | None] | None = None,
+        *,
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        name, parsed_port = _split_host(host)
+        chosen_port = port if port is not None else (parsed_port or 80)
+        self._h2 = HTTP20Connection(
+            name,
+            chosen_port,
+            secure,
+            window_manager,
+            enable_push,
+            ssl_context,
+            proxy_host,
+            proxy_port,
+            None,
+            proxy_headers,
+            timeout,
+            backend=backend,
+            backend_options=backend_options,
+            **options,
+        )
+        self.host, self.port, self.secure = self._h2.host, self._h2.port, self._h2.secure
+        self.ssl_context = ssl_context
+        self.proxy_host, self.proxy_port = self._h2.proxy_host, self._h2.proxy_port
+        self.proxy_headers = proxy_headers
+        self.url = self._h2.url
+        self._client_options: dict[str, Any] = {
+            "backend": backend,
+            "backend_options": backend_options,
+            "http2": False,
+            "trust_env": False,
+            "follow_redirects": False,
+            "cookies": no_cookies(),  # hyper kept no cookies
+        }
+        for key in ("verify", "cert", "timeout", "proxy", "headers", "max_decompressed_size"):
+            if key in self._h2._options:
+                self._client_options[key] = self._h2._options[key]
+        self._lock = threading.Lock()
+        self._mode: HTTPVersion | None = None
+        self._client: Client | None = None
+        self._threads = _Http11Thread()
+
+    def __repr__(self) -> str:
+        mode = "not connected" if self._mode is None else self._mode.value
+        return f"<h2any.sync.HTTPConnection {self.url} ({mode})>"
+
+    @property
+    def version(self) -> HTTPVersion:
+        """The protocol in use: ``HTTPVersion.http20`` or ``HTTPVersion.http11``."""
+        return HTTPVersion.http11 if self._mode is None else self._mode
+
+    def connect(self) -> None:
+        """Connect and choose the protocol (no-op once chosen)."""
+        self._choose()
+
+    def _choose(self) -> HTTPVersion:
+        with self._lock:
+            if self._mode is None:
+                try:
+                    self._h2.connect()
+                except HTTPVersionError:
+                    self._client = Client(**self._client_options)
+                    self._mode = HTTPVersion.http11
+                else:
+                    self._mode = HTTPVersion.http20
+            return self._mode
+
+    def _http11(self) -> Client:
+        client = self._client
+        if client is None:  # closed, then used again
+            with self._lock:
+                if self._client is None:
+                    self._client = Client(**self._client_options)
+                client = self._client
+        return client
+
+    def request(
+        self, method: str, url: str, body: Any = None, headers: _HeaderInput = None
+    ) -> int | None:
+        """Send a request; return its stream id over HTTP/2, ``None`` over HTTP/1.1.
+
+        Over HTTP/1.1 this returns once the response's head has arrived (h2any's client
+        sends and reads in one call); the response waits for `get_response`.
+        """
+        if self._choose() is HTTPVersion.http20:
+            return self._h2.request(method, url, body, headers)
+        check_not_in_event_loop("HTTPConnection.request()")
+        self._request_http11(method, url, _pairs(headers), body)
+        return None
+
+    def _request_http11(
+        self, method: str, url: str, fields: list[tuple[bytes, bytes]], body: Any
+    ) -> None:
+        method, url, headers = _prepare(method, url, fields)
+        if not url.startswith("/"):
+            raise InvalidRequest(f"the request target must start with '/': {url!r}")
+        response = self._http11().request(method, self.url + url, content=body, headers=headers)
+        self._threads.responses.append(response)
+
+    def get_response(self, stream_id: int | None = None) -> HTTP20Response | HTTP11Response:
+        """The response to request ``stream_id`` (HTTP/2), or this thread's oldest
+        uncollected one."""
+        if self._mode is HTTPVersion.http20:
+            return self._h2.getresponse(stream_id)
+        if stream_id is not None:
+            raise ValueError("HTTP/1.1 has no stream ids: call get_response() without one")
+        responses = self._threads.responses
+        if not responses:
+            raise ValueError("no request of this thread is waiting for get_response()")
+        response = responses.popleft()
+        return HTTP11Response(response, response._loop)
+
+    getresponse = get_response
+
+    def putrequest(self, method: str, selector: str, **kwargs: Any) -> int | None:
+        """Start building a request: its stream id over HTTP/2, ``None`` over HTTP/1.1."""
+        if self._choose() is HTTPVersion.http20:
+            return self._h2.putrequest(method, selector, **kwargs)
+        self._threads.draft = _Http11Draft(method, selector)
+        return None
+
+    def _http11_draft(self) -> _Http11Draft:
+        draft = self._threads.draft
+        if draft is None:
+            raise ValueError("no request under construction in this thread")
+        return draft
+
+    def putheader(
+        self,
+        header: str | bytes,
+        argument: str | bytes,
+        stream_id: int | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Add a header to the request from `putrequest`."""
+        if self._mode is HTTPVersion.http20:
+            self._h2.putheader(header, argument, stream_id, replace)
+            return
+        draft = self._http11_draft()
+        name = _bytes(header).lower()
+        if replace:
+            draft.headers = [(n, v) for n, v in draft.headers if n != name]
+        draft.headers.append((name, _bytes(argument)))
+
+    def endheaders(
+        self,
+        message_body: bytes | str | None = None,
+        final: bool = False,
+        stream_id: int | None = None,
+    ) -> None:
+        """End the headers. Over HTTP/1.1 the body is gathered until ``final`` and the
+        request sent then (with a Content-Length)."""
+        if self._mode is HTTPVersion.http20:
+            self._h2.endheaders(message_body, final, stream_id)
+            return
+        draft = self._http11_draft()
+        draft.body = bytearray(b"" if message_body is None else _bytes(message_body))
+        if final:
+            self._finish_http11(draft)
+
+    def send(self, data: bytes | str, final: bool = False, stream_id: int | None = None) -> None:
+        """Send more of the body (HTTP/1.1: gathered until ``final``)."""
+        if self._mode is HTTPVersion.http20:
+            self._h2.send(data, final, stream_id)
+            return
+        draft = self._http11_draft()
+        if draft.body is None:
+            raise ValueError("call endheaders() before send()")
+        draft.body += _bytes(data)
+        if final:
+            self._finish_http11(draft)
+
+    def _finish_http11(self, draft: _Http11Draft) -> None:
+        self._threads.draft = None
+        body = bytes(draft.body or b"")
+        self._request_http11(draft.method, draft.url, draft.headers, body or None)
+
+    def getpushes(
+        self, stream_id: int | None = None, capture_all: bool = False
+    ) -> Iterator[HTTP20Push]:
+        """Server pushes (HTTP/2 only; nothing over HTTP/1.1)."""
+        if self._mode is HTTPVersion.http20:
+            return self._h2.getpushes(stream_id, capture_all)
+        return iter(())
+
+    get_pushes = getpushes
+
+    def close(self) -> None:
+        """Close the connection(s). The next request connects (and chooses) again."""
+        with self._lock:
+            client, self._client, self._mode = self._client, None, None
+        self._h2.close()
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> HTTPConnection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _split_host(host: str) -> tuple[str, int | None]:
