@@ -400,7 +400,9 @@ class Connection:
         ``protocol`` makes it an extended CONNECT (RFC 8441): ``method`` must be
         ``"CONNECT"``, and the request carries ``:protocol`` (``"websocket"``, say) with
         ``:scheme`` and ``:path``; the server must have announced
-        SETTINGS_ENABLE_CONNECT_PROTOCOL = 1.
+        SETTINGS_ENABLE_CONNECT_PROTOCOL = 1. A plain ``"CONNECT"`` (no ``protocol``)
+        opens a tunnel to ``url``, a ``host:port`` (RFC 9113 section 8.5: only ``:method``
+        and ``:authority`` are sent).
 
         Raises:
             InvalidRequest: bad method, URL or header (or ``protocol``).

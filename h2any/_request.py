@@ -115,6 +115,8 @@ class RequestBuilder:
 
         ``protocol``: an extended CONNECT (RFC 8441 section 4): ``:method CONNECT`` with a
         ``:protocol`` pseudo-header (``"websocket"``), ``:scheme`` and ``:path`` as usual.
+        A plain CONNECT (no ``protocol``; RFC 9113 section 8.5) asks for a tunnel to ``url``,
+        a ``host:port``: it carries only ``:method`` and ``:authority`` (that host and port).
 
         Raises:
             InvalidRequest: bad method, URL, header, or a Content-Length at odds with the
@@ -128,12 +130,16 @@ class RequestBuilder:
             if len(_GOOD_METHODS) < 64:
                 _GOOD_METHODS[method] = method_bytes
         declared: int | None = None
-        fields = [
-            (b":method", method_bytes),
-            self._scheme_field,
-            self._authority_field,
-            (b":path", self.path_of(url)),
-        ]
+        tunnel = method_bytes == b"CONNECT" and protocol is None
+        if tunnel:
+            fields = [(b":method", method_bytes), (b":authority", _tunnel_target(url))]
+        else:
+            fields = [
+                (b":method", method_bytes),
+                self._scheme_field,
+                self._authority_field,
+                (b":path", self.path_of(url)),
+            ]
         user = check_headers(Headers(headers)) if headers else []
         seen = {name for name, _ in user}
         for name, value in self._default_headers:
@@ -144,7 +150,8 @@ class RequestBuilder:
             if name == b"host":
                 if not value or _BAD_AUTHORITY.search(value):
                     raise InvalidRequest(f"invalid host header {value!r}")
-                fields[2] = (b":authority", value)
+                if not tunnel:  # a plain CONNECT's :authority is its target
+                    fields[2] = (b":authority", value)
             elif name == b"content-length":
                 if not value.isdigit():
                     raise InvalidRequest(f"content-length must be a number, not {value!r}")
@@ -163,7 +170,7 @@ class RequestBuilder:
             fields.append((b"content-length", str(body_length).encode()))
         if b"user-agent" not in seen:
             fields.append((b"user-agent", _USER_AGENT))
-        if b"accept-encoding" not in seen and protocol is None:
+        if b"accept-encoding" not in seen and protocol is None and not tunnel:
             fields.append((b"accept-encoding", _ACCEPT_ENCODING))
         if protocol is not None:
             fields.insert(1, (b":protocol", _protocol_field(method, protocol)))
@@ -214,3 +221,15 @@ def percent_encode_non_ascii(target: str) -> bytes:
 
 def _percent_escape(match: re.Match[bytes]) -> bytes:
     return b"".join(b"%%%02X" % byte for byte in match.group())
+
+
+def _tunnel_target(url: str) -> bytes:
+    """The ``:authority`` of a plain CONNECT: ``url`` must be ``host:port``."""
+    target = url.encode("ascii", "replace")
+    host, _, port = target.rpartition(b":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or _BAD_AUTHORITY.search(host):
+        raise InvalidRequest(
+            f"a CONNECT request names a tunnel's target as 'host:port', not {url!r} (for an "
+            "extended CONNECT, such as a WebSocket, give protocol=)"
+        )
+    return target
