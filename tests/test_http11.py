@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import h11
 import pytest
 
@@ -89,7 +90,8 @@ class H11Server:
     ``GET /download?size=N`` (N bytes of a pattern, chunked, in 64 KiB pieces as the client
     reads); ``GET /stall`` (headers and 5 of 10 bytes, then nothing until ``release``);
     ``GET /gzip`` (a gzip-encoded body); ``GET /trailers`` (chunked, with a trailer);
-    ``GET /malformed`` (an unparseable status line); ``GET /close`` (Connection: close).
+    ``GET /malformed`` (an unparseable status line); ``GET /close`` (Connection: close);
+    ``GET /then-close`` (answered as keep-alive, then the connection is closed while idle).
     A request that is not HTTP/1.x -- the h2c preface -- is answered by closing at once.
     """
 
@@ -97,6 +99,7 @@ class H11Server:
     connections: int = 0
     requests: int = 0
     release: threading.Event = field(default_factory=threading.Event)
+    closed_idle: threading.Event = field(default_factory=threading.Event)  # /then-close done
     sockets: list[socket.socket] = field(default_factory=list)
 
     @property
@@ -192,6 +195,14 @@ def _serve_h11(server: H11Server, sock: socket.socket) -> None:
                     )
                 elif path == "/malformed":
                     sock.sendall(b"HTTP/1.1 two hundred OK\r\n\r\n")
+                    return
+                elif path == "/then-close":
+                    # Keep-alive as far as the client can tell, then closed while idle.
+                    headers = [("content-length", "2")]
+                    send(h11.Response(status_code=200, headers=headers), h11.Data(data=b"ok"))
+                    send(h11.EndOfMessage())
+                    sock.close()
+                    server.closed_idle.set()
                     return
                 elif path == "/close":
                     body = b"bye"
@@ -718,3 +729,16 @@ async def test_total_timeout_cuts_off_a_stalled_http11_body(h11_server) -> None:
             response = await client.get(f"{h11_server.url}/stall")
             with pytest.raises(h2any.ReadTimeout, match="total"):
                 await response.read()
+
+
+async def test_an_idle_connection_the_server_closed_is_not_reused(h11_server) -> None:
+    with anyio.fail_after(GUARD):
+        async with h2any.Client(http2=False) as client:
+            response = await client.get(f"{h11_server.url}/then-close")
+            assert await response.read() == b"ok"
+            # The server has closed it (on loopback its FIN is in our socket by then).
+            assert await anyio.to_thread.run_sync(h11_server.closed_idle.wait, GUARD)
+            # A POST is not retried if sent on a dead connection: it must go on a fresh one.
+            response = await client.post(f"{h11_server.url}/upload", body=b"abc")
+            assert json.loads(await response.read())["size"] == 3
+            assert h11_server.connections == 2
