@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import json as jsonlib
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = (
     "LineSplitter",
     "Response",
+    "TextDecoder",
     "body_arrived",
     "body_read",
     "cached_body",
@@ -653,9 +655,38 @@ class LineSplitter:
         return [line]
 
 
+@final
+class TextDecoder:
+    """Decodes a body that arrives in pieces: the same text as decoding it whole with
+    ``errors="replace"`` (a character split between two pieces waits for its end).
+
+    Python's incremental UTF-16 and UTF-32 decoders raise ``UnicodeError`` on a stream
+    without a byte order mark, whatever ``errors`` says, where ``bytes.decode`` takes the
+    machine's byte order: this does the same as ``bytes.decode``.
+    """
+
+    __slots__ = ("_decoder", "_encoding")
+
+    def __init__(self, encoding: str) -> None:
+        self._encoding = encoding
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+
+    def decode(self, chunk: bytes, final: bool = False) -> str:
+        try:
+            return self._decoder.decode(chunk, final)
+        except UnicodeDecodeError:  # pragma: no cover (errors="replace" does not raise it)
+            raise
+        except UnicodeError:
+            # No BOM: go on in the machine's byte order, from the bytes held back so far.
+            held = self._decoder.getstate()[0]
+            name = f"{codecs.lookup(self._encoding).name}-{sys.byteorder[0]}e"
+            self._decoder = codecs.getincrementaldecoder(name)(errors="replace")
+            return self._decoder.decode(held + chunk, final)
+
+
 def decode_text(chunks: Iterable[bytes], encoding: str) -> Iterable[str]:
     """``chunks`` decoded to text pieces (blocking iteration, for ``h2any.sync``)."""
-    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    decoder = TextDecoder(encoding)
     for chunk in chunks:
         text = decoder.decode(chunk)
         if text:
@@ -682,7 +713,7 @@ class _TextIterator:
 
     def __init__(self, chunks: AsyncIterator[bytes], encoding: str) -> None:
         self._chunks = chunks
-        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._decoder = TextDecoder(encoding)
         self._done = False
 
     def __aiter__(self) -> _TextIterator:

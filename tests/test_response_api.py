@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 
 import h2any
 import h2any.sync
-from h2any._response import LineSplitter, charset_of
+from h2any._response import LineSplitter, charset_of, decode_text
 from h2any.testing import Request as ServerRequest
 from h2any.testing import Response as ServerResponse
 from h2any.testing import serve
@@ -60,6 +61,11 @@ async def app(request: ServerRequest) -> ServerResponse:
         return ServerResponse(200, headers=[("content-type", "application/json")], body=body)
     if url.path == "/split":
         return ServerResponse(200, body=SPLIT_TEXT.encode())
+    if url.path == "/utf16-no-bom":
+        body = "café\nend".encode(f"utf-16-{sys.byteorder[0]}e")
+        return ServerResponse(
+            200, headers=[("content-type", "text/plain; charset=utf-16")], body=body
+        )
     if url.path == "/bad-utf8":
         return ServerResponse(200, body=b"ok \xff\xfe end")
     if url.path == "/gzip":
@@ -381,6 +387,25 @@ def test_line_splitter_agrees_with_splitlines(text: str, data: st.DataObject) ->
     lines = [line for piece in pieces for line in splitter.feed(piece)]
     lines += splitter.flush()
     assert lines == text.splitlines()
+
+
+# Python's incremental UTF-16/32 decoders raise on a body without a byte order mark (h2any's
+# decoder then takes the machine's byte order, as bytes.decode does).
+@given(st.binary(max_size=60), st.sampled_from(["utf-8", "utf-16", "utf-32", "latin-1"]), st.data())
+def test_text_decoded_piece_by_piece_is_the_text_decoded_whole(
+    body: bytes, encoding: str, data: st.DataObject
+) -> None:
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=6)))
+    chunks = [body[i:j] for i, j in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    assert "".join(decode_text(chunks, encoding)) == body.decode(encoding, "replace")
+
+
+async def test_aiter_text_of_utf16_without_a_byte_order_mark() -> None:
+    with anyio.fail_after(10):
+        async with serve(app) as server, h2any.Connection(server.url) as conn:
+            async with conn.stream("GET", "/utf16-no-bom") as response:
+                assert [line async for line in response.aiter_lines()] == ["café", "end"]
+            assert (await get(conn, "/utf16-no-bom")).text == "café\nend"
 
 
 # -- the blocking facade --------------------------------------------------------------------
