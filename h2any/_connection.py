@@ -510,10 +510,10 @@ async def connect_over(
     **options: Any,
 ) -> Connection:
     """[`connect`][h2any.connect] over ``stream``, a socket the [`Client`][h2any.Client] opened
-    (TLS with ALPN ``h2`` already chosen); ``verify`` and ``cert`` are not used."""
+    (TLS with ALPN ``h2`` already chosen, through ``proxy`` if given: named in the logs only);
+    ``verify`` and ``cert`` are not used."""
     options = {**options, "verify": False}
     options.pop("cert", None)
-    options.pop("proxy", None)
     connection = Connection(url, **options)
     connection._task.preopened = stream
     await task_group.start(run_connection, connection)
