@@ -38,6 +38,7 @@ __all__ = (
     "receive_response",
     "split_lines",
     "status_error",
+    "usable_encoding",
 )
 
 # How long a failed request waits for its body's pump to stop (a sync source may be in the
@@ -251,7 +252,8 @@ class Response:
 
     @encoding.setter
     def encoding(self, value: str) -> None:
-        codecs.lookup(value)  # LookupError for an unknown encoding
+        if not usable_encoding(value):
+            raise LookupError(f"{value!r} is not a text encoding that can decode any body")
         self._encoding = value
         self._text = None
 
@@ -580,12 +582,25 @@ def charset_of(content_type: str | None) -> str | None:
         name, _, value = parameter.partition("=")
         if name.strip().lower() == "charset":
             charset = value.strip().strip("\"'").strip()
-            try:
-                codecs.lookup(charset)
-            except LookupError:
-                return None
-            return charset
+            return charset if usable_encoding(charset) else None
     return None
+
+
+# Bytes no text decoder takes whole: decoding them shows whether a codec can decode a body.
+_PROBE = b"\xff\xfe\x00a\x80\xc3"
+
+
+def usable_encoding(name: str) -> bool:
+    """Whether ``name`` is a text encoding that decodes any bytes with ``errors="replace"``,
+    whole and piece by piece: not ``rot13`` or ``base64`` (not text encodings), nor ``idna``,
+    ``punycode`` or ``undefined`` (they raise whatever ``errors`` says) -- names a server's
+    ``charset`` may hold."""
+    try:
+        _PROBE.decode(name, "replace")
+        TextDecoder(name).decode(_PROBE, True)
+    except Exception:
+        return False
+    return True
 
 
 def status_error(response: Response, shown: Any) -> HTTPStatusError:

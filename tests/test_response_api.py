@@ -296,6 +296,8 @@ async def test_an_unknown_charset_falls_back_to_utf8_and_bad_bytes_are_replaced(
     assert response.text == "ok ÿþ end"
     with pytest.raises(LookupError):
         response.encoding = "no-such-codec"
+    with pytest.raises(LookupError):
+        response.encoding = "rot13"
 
 
 async def test_text_and_json_need_the_body_read_first() -> None:
@@ -323,6 +325,13 @@ async def test_text_and_json_need_the_body_read_first() -> None:
         ('text/html; charset="utf-8"', "utf-8"),
         ("text/plain; format=flowed; CHARSET = utf8 ", "utf8"),
         ("text/plain; charset=x-no-such-codec", None),
+        # Codecs that exist but cannot decode any body with errors="replace".
+        ("text/plain; charset=rot13", None),
+        ("text/plain; charset=base64", None),
+        ("text/plain; charset=idna", None),
+        ("text/plain; charset=punycode", None),
+        ("text/plain; charset=undefined", None),
+        ("text/plain; charset=utf-16", "utf-16"),
         ("text/plain; charset=", None),
         ("text/plain", None),
         ("application/json", None),
