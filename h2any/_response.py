@@ -609,14 +609,20 @@ def status_error(response: Response, shown: Any) -> HTTPStatusError:
     httpx's; the URLs are masked."""
     status = response.status
     kind = _STATUS_KINDS.get(status // 100, "Invalid status code")
-    message = f"{kind} '{status} {response.reason_phrase}' for url '{mask_url(response.url)}'"
+    try:
+        request = response.request
+        url = response.url
+    except RuntimeError:  # a pushed response: its request is the push promise
+        request = Request("GET", "")
+        url = "(a pushed response)"
+    message = f"{kind} '{status} {response.reason_phrase}' for url '{mask_url(url)}'"
     if response.has_redirect_location:
         message += f"\nRedirect location: '{mask_url(response.headers['location'])}'"
     message += (
         f"\nFor more information check: https://developer.mozilla.org/en-US/docs/Web/HTTP/"
         f"Status/{status}"
     )
-    return HTTPStatusError(message, request=response.request, response=shown)
+    return HTTPStatusError(message, request=request, response=shown)
 
 
 # What str.splitlines takes for a line break.

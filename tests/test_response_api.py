@@ -479,6 +479,10 @@ async def test_a_pushed_response_has_no_request_of_its_own(hypercorn_server) -> 
             await pushed.read()
             with pytest.raises(RuntimeError, match="push"):
                 pushed.request  # noqa: B018
+            assert pushed.raise_for_status() is pushed
+            pushed.status = 404  # as if the push were a 404: still an HTTPStatusError
+            with pytest.raises(h2any.HTTPStatusError, match="a pushed response"):
+                pushed.raise_for_status()
             for push in pushes[1:]:
                 await push.cancel()
 
