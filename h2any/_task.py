@@ -587,10 +587,9 @@ class ConnectionTask:
                 + (f"; it sent {bytes(data)[:40]!r}" if data else ""),
                 origin=str(self.origin),
             ) from None
-        # SETTINGS: type 0x4, no flags (not an ACK), stream 0, a length in 6-byte entries.
-        if data[3] == _SETTINGS and data[4] == 0 and not any(data[5:9]) and not (
-            int.from_bytes(data[:3], "big") % 6
-        ):
+        # A frame of type SETTINGS: an HTTP/2 peer (h2 checks the rest: a faulty SETTINGS
+        # is a ProtocolError, not a sign of HTTP/1.x).
+        if data[3] == _SETTINGS:
             return data
         head = bytes(data[:80])
         version: str | None = None
