@@ -6,6 +6,8 @@ that wait on other threads join them with a deadline), so a broken shim fails, n
 
 from __future__ import annotations
 
+import base64
+import collections.abc
 import gc
 import gzip
 import hashlib
@@ -13,11 +15,15 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
+import h2.settings
 import pytest
 from asgi_app import pattern_bytes
 from conftest import loop_thread_count
+from scripted import scripted_server
+from test_proxy import tinyproxy, tinyproxy_factory  # noqa: F401
 
 import h2any
 import h2any.sync
@@ -465,3 +471,382 @@ def test_getpushes_needs_enable_push(nghttpd) -> None:
         conn.request("GET", "/hello.txt")
         with pytest.raises(RuntimeError, match="enable_push"):
             list(conn.getpushes())
+
+
+# ---------------------------------------------------------------------------- hyper 0.7's semantics
+
+
+def _map(*fields: tuple[str | bytes, str | bytes]) -> HTTPHeaderMap:
+    return HTTPHeaderMap(fields)
+
+
+def _after(headers: HTTPHeaderMap, operation) -> list[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
+    operation(headers)
+    return list(headers.iter_raw())
+
+
+# Each row: what hyper 0.7's hyper/common/headers.py does (read from its source), as
+# (case, expression over fresh maps, expected value).
+HYPER_HEADER_MAP_SEMANTICS = [
+    ("getitem splits on commas", lambda: _map(("a", "1, 2"))["a"], [b"1", b"2"]),
+    (
+        "set-cookie is not split",
+        lambda: _map(("Set-Cookie", "x=1, y=2"))["set-cookie"],
+        [b"x=1, y=2"],
+    ),
+    ("lookup ignores case", lambda: _map((b"X-A", b"1"))["x-a"], [b"1"]),
+    (
+        "repeated names, in order",
+        lambda: _map(("a", "1"), ("b", "2"), ("A", "3"))[b"a"],
+        [b"1", b"3"],
+    ),
+    ("get: default if absent", lambda: _map().get("a", "none"), "none"),
+    ("get: the list if present", lambda: _map(("a", "1,2")).get("A"), [b"1", b"2"]),
+    (
+        "setitem appends",
+        lambda: _after(_map(("a", "1")), lambda h: h.__setitem__("a", "2")),
+        [(b"a", b"1"), (b"a", b"2")],
+    ),
+    (
+        "delitem removes every field",
+        lambda: _after(_map(("a", "1"), ("b", "2"), ("A", "3")), lambda h: h.__delitem__("a")),
+        [(b"b", b"2")],
+    ),
+    (
+        "replace keeps the first field's place",
+        lambda: _after(_map(("a", "1"), ("b", "2"), ("A", "3")), lambda h: h.replace("a", "x")),
+        [(b"a", b"x"), (b"b", b"2")],
+    ),
+    (
+        "replace of an absent name appends",
+        lambda: _after(_map(("b", "2")), lambda h: h.replace("a", "x")),
+        [(b"b", b"2"), (b"a", b"x")],
+    ),
+    (
+        "merge of a map keeps its fields as stored",
+        lambda: _after(_map(("a", "1")), lambda h: h.merge(_map(("B", "2, 3")))),
+        [(b"a", b"1"), (b"B", b"2, 3")],
+    ),
+    (
+        "merge of a dict appends its items",
+        lambda: _after(_map(("a", "1")), lambda h: h.merge({"a": "2"})),
+        [(b"a", b"1"), (b"a", b"2")],
+    ),
+    (
+        "merge into itself does nothing",
+        lambda: (lambda h: _after(h, lambda m: m.merge(m)))(_map(("a", "1"))),
+        [(b"a", b"1")],
+    ),
+    (
+        "update appends (MutableMapping)",
+        lambda: _after(_map(("a", "1")), lambda h: h.update({"a": "2"})),
+        [(b"a", b"1"), (b"a", b"2")],
+    ),
+    ("len counts canonical values", lambda: len(_map(("a", "1, 2"), ("set-cookie", "x, y"))), 3),
+    (
+        "iteration: lowercase canonical pairs",
+        lambda: list(_map(("A", "1, 2"))),
+        [(b"a", b"1"), (b"a", b"2")],
+    ),
+    ("keys repeat names", lambda: list(_map(("a", "1,2"), ("b", "3")).keys()), [b"a", b"a", b"b"]),
+    ("values are canonical", lambda: list(_map(("a", "1,2")).values()), [b"1", b"2"]),
+    ("items as iteration", lambda: list(_map(("a", "1,2")).items()), [(b"a", b"1"), (b"a", b"2")]),
+    (
+        "iter_raw keeps case and commas",
+        lambda: list(_map(("X-A", "1, 2")).iter_raw()),
+        [(b"X-A", b"1, 2")],
+    ),
+    (
+        "contains ignores case",
+        lambda: (b"X-A" in _map(("x-a", "1")), "b" in _map(("x-a", "1"))),
+        (True, False),
+    ),
+    (
+        "equality compares fields as stored",
+        lambda: (_map(("a", "1")) == _map(("a", "1")), _map(("A", "1")) == _map(("a", "1"))),
+        (True, False),
+    ),
+    ("a MutableMapping", lambda: isinstance(_map(), collections.abc.MutableMapping), True),
+]
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [pytest.param(expr, expected, id=case) for case, expr, expected in HYPER_HEADER_MAP_SEMANTICS],
+)
+def test_header_map_follows_hyper_07(expression, expected) -> None:  # type: ignore[no-untyped-def]
+    assert expression() == expected
+
+
+def test_header_map_errors_as_hyper() -> None:
+    headers = _map(("a", "1"))
+    with pytest.raises(KeyError):
+        headers["b"]
+    with pytest.raises(KeyError):
+        del headers["b"]
+    with pytest.raises(ValueError, match="str or bytes"):  # hyper: ValueError too
+        headers[b"c"] = 3  # type: ignore[assignment]
+    assert headers.pop("a") == [b"1"]
+    assert headers.pop("a", None) is None
+    assert headers.setdefault("z", "9") == "9"  # MutableMapping's, as hyper's
+    headers.clear()
+    assert len(headers) == 0
+
+
+# ---------------------------------------------------------------------------- exact stream ids
+
+
+class _ScriptedThread:
+    """tests/scripted.py's server in a thread with its own event loop: every request is
+    answered with the stream id the server saw (``x-wire-stream``); ``/hold`` waits for
+    ``release`` first."""
+
+    def __init__(self, max_streams: int | None = None) -> None:
+        self.release = threading.Event()
+        self._max_streams = max_streams
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self.url = ""
+        self._thread = threading.Thread(target=anyio.run, args=(self._main,), daemon=True)
+
+    async def _handler(self, peer) -> None:  # type: ignore[no-untyped-def]
+        settings = None
+        if self._max_streams is not None:
+            settings = {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams}
+        await peer.handshake(settings)
+        while True:
+            request = await peer.expect_request()
+            if request.path == "/hold":
+                await anyio.to_thread.run_sync(self.release.wait, abandon_on_cancel=True)
+            headers = [("x-wire-stream", str(request.stream_id))]
+            await peer.respond(request.stream_id, headers=headers, body=request.path.encode())
+
+    async def _main(self) -> None:
+        async with scripted_server(self._handler) as server:
+            self.url = server.url
+            self._ready.set()
+            await anyio.to_thread.run_sync(self._stop.wait)
+
+    def __enter__(self) -> _ScriptedThread:
+        self._thread.start()
+        assert self._ready.wait(TIMEOUT)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release.set()
+        self._stop.set()
+        self._thread.join(TIMEOUT)
+
+
+def _wire(response: HTTP20Response) -> int:
+    return int(response.headers[b"x-wire-stream"][0])
+
+
+def test_stream_ids_are_the_wire_ids_after_a_pool_timeout(backend: str) -> None:
+    with _ScriptedThread(max_streams=1) as server:
+        timeout = h2any.Timeout(TIMEOUT, pool=0.3)
+        with HTTP20Connection(_hostport(server.url), backend=backend, timeout=timeout) as conn:
+            held = conn.request("GET", "/hold")
+            assert held == 1
+            with pytest.raises(h2any.PoolTimeout):  # as hyper, the failure is request()'s
+                conn.request("GET", "/never")  # no slot: never opened, used no id
+            server.release.set()
+            response = conn.getresponse(held)
+            assert (_wire(response), response.read()) == (1, b"/hold")
+            for expected in (3, 5):
+                stream_id = conn.request("GET", f"/after/{expected}")
+                response = conn.getresponse(stream_id)
+                assert stream_id == response.stream_id == _wire(response) == expected
+
+
+def test_stream_ids_are_the_wire_ids_for_putrequest_and_threads(backend: str) -> None:
+    with _ScriptedThread() as server:
+        with HTTP20Connection(_hostport(server.url), backend=backend, timeout=TIMEOUT) as conn:
+            # A draft reserves its id; another thread's request waits for its endheaders().
+            draft = conn.putrequest("GET", "/draft")
+            assert draft == 1
+            other: list[int] = []
+            started = threading.Event()
+
+            def elsewhere() -> None:
+                started.set()
+                stream_id = conn.request("GET", "/other")
+                other.extend((stream_id, _wire(conn.getresponse(stream_id))))
+
+            thread = threading.Thread(target=elsewhere)
+            thread.start()
+            assert started.wait(TIMEOUT)
+            conn.putheader("x-draft", "1", draft)
+            conn.endheaders(final=True, stream_id=draft)
+            thread.join(TIMEOUT)
+            assert other == [3, 3]
+            assert _wire(conn.getresponse(draft)) == 1
+
+            # The same thread's own earlier draft cannot be waited for: refused, as hyper's h2
+            # refused the out-of-order stream.
+            first = conn.putrequest("GET", "/first")
+            second = conn.putrequest("GET", "/second")
+            assert (first, second) == (5, 7)
+            with pytest.raises(h2any.InvalidRequest, match="stream 5"):
+                conn.endheaders(final=True, stream_id=second)
+            with pytest.raises(h2any.InvalidRequest, match="stream 5"):
+                conn.request("GET", "/third")
+            conn.endheaders(final=True, stream_id=first)
+            conn.endheaders(final=True, stream_id=second)
+            for stream_id in (first, second):
+                assert _wire(conn.getresponse(stream_id)) == stream_id
+
+            # Many threads at once: every id returned is the one the server saw.
+            seen: list[tuple[int, int]] = []
+            lock = threading.Lock()
+
+            def many() -> None:
+                for _ in range(20):
+                    stream_id = conn.request("GET", "/many")
+                    wire = _wire(conn.getresponse(stream_id))
+                    with lock:
+                        seen.append((stream_id, wire))
+
+            threads = [threading.Thread(target=many) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(TIMEOUT * 3)
+            assert len(seen) == 80
+            assert all(stream_id == wire for stream_id, wire in seen)
+            assert sorted(wire for _, wire in seen) == list(range(9, 9 + 160, 2))
+
+
+# ---------------------------------------------------------------------------- hyper's arguments
+
+
+def test_hyper_constructor_arguments_and_attributes() -> None:
+    conn = HTTP20Connection("example.org:8443", secure=True, timeout=(3, 10))
+    assert conn._options["timeout"] == h2any.Timeout(10, connect=3)
+    assert conn.version is h2any.sync.HTTPVersion.http20
+    assert (conn.host, conn.port, conn.secure, conn.proxy_host, conn.proxy_port) == (
+        "example.org",
+        8443,
+        True,
+        None,
+        None,
+    )
+    proxied = HTTP20Connection("example.org", proxy_host="proxy.corp")
+    assert (proxied.proxy_host, proxied.proxy_port) == ("proxy.corp", 8080)
+    assert proxied._options["proxy"] == "http://proxy.corp:8080"
+    credentials = "Basic " + base64.b64encode(b"me:p@ss").decode()
+    authed = HTTP20Connection(
+        "example.org",
+        proxy_host="proxy.corp:3128",
+        proxy_headers={"Proxy-Authorization": credentials},
+    )
+    assert authed._options["proxy"] == "http://me:p%40ss@proxy.corp:3128"
+    with pytest.raises(NotImplementedError, match="x-other"):
+        HTTP20Connection("example.org", proxy_host="p", proxy_headers={"x-other": "1"})
+    assert HTTP20Connection("example.org", force_proto="h2").force_proto == "h2"
+    with pytest.raises(ValueError, match="force_proto"):
+        HTTP20Connection("example.org", force_proto="http/1.1")
+    with pytest.raises(ValueError, match="connect, read"):
+        HTTP20Connection("example.org", timeout=(1, 2, 3))  # type: ignore[arg-type]
+
+
+def test_proxy_host_tunnels_through_a_proxy(tinyproxy, nghttpd_tls, certs) -> None:  # noqa: F811
+    with HTTP20Connection(
+        "localhost",
+        nghttpd_tls.port,
+        secure=True,
+        ssl_context=certs.client_ssl_context(),
+        proxy_host="127.0.0.1",
+        proxy_port=tinyproxy.port,
+        timeout=TIMEOUT,
+    ) as conn:
+        conn.request("GET", "/hello.txt")
+        assert conn.getresponse().read() == b"hello, world\n"
+    assert f"CONNECT localhost:{nghttpd_tls.port} " in tinyproxy.log()
+
+
+def test_hyper_exception_names_are_h2any_errors() -> None:
+    sync = h2any.sync
+    assert sync.HTTP20Error is h2any.H2anyError
+    assert sync.StreamResetError is h2any.StreamReset
+    assert sync.HPACKDecodingError is h2any.ProtocolError
+    assert sync.HPACKEncodingError is h2any.InvalidRequest
+    assert sync.ProtocolError is h2any.ProtocolError
+    assert sync.ProxyError is h2any.ProxyError
+    assert sync.SocketError is h2any.ConnectionClosed
+    assert sync.InvalidResponseError is sync.ChunkedDecodeError is h2any.ProtocolError
+    assert sync.LineTooLongError is h2any.ProtocolError
+
+
+# ---------------------------------------------------------------------------- HTTPConnection
+
+
+class _Http11Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = self.path.encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http11_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Http11Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT)
+
+
+def test_http_connection_speaks_http11_to_an_http11_server(
+    http11_server: str, backend: str
+) -> None:
+    with h2any.sync.HTTPConnection(http11_server, backend=backend, timeout=TIMEOUT) as conn:
+        assert conn.version is h2any.sync.HTTPVersion.http11
+        assert conn.request("GET", "/one") is None  # as hyper: no stream id over HTTP/1.1
+        assert conn.request("POST", "/", body=b"two") is None
+        first, second = conn.get_response(), conn.get_response()
+        assert isinstance(first, h2any.sync.HTTP11Response)
+        assert (first.status, first.reason, first.read()) == (200, "OK", b"/one")
+        assert second.read() == b"two"
+        assert first.version is conn.version is h2any.sync.HTTPVersion.http11
+        with pytest.raises(NotImplementedError):
+            first.fileno()
+        assert conn.putrequest("POST", "/") is None
+        conn.putheader("content-type", "text/plain")
+        conn.endheaders(b"a")
+        conn.send(b"b", final=True)
+        assert conn.getresponse().read() == b"ab"
+
+
+def test_http_connection_speaks_h2_when_offered(hypercorn_server, nghttpd_tls, certs) -> None:
+    with h2any.sync.HTTPConnection(_hostport(hypercorn_server.url_h2c), timeout=TIMEOUT) as conn:
+        stream_id = conn.request("POST", "/echo", body=b"h2c")
+        assert conn.version is h2any.sync.HTTPVersion.http20
+        response = conn.get_response(stream_id)
+        assert (response.stream_id, response.read()) == (1, b"h2c")
+    with h2any.sync.HTTPConnection(
+        f"localhost:{nghttpd_tls.port}",
+        secure=True,
+        ssl_context=certs.client_ssl_context(),
+        timeout=TIMEOUT,
+    ) as conn:
+        assert conn.request("GET", "/hello.txt") == 1
+        assert conn.get_response().read() == b"hello, world\n"
