@@ -24,6 +24,7 @@ imports it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
 import threading
@@ -89,6 +90,8 @@ __all__ = ("TRAILERS", "AsyncTransport", "Transport")
 #: The key of a response's ``extensions`` that holds its trailers (an ``httpx.Headers``),
 #: once the body has been read to its end and if the server sent any.
 TRAILERS = "trailers"
+
+_get_running_loop = asyncio.get_running_loop
 
 _HTTP_VERSIONS = {"HTTP/2": b"HTTP/2", "HTTP/1.1": b"HTTP/1.1", "HTTP/1.0": b"HTTP/1.0"}
 # Fields of HTTP/1.1 framing that httpx adds (or a user may) and HTTP/2 forbids (RFC 9113
@@ -426,10 +429,8 @@ class _SyncResponseStream(httpx.SyncByteStream):
 
 def _current_loop() -> object:
     """The running event loop: the asyncio loop, or trio's run (its token)."""
-    import asyncio
-
     try:
-        return asyncio.get_running_loop()
+        return _get_running_loop()
     except RuntimeError:  # not asyncio: anyio's other backend, trio
         import trio
 
@@ -449,8 +450,6 @@ class _Host:
         self._task: object = None  # the asyncio task, kept referenced
 
     async def start(self) -> None:
-        import asyncio
-
         if isinstance(self.loop, asyncio.AbstractEventLoop):
             self._task = self.loop.create_task(self._run())
         else:
