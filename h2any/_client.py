@@ -939,6 +939,8 @@ def _replay_position(body: BodyTypes) -> int | None:
     """Where a body can be replayed from, or None if it cannot (iterables, pipes)."""
     if body is None or isinstance(body, (bytes, bytearray, memoryview, str)):
         return 0
+    if inspect.iscoroutinefunction(getattr(body, "read", None)):
+        return None  # an async file (anyio's passes seekable() through, not tell/seek)
     seekable = getattr(body, "seekable", None)
     if callable(seekable) and not inspect.iscoroutinefunction(seekable):
         try:

@@ -460,6 +460,9 @@ async def test_upload_from_a_file_sends_its_length(h11_server, tmp_path) -> None
             assert json.loads(await response.read())["size"] == 4
             response = await client.post(f"{h11_server.url}/upload", body=_AsyncReader(data))
             assert json.loads(await response.read())["size"] == len(data)
+            async with await anyio.open_file(path, "rb") as async_file:
+                response = await client.post(f"{h11_server.url}/upload", body=async_file)
+                assert json.loads(await response.read())["size"] == len(data)
             assert h11_server.connections == 1
 
 
