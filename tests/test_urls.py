@@ -143,6 +143,9 @@ async def test_connection_to_an_international_host_sends_punycode() -> None:
                 assert PUNYCODE_HOST in repr(conn)
                 response = await conn.request("GET", "/where")
                 seen = json.loads(await response.read())
+                # An absolute URL naming the origin in either form is on this connection.
+                again = await conn.request("GET", f"http://BÜCHER.example:{server.port}/ü")
+                assert json.loads(await again.read())["path"] == "/%C3%BC"
     assert proxy.targets == [f"{PUNYCODE_HOST}:{server.port}"]
     assert seen["authority"] == f"{PUNYCODE_HOST}:{server.port}"
     assert response.url == f"http://{PUNYCODE_HOST}:{server.port}/where"
