@@ -13,14 +13,16 @@ the network, and each example runs in a process of its own, prepared so:
    the real internet.
 2. **Trust.** ``certifi.where()`` names the docs network's CA instead of certifi's bundle:
    ``verify=True`` (the default) then trusts the origin's certificate, which is issued for
-   those names. Host names are still checked.
+   those names. Host names are still checked. ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE``
+   are unset, so that requests (``h2any.contrib``'s examples) trusts certifi's, too.
 3. **Backend.** ``anyio.run(main)`` runs on ``BACKEND`` (``asyncio`` or ``trio``) unless the
    example names one; ``BACKEND=sync`` changes nothing.
-4. **hyper.** ``import hyper`` gives what the hyper-to-h2any table of
-   ``docs/migrating-from-hyper.md`` says: ``hyper.HTTP20Connection`` is
-   ``h2any.sync.HTTP20Connection``, ``hyper.http20.window.BaseFlowControlManager`` is
-   ``h2any.BaseFlowControlManager``, and so on. hyper itself no longer imports on Python
-   3.10+, so this runs hyper code on the shim: the migration the page promises.
+4. **hyper.** ``import hyper`` gives what the import table of
+   ``docs/migrating-from-hyper.md`` says (read from the page, row by row):
+   ``hyper.HTTP20Connection`` is ``h2any.sync.HTTP20Connection``,
+   ``hyper.contrib.HTTP20Adapter`` is ``h2any.contrib.HTTP20Adapter``, and so on. hyper
+   itself no longer imports on Python 3.10+, so this runs hyper code on the shim: the
+   migration the page promises.
 
 Then the example runs as ``__main__``. Afterwards, an exception nobody could catch (in
 ``__del__``, a ``ResourceWarning`` turned error by ``-W error``) or an h2any loop thread
@@ -31,9 +33,11 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib
 import json
 import logging
 import os
+import re
 import runpy
 import selectors
 import signal
@@ -90,6 +94,9 @@ def _install_trust(ca_path: str) -> None:
     import certifi
 
     certifi.where = lambda: ca_path
+    # requests prefers these to certifi's bundle; the machine's would not hold the docs CA.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ.pop(name, None)
 
 
 def _install_backend(backend: str) -> None:
@@ -104,31 +111,57 @@ def _install_backend(backend: str) -> None:
     anyio.run = run  # type: ignore[assignment]
 
 
+_HYPER_PAGE = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "docs", "migrating-from-hyper.md"
+)
+# A row of the page's import table: | `hyper.dotted.Name` | `h2any.dotted.name` | ...
+_HYPER_ROW = re.compile(r"^\|\s*`(hyper(?:\.\w+)+)`\s*\|\s*`(h2any(?:\.\w+)+)`\s*\|", re.M)
+
+
+def hyper_names(page: str = _HYPER_PAGE) -> dict[str, str]:
+    """The import table of ``docs/migrating-from-hyper.md``: hyper's name -> h2any's."""
+    with open(page, encoding="utf-8") as file:
+        return dict(_HYPER_ROW.findall(file.read()))
+
+
+def _resolve(target: str) -> Any:
+    """``h2any.sync.HTTP20Connection`` -> the object (importing its module on first use)."""
+    module_name, _, attribute = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except ModuleNotFoundError:
+        return importlib.import_module(target)
+
+
 def _install_hyper() -> None:
-    import h2any
-    import h2any.sync
+    """``import hyper`` (and ``hyper.contrib``, ``hyper.http20.exceptions``, ...) gives the
+    h2any names of the page's import table, each resolved on first use (so that an example
+    that never touches ``hyper.contrib`` does not import requests)."""
+    modules: dict[str, types.ModuleType] = {}
+    names: dict[str, dict[str, str]] = {}
+    for hyper_name, target in hyper_names().items():
+        module_name, _, attribute = hyper_name.rpartition(".")
+        names.setdefault(module_name, {})[attribute] = target
+        parts = module_name.split(".")
+        for depth in range(1, len(parts) + 1):
+            names.setdefault(".".join(parts[:depth]), {})
 
-    def module(name: str, **attributes: Any) -> types.ModuleType:
-        mod = types.ModuleType(name)
-        mod.__dict__.update(attributes)
-        sys.modules[name] = mod
-        return mod
+    for module_name, attributes in names.items():
+        module = types.ModuleType(module_name)
+        module.__path__ = []  # a package: its submodules import
 
-    window = module(
-        "hyper.http20.window",
-        BaseFlowControlManager=h2any.BaseFlowControlManager,
-        FlowControlManager=h2any.FlowControlManager,
-    )
-    http20 = module("hyper.http20", window=window)
-    module(
-        "hyper",
-        HTTP20Connection=h2any.sync.HTTP20Connection,
-        HTTP20Response=h2any.sync.HTTP20Response,
-        HTTP20Push=h2any.sync.HTTP20Push,
-        HTTPHeaderMap=h2any.sync.HTTPHeaderMap,
-        http20=http20,
-        __path__=[],
-    )
+        def __getattr__(name: str, _attributes: dict[str, str] = attributes) -> Any:
+            if name in _attributes:
+                return _resolve(_attributes[name])
+            raise AttributeError(name)
+
+        module.__getattr__ = __getattr__  # type: ignore[method-assign]
+        modules[module_name] = module
+        sys.modules[module_name] = module
+    for module_name, module in modules.items():
+        parent, _, leaf = module_name.rpartition(".")
+        if parent:
+            setattr(modules[parent], leaf, module)
 
 
 def _prepare() -> None:

@@ -850,3 +850,14 @@ def test_http_connection_speaks_h2_when_offered(hypercorn_server, nghttpd_tls, c
     ) as conn:
         assert conn.request("GET", "/hello.txt") == 1
         assert conn.get_response().read() == b"hello, world\n"
+
+
+def test_every_name_of_the_import_map_resolves() -> None:
+    # docs/migrating-from-hyper.md's import map: what `import hyper` gives in its examples.
+    from docs_runner import _resolve, hyper_names
+
+    names = hyper_names()
+    assert names["hyper.HTTP20Connection"] == "h2any.sync.HTTP20Connection"
+    assert names["hyper.contrib.HTTP20Adapter"] == "h2any.contrib.HTTP20Adapter"
+    for target in names.values():
+        assert _resolve(target) is not None, target

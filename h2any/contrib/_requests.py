@@ -13,7 +13,7 @@ Theory of operation
   proxies and CA bundles. The clients therefore follow no redirects, keep no cookies and read
   no environment (``trust_env=False``); the adapter only sends one request and builds
   requests' ``Response`` as ``HTTPAdapter.build_response`` does.
-* **``response.raw``** is an [`H2anyRawResponse`][h2any.contrib._requests.H2anyRawResponse]: a
+* **``response.raw``** is an [`H2anyRawResponse`][h2any.contrib.H2anyRawResponse]: a
   file-like object with urllib3's reading methods (``read(amt, decode_content)``,
   ``stream(amt, decode_content)``, ``release_conn()``, ``close()``), so ``iter_content``,
   ``stream=True`` and ``shutil.copyfileobj(response.raw, ...)`` work as with urllib3.
