@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,8 +20,11 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import anyio
 import pytest
 from asgi_app import pattern_bytes
+from h2.errors import ErrorCodes
+from scripted import scripted_server
 from test_proxy import tinyproxy, tinyproxy_factory  # noqa: F401
 
 import h2any
@@ -144,6 +149,53 @@ def test_content_is_decoded_and_raw_is_not(session, hypercorn_server) -> None:
     assert b"".join(streamed.iter_content(chunk_size=None)) == decoded.content
 
 
+def test_body_errors_map_to_requests_exceptions(session, hypercorn_server) -> None:
+    url = f"{hypercorn_server.url_h2c}/encoded/corrupt-gzip?n=50000"
+    with pytest.raises(requests.exceptions.ContentDecodingError) as caught:
+        session.get(url, timeout=TIMEOUT)
+    assert isinstance(caught.value.__cause__, h2any.DecodingError)
+    with _ResettingServer() as server:
+        with session.get(f"{server.url}/", stream=True, timeout=TIMEOUT) as response:
+            assert response.status_code == 200
+            with pytest.raises(requests.exceptions.ChunkedEncodingError) as caught:
+                response.content  # noqa: B018
+        assert isinstance(caught.value.__cause__, h2any.StreamReset)
+
+
+class _ResettingServer:
+    """tests/scripted.py's server in a thread: answers with headers and part of a body,
+    then resets the stream."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self.url = ""
+        self._thread = threading.Thread(target=anyio.run, args=(self._main,), daemon=True)
+
+    @staticmethod
+    async def _handler(peer) -> None:  # type: ignore[no-untyped-def]
+        await peer.handshake()
+        while True:
+            request = await peer.expect_request()
+            await peer.respond(request.stream_id, body=b"partial", end=False)
+            await peer.reset(request.stream_id, ErrorCodes.INTERNAL_ERROR)
+
+    async def _main(self) -> None:
+        async with scripted_server(self._handler) as server:
+            self.url = server.url
+            self._ready.set()
+            await anyio.to_thread.run_sync(self._stop.wait)
+
+    def __enter__(self) -> _ResettingServer:
+        self._thread.start()
+        assert self._ready.wait(TIMEOUT)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(TIMEOUT)
+
+
 def test_iter_lines_and_raw_stream(session, hypercorn_server) -> None:
     url = f"{hypercorn_server.url_h2c}/stream?chunks=5&size=4&delay=0"
     with session.get(url, stream=True, timeout=TIMEOUT) as response:
@@ -254,6 +306,13 @@ class _Http11Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("location", "/landed")
+            self.send_header("set-cookie", "hop=1")
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         size = int(self.path.rsplit("/", 1)[-1]) if self.path.startswith("/bytes/") else 0
         body = pattern_bytes(size) if size else self.path.encode()
         self.send_response(200)
@@ -300,6 +359,10 @@ def test_an_http11_origin_through_the_same_adapter(session, http11_url) -> None:
     assert (response.status_code, response.content) == (200, b"/path?q=1")
     assert response.raw.version == 11
     assert session.cookies.get("h1") == "yes"
+    redirected = session.get(f"{http11_url}/redirect", timeout=TIMEOUT)  # requests follows
+    assert (redirected.url, redirected.content) == (f"{http11_url}/landed", b"/landed")
+    assert [r.status_code for r in redirected.history] == [302]
+    assert session.cookies.get("hop") == "1"
     body = os.urandom(200_000)
     expected = {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
     assert session.post(f"{http11_url}/", data=body, timeout=TIMEOUT).json() == expected
@@ -313,3 +376,30 @@ def test_an_http11_origin_through_the_same_adapter(session, http11_url) -> None:
 def test_import_h2any_does_not_import_requests() -> None:
     code = "import sys, h2any, h2any.sync; assert 'requests' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_raw_is_a_binary_file(session, hypercorn_server, tmp_path) -> None:
+    size = 300_000
+    url = f"{hypercorn_server.url_h2c}/bytes/{size}"
+    with session.get(url, stream=True, timeout=TIMEOUT) as response:
+        raw = response.raw
+        assert isinstance(raw, io.IOBase)
+        assert raw.getheader("content-length") == str(size)
+        with (tmp_path / "copy.bin").open("wb") as file:
+            shutil.copyfileobj(raw, file)
+        raw.release_conn()
+    assert (tmp_path / "copy.bin").read_bytes() == pattern_bytes(size)
+    assert raw.read() == b""
+
+
+def test_adapter_options(hypercorn_server) -> None:
+    with pytest.raises(TypeError, match="verify"):
+        HTTP20Adapter(verify=False)
+    with pytest.raises(TypeError, match="follow_redirects"):
+        HTTP20Adapter(follow_redirects=True)
+    adapter = HTTP20Adapter(window_manager=h2any.AdaptiveFlowControlManager, http1=False)
+    with requests.Session() as session:
+        session.mount("http://", adapter)
+        response = session.get(f"{hypercorn_server.url_h2c}/bytes/100000", timeout=TIMEOUT)
+        assert response.content == pattern_bytes(100000)
+    adapter.close()  # idempotent; a later request would connect again
