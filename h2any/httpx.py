@@ -55,6 +55,7 @@ from ._exceptions import TimeoutError as _TimeoutError
 from ._flow import BaseFlowControlManager
 from ._headers import Headers, headers_from_wire
 from ._response import Response as _AsyncResponse
+from ._response import body_arrived
 from .sync._client import Client as _SyncClient
 from .sync._connection import Response as _SyncResponse
 from .sync._connection import with_complete_body
@@ -405,6 +406,26 @@ class _AsyncResponseStream(httpx.AsyncByteStream):
 
 
 @final
+class _ArrivedBody(httpx.AsyncByteStream):
+    """A response body that had arrived whole with the headers: one piece, nothing to
+    reset on close."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body: bytes | None = body
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        body, self._body = self._body, None
+        if not body:
+            raise StopAsyncIteration
+        return body
+
+
+@final
 class _SyncResponseStream(httpx.SyncByteStream):
     """A response body for httpx, from the blocking facade."""
 
@@ -491,7 +512,8 @@ class AsyncTransport(httpx.AsyncBaseTransport):
 
     Responses carry ``extensions["http_version"]`` (``b"HTTP/2"``, or ``b"HTTP/1.1"`` when the
     server does not speak HTTP/2), ``extensions["stream_id"]`` and, once the body has been
-    read and if the server sent trailers, ``extensions["trailers"]`` (an ``httpx.Headers``).
+    read (at once when it came whole with the headers) and if the server sent trailers,
+    ``extensions["trailers"]`` (an ``httpx.Headers``).
     Closing a response before its body ends resets its stream (RST_STREAM CANCEL); the
     connection stays up for the others.
 
@@ -614,15 +636,31 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             body = None
         try:
             response = await client._send(origin, request.method, target, headers, body, timeout)
+            if body_arrived(response):
+                # The whole body came with the headers (a small response): taken now, without
+                # waiting, and handed to httpx in one piece.
+                arrived: bytes | None = await response.read(decode_content=False)
+            else:
+                arrived = None
         except H2anyError as exc:
             writing = upload is not None and not upload.done
             raise _mapped(exc, request, writing=writing) from exc
+        extensions = _response_extensions(response)
+        if arrived is not None:
+            if response.trailers is not None:
+                extensions[TRAILERS] = httpx.Headers(response.trailers.raw)
+            return httpx.Response(
+                response.status,
+                headers=response.headers.raw,
+                stream=_ArrivedBody(arrived),
+                extensions=extensions,
+            )
         stream_out = _AsyncResponseStream(response, request)
         result = httpx.Response(
             response.status,
             headers=response.headers.raw,
             stream=stream_out,
-            extensions=_response_extensions(response),
+            extensions=extensions,
         )
         stream_out.httpx_response = result
         return result

@@ -290,7 +290,6 @@ async def test_trailers_in_extensions(hypercorn_server) -> None:
             async with client.stream(
                 "GET", f"{hypercorn_server.url_h2c}/trailers", headers={"te": "trailers"}
             ) as response:
-                assert h2any.httpx.TRAILERS not in response.extensions  # not yet
                 assert await response.aread() == b"body"
                 trailers = response.extensions[h2any.httpx.TRAILERS]
             plain = await client.get(f"{hypercorn_server.url_h2c}/bytes/10")
@@ -298,6 +297,29 @@ async def test_trailers_in_extensions(hypercorn_server) -> None:
     assert trailers["x-trailer-2"]
     assert "x-checksum" in trailers
     assert h2any.httpx.TRAILERS not in plain.extensions
+
+
+async def test_trailers_after_a_streamed_body() -> None:
+    """Trailers that follow a body still streaming land in the extensions at its end."""
+    go = anyio.Event()
+
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        request = await peer.expect_request()
+        await peer.respond(request.stream_id, body=b"first ", end=False)
+        await go.wait()
+        await peer.send_data(request.stream_id, b"second")
+        peer.h2.send_headers(request.stream_id, [(b"x-checksum", b"c0ffee")], end_stream=True)
+        await peer.flush()
+
+    with anyio.fail_after(TIMEOUT):
+        async with scripted_server(handler) as server, async_client() as client:
+            async with client.stream("GET", f"{server.url}/") as response:
+                assert h2any.httpx.TRAILERS not in response.extensions  # not yet
+                go.set()
+                assert await response.aread() == b"first second"
+                trailers = response.extensions[h2any.httpx.TRAILERS]
+    assert trailers["x-checksum"] == "c0ffee"
 
 
 async def test_event_hooks_redirects_and_cookies_are_httpx_s() -> None:
