@@ -58,7 +58,14 @@ from ._config import (
     make_ssl_context,
     mask_url,
 )
-from ._connection import DEFAULT_TIMEOUT, Connection, connect, connect_over, queue_request
+from ._connection import (
+    DEFAULT_TIMEOUT,
+    Connection,
+    connect,
+    connect_over,
+    open_websocket,
+    queue_request,
+)
 from ._cookies import Cookies, CookieTypes
 from ._exceptions import (
     ConnectionClosed,
@@ -883,6 +890,19 @@ class Client:
         [`Connection.websocket`][h2any.Connection.websocket] (the Client's headers go with the
         handshake). An origin that the Client reaches over HTTP/1.1 raises
         [`ExtendedConnectUnsupported`][h2any.ExtendedConnectUnsupported]."""
+        connection, target = await self._websocket_connection(url)
+        async with connection.websocket(
+            target,
+            subprotocols=subprotocols,
+            headers=self._merge_headers(headers),
+            timeout=timeout,
+            max_message_size=max_message_size,
+        ) as websocket:
+            yield websocket
+
+    async def _websocket_connection(self, url: str) -> tuple[Connection, str]:
+        """The pooled HTTP/2 connection for a WebSocket to ``url`` (``ws``/``wss`` taken as
+        ``http``/``https``), and the target on it."""
         scheme, colon, rest = url.partition(":")
         if colon and scheme.lower() in ("ws", "wss"):
             url = ("https:" if scheme.lower() == "wss" else "http:") + rest
@@ -894,14 +914,7 @@ class Client:
                 f"{origin} is reached over HTTP/1.1: WebSockets here need HTTP/2 (RFC 8441)"
             )
         slot.last_used = anyio.current_time()
-        async with connection.websocket(
-            target,
-            subprotocols=subprotocols,
-            headers=self._merge_headers(headers),
-            timeout=timeout,
-            max_message_size=max_message_size,
-        ) as websocket:
-            yield websocket
+        return connection, target
 
 
 def _refused(exc: HTTPVersionError, origin: Origin) -> HTTPVersionError:
@@ -1330,3 +1343,19 @@ async def patch(
 async def wait_closed(client: Client) -> None:
     """Wait until ``client`` is closed (the blocking facade holds it open until then)."""
     await client._closed_event().wait()
+
+
+async def open_client_websocket(
+    client: Client,
+    url: str,
+    subprotocols: Sequence[str] | None,
+    headers: HeaderTypes | None,
+    timeout: TimeoutTypes | None,
+    max_message_size: int,
+) -> WebSocket:
+    """[`Client.websocket`][h2any.Client.websocket] for the blocking facade: the open
+    WebSocket on the origin's pooled connection (leave it with ``_websocket.leave_websocket``)."""
+    connection, target = await client._websocket_connection(url)
+    return await open_websocket(
+        connection, target, subprotocols, client._merge_headers(headers), timeout, max_message_size
+    )

@@ -243,7 +243,7 @@ async def test_client_websocket_uses_the_origins_pooled_connection() -> None:
                     with pytest.raises(h2any.WebSocketClosed):
                         await ws.receive()
                 assert ws.close_code == 4003
-                assert client.connections_opened == 1
+                assert list(client.connections.values()) == [1]  # one connection to the origin
             assert len(own.clients()) == 1
 
 
@@ -350,3 +350,14 @@ def test_sync_websocket_closes_on_leaving_and_resets_on_error(server: WsServer) 
                 raise RuntimeError("boom")
         assert ws.close_code == 1006
         assert conn.request("GET", "/hello").read() == b"hello"
+
+
+def test_sync_client_websocket_shares_the_origin_connection(server: WsServer) -> None:
+    with h2any.sync.Client() as client:
+        assert client.get(server.url + "/hello").read() == b"hello"
+        ws_url = server.url.replace("http://", "ws://", 1)
+        with client.websocket(ws_url + "/echo", subprotocols=["chat.v2"]) as ws:
+            assert ws.subprotocol == "chat.v2"
+            ws.send("hi")
+            assert ws.receive() == "hi"
+        assert list(client.connections.values()) == [1]  # one connection to the origin

@@ -4,7 +4,7 @@ own."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, final
 
@@ -12,7 +12,7 @@ import anyio.to_thread
 
 from .._auth import AuthTypes
 from .._body import BodyTypes
-from .._client import CertTypes, ParamTypes, wait_closed
+from .._client import CertTypes, ParamTypes, open_client_websocket, wait_closed
 from .._client import Client as AsyncClient
 from .._config import TimeoutTypes, VerifyTypes
 from .._connection import DEFAULT_TIMEOUT
@@ -21,8 +21,10 @@ from .._headers import HeaderTypes
 from .._multipart import FormData, RequestFiles
 from .._redirects import EventHooks, check_event_hooks
 from .._response import Response as AsyncResponse
+from .._websocket import DEFAULT_MAX_MESSAGE_SIZE
 from ._connection import Response, with_complete_body
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
+from ._websocket import WebSocket
 
 __all__ = (
     "Client",
@@ -364,6 +366,33 @@ class Client(LoopHosted):
             follow_redirects=follow_redirects,
             timeout=timeout,
         )
+
+    @contextmanager
+    def websocket(
+        self,
+        url: str,
+        *,
+        subprotocols: Sequence[str] | None = None,
+        headers: HeaderTypes | None = None,
+        timeout: TimeoutTypes | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> Iterator[WebSocket]:
+        """A WebSocket over HTTP/2 to ``url`` on the origin's pooled connection, as a context
+        manager giving an ``h2any.sync.WebSocket``; see
+        [`h2any.Client.websocket`][h2any.Client.websocket]. Leaving the block closes it with
+        1000 (after an exception: resets its stream)."""
+        check_not_in_event_loop("Client.websocket()")
+        opened = self._loop.call(
+            open_client_websocket,
+            self._client,
+            url,
+            subprotocols,
+            headers,
+            timeout,
+            max_message_size,
+        )
+        with WebSocket(self._loop, opened) as websocket:
+            yield websocket
 
     @property
     def connections(self) -> dict[str, int]:
