@@ -938,7 +938,11 @@ class ConnectionTask:
         pending = self.pending
         limit = self.stream_limit()
         while pending and self.active < limit and not self.closing and self.goaway is None:
-            self._start(pending.popleft())
+            stream = pending.popleft()
+            # Given up by its reader (a PoolTimeout, a cancellation) whose reset command is
+            # still queued behind the frame that freed this slot: never open it.
+            if not stream.abandoned:
+                self._start(stream)
 
     def _fail_stream(
         self, stream: Stream, error: H2anyError, code: int = ErrorCodes.INTERNAL_ERROR
