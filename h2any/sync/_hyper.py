@@ -11,21 +11,22 @@ Theory of operation
 
 * **One facade per shim**, opened lazily on first use (or by ``connect()``), closed by
   ``close()``. After ``close()`` the next use opens a fresh connection, as in hyper.
-* **Send now, collect later.** ``request()`` queues the request with the core
-  (``queue_request``), whose ``on_open`` hook fires when the connection task writes the
-  HEADERS frame and has assigned the stream id; ``request()`` returns that id -- the one on
-  the wire -- as hyper did (hyper wrote HEADERS synchronously). A request that never opens
-  (no stream slot within the pool timeout, the connection lost) raises from ``request()``.
-  A task in the facade's loop collects the response; ``getresponse()`` waits for it.
+* **Send now, collect later.** ``request()`` hands the request to a task in the facade's
+  loop, which queues it with the core (``queue_request``) and then collects its response.
+  The core's ``on_open`` hook fires when the connection task writes the HEADERS frame and
+  has assigned the stream id; it wakes the calling thread directly (a lock it waits on),
+  and ``request()`` returns that id -- the one on the wire -- as hyper did (hyper wrote
+  HEADERS before returning). A request that never opens (no stream slot within the pool
+  timeout, the connection lost) raises from ``request()``. Threads' requests are queued
+  concurrently; each learns its own id. ``getresponse()`` waits for the collecting task.
 * **Stream ids of ``putrequest()``.** HTTP/2 opens streams in increasing id order, and
   ``putrequest()`` must return an id before anything is sent. The shim therefore *reserves*
-  ids: the reservation is the id the stream will get, and the shim makes sure of it by
-  opening streams in reservation order -- one opening at a time, and no request or
-  ``endheaders()`` goes ahead of an earlier ``putrequest()`` whose headers are not sent yet
-  (it waits for that, up to the pool timeout, then raises ``PoolTimeout``). The calling
-  thread's own earlier draft cannot be waited for: that call raises ``InvalidRequest``
-  (hyper failed the same sequence at the earlier stream's ``endheaders()``, with h2's
-  ``StreamIDTooLowError``).
+  ids: ``putrequest()`` waits until no request is on its way to the wire (so the next id is
+  known), and no request or ``endheaders()`` is queued while a draft reserved before it is
+  not open yet (it waits, up to the pool timeout, then raises ``PoolTimeout``). The calling
+  thread's own earlier unsent draft cannot be waited for: that call raises
+  ``InvalidRequest`` (hyper failed the same sequence at the earlier stream's
+  ``endheaders()``, with h2's ``StreamIDTooLowError``).
 * **Thread safety.** Any number of threads may share one shim: the facade is thread-safe;
   the shim's own state (open connection, requests not yet collected) is under a lock.
   ``getresponse()`` / ``getpushes()`` / ``putheader()`` without a stream id mean the calling
@@ -557,13 +558,39 @@ class _Outcome:
 
 
 class _Pending:
-    """One request sent: its result arrives from the loop thread."""
+    """One request sent: its stream id and its result arrive from the loop thread.
 
-    __slots__ = ("future", "response")
+    ``wait_open()`` blocks the sending thread until the stream is open on the wire
+    (``on_open``, in the connection task) or the request failed before that (``settle``).
+    """
+
+    __slots__ = ("_opened", "call", "future", "response", "stream_id")
 
     def __init__(self) -> None:
         self.future = _Outcome()
         self.response: HTTP20Response | None = None  # set by getresponse()/getpushes()
+        self.call: PendingResponse | None = None
+        self.stream_id = 0
+        self._opened = threading.Lock()
+        self._opened.acquire()  # released once the stream is open, or the request failed
+
+    def mark_open(self) -> None:
+        """``on_open``: the HEADERS frame is written and the stream id assigned."""
+        assert self.call is not None
+        self.stream_id = self.call.stream_id
+        self.settle()
+
+    def settle(self) -> None:
+        """Wake the sending thread (idempotent)."""
+        try:
+            self._opened.release()
+        except RuntimeError:
+            pass  # already released
+
+    def wait_open(self) -> int:
+        """The stream id once open, or 0 if the request failed first (see ``future``)."""
+        self._opened.acquire()
+        return self.stream_id
 
 
 class _Draft:
@@ -574,13 +601,14 @@ class _Draft:
     each ``send()`` waits while the server's window is shut: bounded memory).
     """
 
-    __slots__ = ("headers", "method", "pipe", "sent_headers", "thread", "url")
+    __slots__ = ("headers", "method", "opened", "pipe", "sent_headers", "thread", "url")
 
     def __init__(self, method: str, url: str) -> None:
         self.method = method
         self.url = url
         self.headers: list[tuple[bytes, bytes]] = []
-        self.sent_headers = False
+        self.sent_headers = False  # endheaders() called
+        self.opened = False  # its stream is open on the wire, under the reserved id
         self.pipe: MemoryObjectSendStream[bytes] | None = None
         self.thread = threading.get_ident()
 
@@ -602,38 +630,29 @@ class _Runner:
             task_status.started()
             await anyio.sleep_forever()  # cancelled when the facade stops its loop
 
-    async def submit(
+    async def run(
         self,
         pending: _Pending,
         method: str,
         url: str,
         headers: list[tuple[bytes, bytes]],
         body: Any,
-    ) -> int:
-        """Queue the request; return its stream id once the stream is open on the wire
-        (HEADERS written), or raise why it never opened."""
-        assert self._task_group is not None
-        settled = anyio.Event()
+    ) -> None:
+        """One request, in a task of the loop: queue it (its ``on_open`` wakes the sending
+        thread with the stream id), then collect its response for ``getresponse()``."""
         try:
             call = queue_request(
-                self._connection, method, url, headers, body, None, on_open=settled.set
+                self._connection, method, url, headers, body, None, on_open=pending.mark_open
             )
-        except BaseException:
+        except Exception as exc:  # refused at once: a bad request, a closed connection
             if isinstance(body, MemoryObjectReceiveStream):
                 body.close()
-            raise
-        self._task_group.start_soon(self._collect, pending, call, body, settled)
-        await settled.wait()
-        if call.stream_id:
-            return call.stream_id
-        error = pending.future.exception()
-        assert error is not None
-        raise error
-
-    @staticmethod
-    async def _collect(
-        pending: _Pending, call: PendingResponse, body: Any, settled: anyio.Event
-    ) -> None:
+            pending.future.set_exception(exc)
+            pending.settle()
+            return
+        # The connection task opens the stream later (no await in between): on_open can
+        # rely on pending.call.
+        pending.call = call
         try:
             response = await take_complete_body(await call)
         except Exception as exc:
@@ -644,7 +663,7 @@ class _Runner:
         else:
             pending.future.set_result(response)
         finally:
-            settled.set()
+            pending.settle()
             if isinstance(body, MemoryObjectReceiveStream):
                 body.close()  # a send() still waiting fails instead of hanging
 
@@ -803,7 +822,7 @@ class HTTP20Connection:
         self._backend_options = backend_options
         self._lock = threading.Lock()  # the shim's state below
         self._turn = threading.Condition(self._lock)  # streams open in stream id order
-        self._opening = False  # a request is being opened (ids are assigned one at a time)
+        self._in_flight: set[_Pending] = set()  # queued, stream not open yet
         self._connection: Connection | None = None
         self._runner: _Runner | None = None
         self._next_stream_id = 1  # the id the next stream to open will get
@@ -852,9 +871,15 @@ class HTTP20Connection:
             connection, self._connection, self._runner = self._connection, None, None
             self._pending.clear()
             self._drafts.clear()
+            waiting = list(self._in_flight)
+            self._in_flight.clear()
             self._turn.notify_all()
         if connection is not None:
-            connection.close()
+            connection.close()  # stops the loop thread: nothing sets these outcomes now
+        for pending in waiting:
+            if not pending.future.done():
+                pending.future.set_exception(ConnectionClosed("the connection was closed"))
+            pending.settle()
 
     def __enter__(self) -> HTTP20Connection:
         return self
@@ -891,30 +916,41 @@ class HTTP20Connection:
         return self._send(method, url, _pairs(headers), body, None)
 
     def _wait_turn(self, reserved: int | None) -> None:
-        """Under ``_turn``: wait until no stream is being opened and no draft reserved before
-        ``reserved`` (any draft, for None) still waits for its ``endheaders()``."""
+        """Under ``_turn``, before a request is queued: wait until every draft reserved
+        before ``reserved`` (every draft, for ``request()``: None) is open on the wire, so
+        that streams open in id order. For ``putrequest()`` (``reserved=-1``): wait until no
+        request is on its way to the wire, so that the next id is known."""
         me = threading.get_ident()
         deadline = None if self._pool_timeout is None else time.monotonic() + self._pool_timeout
         while True:
-            earlier = [
-                (stream_id, draft)
-                for stream_id, draft in self._drafts.items()
-                if not draft.sent_headers and (reserved is None or stream_id < reserved)
-            ]
-            if not earlier and not self._opening:
-                return
+            if reserved == -1:
+                earlier = []
+                if not self._in_flight:
+                    return
+            else:
+                earlier = [
+                    (stream_id, draft)
+                    for stream_id, draft in self._drafts.items()
+                    if not draft.opened and (reserved is None or stream_id < reserved)
+                ]
+                if not earlier:
+                    return
             for stream_id, draft in earlier:
-                if draft.thread == me:
+                if draft.thread == me and not draft.sent_headers:
                     raise InvalidRequest(
                         f"stream {stream_id}, begun with putrequest(), must be sent with "
                         "endheaders() first: HTTP/2 opens streams in stream id order"
                     )
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                waiting_for = f"stream {earlier[0][0]}'s endheaders()" if earlier else "a slot"
+                waiting_for = (
+                    f"stream {earlier[0][0]}'s endheaders() in another thread"
+                    if earlier
+                    else "the requests being sent to open"
+                )
                 raise PoolTimeout(
-                    f"no turn to open a stream within {self._pool_timeout} s (waiting for "
-                    f"{waiting_for} in another thread)"
+                    f"no turn to open a stream within {self._pool_timeout} s "
+                    f"(waiting for {waiting_for})"
                 )
             self._turn.wait(remaining)
 
@@ -933,21 +969,34 @@ class HTTP20Connection:
             self._wait_turn(reserved)
             if self._connection is not connection:
                 raise ConnectionClosed("the connection was closed")
-            self._opening = True
             if reserved is not None:
                 self._drafts[reserved].sent_headers = True
-        stream_id = 0
+            self._in_flight.add(pending)
         try:
-            stream_id = connection._loop.call(runner.submit, pending, method, url, headers, body)
-        finally:
-            with self._turn:
-                self._opening = False
-                if stream_id:
-                    self._next_stream_id = stream_id + 2
-                    self._pending[stream_id] = pending
-                elif reserved is not None:
-                    self._drafts.pop(reserved, None)
-                self._turn.notify_all()
+            connection._loop.submit(runner.run, pending, method, url, headers, body)
+        except RuntimeError:  # the loop has stopped: close() from another thread
+            pending.future.set_exception(ConnectionClosed("the connection was closed"))
+            pending.settle()
+        # Woken by on_open in the connection task, by a failure before the stream opened
+        # (bounded by the pool timeout), or by close().
+        stream_id = pending.wait_open()
+        with self._turn:
+            self._in_flight.discard(pending)
+            if stream_id:
+                self._next_stream_id = max(self._next_stream_id, stream_id + 2)
+                self._pending[stream_id] = pending
+            if reserved is not None:
+                draft = self._drafts.get(reserved)
+                if draft is not None:
+                    if stream_id:
+                        draft.opened = True
+                    else:
+                        del self._drafts[reserved]
+            self._turn.notify_all()
+        if not stream_id:
+            error = pending.future.exception()
+            assert error is not None
+            raise error
         if reserved is not None and stream_id != reserved:
             # Only if the connection was replaced between putrequest() and endheaders().
             with self._lock:
@@ -1043,8 +1092,7 @@ class HTTP20Connection:
         """
         self._open()
         with self._turn:
-            if self._opening:  # an id being assigned: the next free one is not known yet
-                self._wait_turn(-1)
+            self._wait_turn(-1)  # requests on their way: the next free id is not known yet
             stream_id = max([self._next_stream_id, *(d + 2 for d in self._drafts)])
             self._drafts[stream_id] = _Draft(method, selector)
         self._threads.latest = stream_id
