@@ -564,13 +564,14 @@ class _Pending:
     (``on_open``, in the connection task) or the request failed before that (``settle``).
     """
 
-    __slots__ = ("_opened", "call", "future", "response", "stream_id")
+    __slots__ = ("_opened", "call", "future", "response", "settled", "stream_id")
 
     def __init__(self) -> None:
         self.future = _Outcome()
         self.response: HTTP20Response | None = None  # set by getresponse()/getpushes()
         self.call: PendingResponse | None = None
         self.stream_id = 0
+        self.settled = False  # open on the wire, or failed before that
         self._opened = threading.Lock()
         self._opened.acquire()  # released once the stream is open, or the request failed
 
@@ -582,6 +583,7 @@ class _Pending:
 
     def settle(self) -> None:
         """Wake the sending thread (idempotent)."""
+        self.settled = True
         try:
             self._opened.release()
         except RuntimeError:
@@ -601,7 +603,16 @@ class _Draft:
     each ``send()`` waits while the server's window is shut: bounded memory).
     """
 
-    __slots__ = ("headers", "method", "opened", "pipe", "sent_headers", "thread", "url")
+    __slots__ = (
+        "headers",
+        "method",
+        "opened",
+        "pending",
+        "pipe",
+        "sent_headers",
+        "thread",
+        "url",
+    )
 
     def __init__(self, method: str, url: str) -> None:
         self.method = method
@@ -609,6 +620,7 @@ class _Draft:
         self.headers: list[tuple[bytes, bytes]] = []
         self.sent_headers = False  # endheaders() called
         self.opened = False  # its stream is open on the wire, under the reserved id
+        self.pending: _Pending | None = None  # once sent
         self.pipe: MemoryObjectSendStream[bytes] | None = None
         self.thread = threading.get_ident()
 
@@ -923,6 +935,7 @@ class HTTP20Connection:
         me = threading.get_ident()
         deadline = None if self._pool_timeout is None else time.monotonic() + self._pool_timeout
         while True:
+            self._sweep()
             if reserved == -1:
                 earlier = []
                 if not self._in_flight:
@@ -952,7 +965,22 @@ class HTTP20Connection:
                     f"no turn to open a stream within {self._pool_timeout} s "
                     f"(waiting for {waiting_for})"
                 )
-            self._turn.wait(remaining)
+            # Capped: a request whose sender was interrupted wakes no one (see _sweep).
+            self._turn.wait(0.5 if remaining is None else min(remaining, 0.5))
+
+    def _sweep(self) -> None:
+        """Under ``_turn``: account for requests whose sending thread stopped waiting
+        (interrupted) but whose stream has since opened or failed."""
+        for pending in [p for p in self._in_flight if p.settled]:
+            self._in_flight.discard(pending)
+            if pending.stream_id:
+                self._next_stream_id = max(self._next_stream_id, pending.stream_id + 2)
+        for stream_id, draft in list(self._drafts.items()):
+            if not draft.opened and draft.pending is not None and draft.pending.settled:
+                if draft.pending.stream_id:
+                    draft.opened = True
+                else:
+                    del self._drafts[stream_id]
 
     def _send(
         self,
@@ -971,6 +999,7 @@ class HTTP20Connection:
                 raise ConnectionClosed("the connection was closed")
             if reserved is not None:
                 self._drafts[reserved].sent_headers = True
+                self._drafts[reserved].pending = pending
             self._in_flight.add(pending)
         try:
             connection._loop.submit(runner.run, pending, method, url, headers, body)
