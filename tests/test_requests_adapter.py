@@ -403,3 +403,45 @@ def test_adapter_options(hypercorn_server) -> None:
         response = session.get(f"{hypercorn_server.url_h2c}/bytes/100000", timeout=TIMEOUT)
         assert response.content == pattern_bytes(100000)
     adapter.close()  # idempotent; a later request would connect again
+
+
+def _in_8_threads(work) -> None:  # type: ignore[no-untyped-def]
+    failures: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            work(index)
+        except BaseException as exc:  # reported below, from the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    assert failures == []
+
+
+def test_8_threads_over_tls_and_over_http11(session, nghttpd_tls, certs, http11_url) -> None:
+    base = f"https://localhost:{nghttpd_tls.port}"
+    expected = nghttpd_tls.docroot.sha256
+
+    def tls(index: int) -> None:
+        for number in range(6):
+            name = ("1m.bin", "hello.txt", "1b")[(index + number) % 3]
+            body = session.get(f"{base}/{name}", verify=certs.ca_path, timeout=TIMEOUT * 3)
+            assert hashlib.sha256(body.content).hexdigest() == expected[name]
+
+    _in_8_threads(tls)
+
+    def http11(index: int) -> None:
+        for number in range(6):
+            body = os.urandom(1 + 7919 * (index * 6 + number))
+            answer = session.post(f"{http11_url}/", data=body, timeout=TIMEOUT * 3).json()
+            assert answer == {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+    _in_8_threads(http11)
+    clients = _adapter(session)._clients
+    tls_client = clients[(certs.ca_path, None, None)]
+    assert list(tls_client.connections.values()) == [1]  # one HTTP/2 connection
