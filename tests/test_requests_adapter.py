@@ -147,6 +147,10 @@ def test_content_is_decoded_and_raw_is_not(session, hypercorn_server) -> None:
     assert gzip.decompress(compressed) == decoded.content
     streamed = session.get(url, stream=True, timeout=TIMEOUT)
     assert b"".join(streamed.iter_content(chunk_size=None)) == decoded.content
+    # The urllib3 idiom for a decoded copy of response.raw.
+    with session.get(url, stream=True, timeout=TIMEOUT) as response:
+        response.raw.decode_content = True
+        assert response.raw.read() == decoded.content
 
 
 def test_body_errors_map_to_requests_exceptions(session, hypercorn_server) -> None:
