@@ -32,7 +32,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import anyio
-import httpx
+
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover (the tests have httpx)
+    raise ImportError(
+        "h2any.httpx needs httpx: pip install 'h2any[httpx]' (or httpx>=0.27)"
+    ) from exc
 
 from ._client import Client as _AsyncClient
 from ._config import Origin, RetryPolicy, Timeout

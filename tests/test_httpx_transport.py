@@ -71,6 +71,21 @@ def test_importing_h2any_does_not_import_httpx() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_without_httpx_the_import_error_says_what_to_install() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['httpx'] = None  # as if it were not installed\n"
+        "try:\n"
+        "    import h2any.httpx\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'h2any[httpx]'" in result.stdout
+
+
 def test_transports_are_httpx_transports() -> None:
     assert issubclass(h2any.httpx.AsyncTransport, httpx.AsyncBaseTransport)
     assert issubclass(h2any.httpx.Transport, httpx.BaseTransport)
