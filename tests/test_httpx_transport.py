@@ -879,6 +879,24 @@ def test_sync_close_of_an_unread_response_resets_its_stream() -> None:
         assert server.stats.connections == 1
 
 
+def test_sync_read_timeout_is_httpx_read_timeout() -> None:
+    async def app(request: Request) -> Response:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(serve(app)) as server,
+        httpx.Client(
+            transport=h2any.httpx.Transport(trust_env=False), timeout=httpx.Timeout(5, read=0.3)
+        ) as client,
+    ):
+        with pytest.raises(httpx.ReadTimeout) as info:
+            client.get(f"{server.url}/hang")
+        assert isinstance(info.value.__cause__, h2any.ReadTimeout)
+        assert info.value.request.url.path == "/hang"
+
+
 def test_sync_errors_are_httpx_s(nghttpd) -> None:
     with httpx.Client(
         transport=h2any.httpx.Transport(trust_env=False), timeout=httpx.Timeout(5)
