@@ -143,10 +143,12 @@ class Client:
         base_url: joined with relative request URLs.
         headers: default headers for every request (a request's own headers win).
         keepalive_expiry: close connections idle for this many seconds (``None``: never).
-        max_connections_per_origin: open up to this many connections to one origin when
-            the open ones are saturated (the server's MAX_CONCURRENT_STREAMS); with 1 (the
-            default), requests wait for a stream slot instead. An HTTP/1.1 connection carries
-            one request at a time: this is then how many requests to the origin run at once.
+        max_connections_per_origin: open up to this many HTTP/2 connections to one origin
+            when the open ones are saturated (the server's MAX_CONCURRENT_STREAMS); with 1
+            (the default), requests wait for a stream slot instead.
+        max_http1_connections_per_origin: the same for an origin reached over HTTP/1.1, where
+            a connection carries one request at a time: how many requests to it run at once
+            (default 6, as browsers do); more wait for a connection (``Timeout.pool``).
         http1: fall back to HTTP/1.1 for servers that do not speak HTTP/2 (over TLS: offer
             ALPN ``http/1.1`` besides ``h2``; for ``http://``: when the server answers the h2c
             preface as an HTTP/1.x server, remember the origin and use HTTP/1.1). ``False``
@@ -185,6 +187,7 @@ class Client:
         timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         keepalive_expiry: float | None = 60.0,
         max_connections_per_origin: int = 1,
+        max_http1_connections_per_origin: int = 6,
         http1: bool = True,
         http2: bool = True,
         retry_timeout: float | None = 60.0,
@@ -199,6 +202,8 @@ class Client:
     ) -> None:
         if max_connections_per_origin < 1:
             raise ValueError("max_connections_per_origin must be at least 1")
+        if max_http1_connections_per_origin < 1:
+            raise ValueError("max_http1_connections_per_origin must be at least 1")
         if max_redirects < 0:
             raise ValueError("max_redirects must be 0 or more")
         self.auth: Auth | None = as_auth(auth)
@@ -211,6 +216,7 @@ class Client:
         self._headers = Headers(headers or ())
         self._keepalive_expiry = keepalive_expiry
         self._max_per_origin = max_connections_per_origin
+        self._max_http1_per_origin = max_http1_connections_per_origin
         if not (http1 or http2):
             raise ValueError("http1 and http2 cannot both be False")
         self._http1 = http1
@@ -767,7 +773,8 @@ class Client:
 
     async def _slot_for(self, origin: Origin, deadline: float) -> _Slot:
         """The connection to use for ``origin``: an open one with a free stream slot, a
-        new one (at most ``max_connections_per_origin``), or the least busy one."""
+        new one (at most ``max_connections_per_origin``, or its HTTP/1.1 counterpart), or
+        the least busy one."""
         slots = self._pool.setdefault(origin, [])
         while True:
             slots[:] = [s for s in slots if s.connection is None or not s.connection.is_closed]
@@ -778,7 +785,7 @@ class Client:
                     return slot
             if opening:
                 slot = opening[0]
-            elif len(slots) < self._max_per_origin or not ready:
+            elif len(slots) < self._limit_for(origin, ready) or not ready:
                 slot = _Slot()
                 slots.append(slot)
                 assert self._task_group is not None
@@ -805,6 +812,15 @@ class Client:
                 # Closed as soon as opened (a GOAWAY right after SETTINGS): let the request
                 # fail on it, as one attempt, rather than open another connection here.
                 return slot
+
+    def _limit_for(self, origin: Origin, ready: list[_Slot]) -> int:
+        """How many connections ``origin`` may have: HTTP/1.1 ones carry one request each."""
+        http1 = (
+            not self._http2
+            or origin in self._http11_origins
+            or any(not isinstance(slot.connection, Connection) for slot in ready)
+        )
+        return self._max_http1_per_origin if http1 else self._max_per_origin
 
     async def _open(self, origin: Origin, slot: _Slot) -> None:
         assert self._task_group is not None

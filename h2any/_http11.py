@@ -213,8 +213,11 @@ class HTTP11Connection:
 
     @property
     def open_streams(self) -> int:
-        """1 while a request is in flight, else 0."""
-        return 0 if self.current is None else 1
+        """1 while a request is in flight, else 0 -- already once its exchange is over (the
+        connection task may still be tidying up after a streamed body: a request queued
+        meanwhile goes out next, rather than open another connection)."""
+        current = self.current
+        return 0 if current is None or current.finished else 1
 
     def _stale(self) -> bool:
         sock = self._socket.extra(SocketAttribute.raw_socket, None)

@@ -499,7 +499,7 @@ async def test_keep_alive_reuses_one_connection(h11_server) -> None:
 async def test_pool_bound_and_one_request_at_a_time(h11_server) -> None:
     results: list[bytes] = []
     with anyio.fail_after(GUARD):
-        async with h2any.Client(http2=False, max_connections_per_origin=3) as client:
+        async with h2any.Client(http2=False, max_http1_connections_per_origin=3) as client:
 
             async def fetch(i: int) -> None:
                 response = await client.get(f"{h11_server.url}/c{i}")
@@ -511,6 +511,32 @@ async def test_pool_bound_and_one_request_at_a_time(h11_server) -> None:
             assert sorted(results) == sorted(f"h11 GET /c{i}".encode() for i in range(12))
             assert h11_server.connections <= 3
             assert client.connections[h11_server.url] <= 3
+
+
+async def test_http1_origins_run_up_to_six_requests_at_once_by_default(h11_server) -> None:
+    # Each of the first six holds its connection (a body it has not sent whole), so a
+    # seventh request can only wait: six connections, and no more.
+    with anyio.fail_after(GUARD):
+        async with h2any.Client(http2=False, timeout=h2any.Timeout(10, pool=0.3)) as client:
+            held = [await client.get(f"{h11_server.url}/stall") for _ in range(6)]
+            assert h11_server.connections == 6
+            with pytest.raises(h2any.PoolTimeout):
+                await client.get(f"{h11_server.url}/hello")
+            for response in held:
+                await response.aclose()
+
+
+async def test_the_http2_limit_stays_one_connection_per_origin(hypercorn_server) -> None:
+    with anyio.fail_after(GUARD):
+        async with h2any.Client() as client:
+
+            async def fetch() -> None:
+                await (await client.get(f"{hypercorn_server.url_h2c}/")).read()
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(fetch)
+            assert client.connections_opened == 1
 
 
 async def test_head_has_no_body(h11_server) -> None:
@@ -609,7 +635,9 @@ async def test_wrong_content_length_is_invalid_request(h11_server) -> None:
 
 async def test_pool_timeout_while_the_only_connection_is_busy(h11_server) -> None:
     with anyio.fail_after(GUARD):
-        async with h2any.Client(http2=False, timeout=h2any.Timeout(10, pool=0.3)) as client:
+        async with h2any.Client(
+            http2=False, max_http1_connections_per_origin=1, timeout=h2any.Timeout(10, pool=0.3)
+        ) as client:
             first = await client.get(f"{h11_server.url}/stall")
             with pytest.raises(h2any.PoolTimeout, match="busy"):
                 await client.get(f"{h11_server.url}/hello")

@@ -195,7 +195,7 @@ async def test_streamed_download_and_upload_over_tls(nginx, certs, docroot) -> N
 
 async def test_parallel_requests_use_at_most_the_pool_bound(nginx) -> None:
     with anyio.fail_after(GUARD):
-        async with h2any.Client(max_connections_per_origin=4) as client:
+        async with h2any.Client(max_http1_connections_per_origin=4) as client:
             seen: set[str] = set()
 
             async def fetch() -> None:
