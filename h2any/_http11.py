@@ -121,9 +121,10 @@ class _ReadAhead(StreamWindow):
 class _HTTP11Stream(Stream):
     """A stream of an HTTP/1.1 connection: also its request line and body."""
 
-    __slots__ = ("http_version", "method", "payload", "source", "target")
+    __slots__ = ("http_version", "method", "payload", "reason", "source", "target")
 
     http_version: str  # of the response's status line
+    reason: str  # the reason phrase the server sent
     method: bytes
     target: bytes
     payload: bytes | None  # a whole body
@@ -147,6 +148,8 @@ class PendingHTTP11Response:
     async def _receive(self) -> Response:
         response = await receive_response(self._stream, self._max_decompressed_size)
         response.http_version = self._stream.http_version
+        if self._stream.reason:
+            response.reason_phrase = self._stream.reason
         return response
 
 
@@ -307,6 +310,7 @@ class HTTP11Connection:
         stream.payload = prepared.payload
         stream.source = prepared.source
         stream.http_version = "HTTP/1.1"
+        stream.reason = ""
         # The request line and Host header from the HTTP/2-style fields.
         stream.method = fields[0][1]
         stream.target = fields[3][1]
@@ -587,6 +591,7 @@ class HTTP11Connection:
             elif isinstance(event, h11.Response):
                 answered = True
                 stream.http_version = "HTTP/" + event.http_version.decode()
+                stream.reason = event.reason.decode("latin-1")
                 status = str(event.status_code).encode()
                 put(ResponseHeaders([(b":status", status), *event.headers]))
                 self._progressed(stream)

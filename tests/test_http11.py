@@ -90,7 +90,8 @@ class H11Server:
     ``GET /download?size=N`` (N bytes of a pattern, chunked, in 64 KiB pieces as the client
     reads); ``GET /stall`` (headers and 5 of 10 bytes, then nothing until ``release``);
     ``GET /gzip`` (a gzip-encoded body); ``GET /trailers`` (chunked, with a trailer);
-    ``GET /malformed`` (an unparseable status line); ``GET /close`` (Connection: close);
+    ``GET /malformed`` (an unparseable status line); ``GET /reason`` (status 299 with the
+    reason phrase "Fine Thanks"); ``GET /close`` (Connection: close);
     ``GET /then-close`` (answered as keep-alive, then the connection is closed while idle).
     A request that is not HTTP/1.x -- the h2c preface -- is answered by closing at once.
     """
@@ -167,6 +168,10 @@ def _serve_h11(server: H11Server, sock: socket.socket) -> None:
                     ).encode()
                     headers = [("content-length", str(len(body)))]
                     send(h11.Response(status_code=200, headers=headers), h11.Data(data=body))
+                    send(h11.EndOfMessage())
+                elif path == "/reason":
+                    headers = [("content-length", "0")]
+                    send(h11.Response(status_code=299, headers=headers, reason=b"Fine Thanks"))
                     send(h11.EndOfMessage())
                 elif path == "/download":
                     total = int(parse_qs(target.query)["size"][0])
@@ -537,6 +542,17 @@ async def test_the_http2_limit_stays_one_connection_per_origin(hypercorn_server)
                 for _ in range(20):
                     tg.start_soon(fetch)
             assert client.connections_opened == 1
+
+
+async def test_the_reason_phrase_is_the_servers(h11_server) -> None:
+    with anyio.fail_after(GUARD):
+        async with h2any.Client(http2=False) as client:
+            response = await client.get(f"{h11_server.url}/reason")
+            await response.read()
+            assert (response.status_code, response.reason_phrase) == (299, "Fine Thanks")
+            plain = await client.get(f"{h11_server.url}/hello")
+            await plain.read()
+            assert plain.reason_phrase == "OK"
 
 
 async def test_head_has_no_body(h11_server) -> None:
