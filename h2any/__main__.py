@@ -185,10 +185,15 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``h2any`` command line; return the process exit status.
 
-    ``h2any demo ...`` runs the demo; every other command line goes to the HTTP/2 client
+    ``h2any demo ...`` runs the demo, ``h2any ws URL`` a WebSocket session
+    (`h2any._cli_ws.main`); every other command line goes to the HTTP/2 client
     (`h2any._cli.main`).
     """
     args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list and args_list[0] == "ws":
+        from h2any._cli_ws import main as ws_main
+
+        return ws_main(args_list[1:])
     if not args_list or args_list[0] != "demo":
         from h2any._cli import main as cli_main
 

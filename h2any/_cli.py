@@ -1122,7 +1122,7 @@ def _print_json(options: Options, result: _Result) -> None:
 # -- errors -----------------------------------------------------------------------------
 
 
-def _leaf(exc: BaseException) -> BaseException:
+def leaf_error(exc: BaseException) -> BaseException:
     """The one real error inside (nested) exception groups of a single member."""
     while True:
         inner = getattr(exc, "exceptions", None)
@@ -1134,7 +1134,7 @@ def _leaf(exc: BaseException) -> BaseException:
 
 def classify(exc: BaseException) -> tuple[int, str]:
     """The exit status and the one-line message for an error."""
-    exc = _leaf(exc)
+    exc = leaf_error(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, CLIError):
         return exc.code, exc.message
