@@ -175,12 +175,8 @@ class Response:
 
     @property
     def request(self) -> Request:
-        """The [`Request`][h2any.Request] that was sent: method, full URL and headers.
-
-        Raises:
-            RuntimeError: a pushed response (its request is the push's, see
-                [`PushedStream`][h2any.PushedStream]).
-        """
+        """The [`Request`][h2any.Request] that was sent: method, full URL and headers (for a
+        pushed response, the request the server's PUSH_PROMISE named)."""
         request = self._request
         if request is None:
             request = self._request = _request_of(self._stream)
@@ -612,9 +608,9 @@ def status_error(response: Response, shown: Any) -> HTTPStatusError:
     try:
         request = response.request
         url = response.url
-    except RuntimeError:  # a pushed response: its request is the push promise
+    except RuntimeError:  # a response without request fields (none are left so)
         request = Request("GET", "")
-        url = "(a pushed response)"
+        url = "(unknown)"
     message = f"{kind} '{status} {response.reason_phrase}' for url '{mask_url(url)}'"
     if response.has_redirect_location:
         message += f"\nRedirect location: '{mask_url(response.headers['location'])}'"
@@ -788,12 +784,13 @@ def _request_of(stream: Stream) -> Request:
     """The [`Request`][h2any.Request] of a stream, from the header fields it sent."""
     fields = stream.headers
     if not fields:
-        raise RuntimeError(
-            "this response has no request of its own (a pushed response: see "
-            "PushedStream.request_headers)"
-        )
+        raise RuntimeError("this response has no request of its own")
     if fields[0][0] == b":method":
         return request_from_fields(fields)
+    if any(name == b":method" for name, _ in fields):  # a push promise's, in any order
+        pseudo = [field for field in fields if field[0][:1] == b":"]
+        pseudo.sort(key=lambda field: field[0] != b":method")
+        return request_from_fields([*pseudo, *(f for f in fields if f[0][:1] != b":")])
     # An HTTP/1.1 stream (_http11.py) holds its head as sent, without pseudo-headers: the
     # method and target on the stream, the scheme on its connection's origin.
     origin = getattr(stream.link, "origin", None)

@@ -1094,7 +1094,8 @@ class ConnectionTask:
 
     def _on_push_promise(self, event: ev.PushedStreamReceived) -> None:
         pushed_id = event.pushed_stream_id or 0
-        stream = Stream(self, [], None, False, self.timeout)
+        # Its request is the promise's (a pushed Response's .request and .url come from it).
+        stream = Stream(self, list(event.headers or []), None, False, self.timeout)
         stream.stream_id = pushed_id
         stream.state = HALF_CLOSED_LOCAL
         stream.is_push = True

@@ -468,7 +468,7 @@ def test_sync_client_response_url_and_history(hypercorn_server) -> None:
 # -- a pushed response ----------------------------------------------------------------------
 
 
-async def test_a_pushed_response_has_no_request_of_its_own(hypercorn_server) -> None:
+async def test_a_pushed_response_has_the_promised_request(hypercorn_server) -> None:
     with anyio.fail_after(10):
         async with h2any.Connection(hypercorn_server.url_h2c, enable_push=True) as conn:
             response = await conn.request("GET", "/push-page")
@@ -477,12 +477,14 @@ async def test_a_pushed_response_has_no_request_of_its_own(hypercorn_server) -> 
             assert pushes
             pushed = await pushes[0].get_response()
             await pushed.read()
-            with pytest.raises(RuntimeError, match="push"):
-                pushed.request  # noqa: B018
+            assert pushed.request.method == "GET"
+            assert pushed.url == pushed.request.url
+            assert pushed.url.startswith(hypercorn_server.url_h2c + "/")
             assert pushed.raise_for_status() is pushed
             pushed.status = 404  # as if the push were a 404: still an HTTPStatusError
-            with pytest.raises(h2any.HTTPStatusError, match="a pushed response"):
+            with pytest.raises(h2any.HTTPStatusError, match="404") as info:
                 pushed.raise_for_status()
+            assert info.value.request.url == pushed.url
             for push in pushes[1:]:
                 await push.cancel()
 
