@@ -19,7 +19,14 @@ import anyio.to_thread
 
 from ._exceptions import InvalidRequest
 
-__all__ = ("BodyTypes", "PreparedBody", "prepare_body")
+__all__ = (
+    "BodyTypes",
+    "PreparedBody",
+    "prepare_body",
+    "remaining_size",
+    "replay_position",
+    "rewind",
+)
 
 BodyTypes = Union[
     bytes,
@@ -66,9 +73,9 @@ def prepare_body(body: BodyTypes) -> PreparedBody:
         if inspect.iscoroutinefunction(read):
             # Its other methods are coroutines too; anyio's AsyncFile exposes the sync file.
             wrapped = getattr(body, "wrapped", None)
-            length = None if wrapped is None else _remaining_size(wrapped)
+            length = None if wrapped is None else remaining_size(wrapped)
             return PreparedBody(None, _read_async_file(read), length)
-        return PreparedBody(None, _read_sync_file(read), _remaining_size(body))
+        return PreparedBody(None, _read_sync_file(read), remaining_size(body))
     if isinstance(body, AsyncIterable):
         return PreparedBody(None, _checked(aiter(body)), None)
     if isinstance(body, Mapping):
@@ -84,7 +91,7 @@ def prepare_body(body: BodyTypes) -> PreparedBody:
     )
 
 
-def _remaining_size(file: Any) -> int | None:
+def remaining_size(file: Any) -> int | None:
     """Bytes left in a file, if that can be known without reading it."""
     try:
         if file.seekable():
@@ -155,3 +162,27 @@ async def _iterate_in_thread(iterator: Iterator[Any]) -> AsyncIterator[bytes]:
         if data is _DONE:
             return
         yield _piece(data)
+
+
+def replay_position(body: BodyTypes) -> int | None:
+    """Where a body can be replayed from, or None if it cannot (iterables, pipes)."""
+    if body is None or isinstance(body, (bytes, bytearray, memoryview, str)):
+        return 0
+    if inspect.iscoroutinefunction(getattr(body, "read", None)):
+        return None  # an async file (anyio's passes seekable() through, not tell/seek)
+    seekable = getattr(body, "seekable", None)
+    if callable(seekable) and not inspect.iscoroutinefunction(seekable):
+        try:
+            if seekable():
+                return int(body.tell())  # type: ignore[union-attr]
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def rewind(body: BodyTypes, position: int) -> BodyTypes:
+    """``body`` moved back to ``position`` (a file is seeked there; others are as they are)."""
+    seek = getattr(body, "seek", None)
+    if seek is not None and not isinstance(body, (bytes, bytearray, memoryview, str)):
+        seek(position, os.SEEK_SET)
+    return body

@@ -28,7 +28,6 @@ Retry rules:
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import random
@@ -46,7 +45,7 @@ from anyio.streams.tls import TLSAttribute
 
 from . import _log
 from ._auth import Auth, AuthTypes, as_auth
-from ._body import BodyTypes
+from ._body import BodyTypes, replay_position, rewind
 from ._config import (
     Origin,
     RetryPolicy,
@@ -412,7 +411,7 @@ class Client:
     ) -> Response:
         """Send one request to ``origin`` (no redirects): pick a connection from the pool and
         retry on a fresh one when the server never processed it (the module's rules)."""
-        replay_from = _replay_position(body)
+        replay_from = replay_position(body)
         now = anyio.current_time()
         deadline = now + self._retry_timeout
         # Timeout.total bounds the whole exchange: connecting, retries and the body.
@@ -468,7 +467,7 @@ class Client:
                 reservation.release()
                 if delay:
                     await anyio.sleep(delay)
-                body = _rewind(body, replay_from)
+                body = rewind(body, replay_from)
             except ConnectionClosed as closed:
                 if (
                     retried_maybe_processed
@@ -481,7 +480,7 @@ class Client:
                 retried_maybe_processed = True
                 _log.retrying(method, origin, target, attempts, closed, 0.0)
                 self._forget_if_closed(origin, slot)
-                body = _rewind(body, replay_from)
+                body = rewind(body, replay_from)
             else:
                 slot.last_used = anyio.current_time()
                 return response
@@ -962,29 +961,6 @@ async def _connect(
     task_group: anyio.abc.TaskGroup, url: str, options: Mapping[str, Any]
 ) -> Connection:
     return await connect(task_group, url, **options)
-
-
-def _replay_position(body: BodyTypes) -> int | None:
-    """Where a body can be replayed from, or None if it cannot (iterables, pipes)."""
-    if body is None or isinstance(body, (bytes, bytearray, memoryview, str)):
-        return 0
-    if inspect.iscoroutinefunction(getattr(body, "read", None)):
-        return None  # an async file (anyio's passes seekable() through, not tell/seek)
-    seekable = getattr(body, "seekable", None)
-    if callable(seekable) and not inspect.iscoroutinefunction(seekable):
-        try:
-            if seekable():
-                return int(body.tell())  # type: ignore[union-attr]
-        except (OSError, ValueError):
-            return None
-    return None
-
-
-def _rewind(body: BodyTypes, position: int) -> BodyTypes:
-    seek = getattr(body, "seek", None)
-    if seek is not None and not isinstance(body, (bytes, bytearray, memoryview, str)):
-        seek(position, os.SEEK_SET)
-    return body
 
 
 async def request(

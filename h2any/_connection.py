@@ -536,9 +536,7 @@ def queue_request(
     [`Client`][h2any.Client]: ``first_in_line`` puts the request ahead of others waiting for a
     stream slot (retries of requests the server never processed); ``on_open`` is called when its
     stream opens; ``expires`` is the request's total deadline on the event loop's clock."""
-    stream = connection._begin(
-        method, url, headers, body, timeout, first_in_line, on_open, expires
-    )
+    stream = connection._begin(method, url, headers, body, timeout, first_in_line, on_open, expires)
     return PendingResponse(stream, connection._max_decompressed_size)
 
 

@@ -130,9 +130,7 @@ class Watchdog:
         """Called in the connection task: use the running loop's own primitives."""
         self.new_event, self.clock = native_primitives()
 
-    def watch(
-        self, waiter: Waiter, limit: float | None, cap: float = math.inf
-    ) -> Awaitable[Any]:
+    def watch(self, waiter: Waiter, limit: float | None, cap: float = math.inf) -> Awaitable[Any]:
         """``waiter`` starts waiting, ``limit`` seconds at most (None: until the connection
         task moves its deadline), and never past the clock time ``cap`` (a request's total
         deadline); returns what to await. The wait ends, however it ends,

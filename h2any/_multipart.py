@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import anyio.to_thread
 
-from ._body import PIECE_SIZE, _remaining_size
+from ._body import PIECE_SIZE, remaining_size
 from ._exceptions import InvalidRequest
 
 __all__ = (
@@ -163,7 +163,7 @@ def _file_part(name: str, spec: FileTypes) -> _Part:
     sync_file: Any = content
     if inspect.iscoroutinefunction(read):
         sync_file = getattr(content, "wrapped", content)
-    length = _remaining_size(sync_file)
+    length = remaining_size(sync_file)
     start: int | None = None
     try:
         if sync_file.seekable():
@@ -223,7 +223,7 @@ class MultipartBody:
             total += len(self._delimiter()) + len(part.header) + part.length + 2
         return total + len(self.boundary) + 6  # b"--" + boundary + b"--\r\n"
 
-    # What the client's replay logic asks of a body (see _client._replay_position).
+    # What the client's replay logic asks of a body (see _body.replay_position).
     def seekable(self) -> bool:
         """Whether the body can be sent again: every file in it can be rewound."""
         return all(part.file is None or part.start is not None for part in self._parts)

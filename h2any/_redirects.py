@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from ._auth import Auth
-from ._body import BodyTypes
+from ._body import BodyTypes, replay_position, rewind
 from ._config import Origin, Timeout, mask_url
 from ._cookies import Cookies, cookie_header, store_cookies
 from ._exceptions import BodyNotReplayable, H2anyError, InvalidRequest, TooManyRedirects
@@ -84,12 +84,6 @@ def _without(headers: Headers, names: Sequence[str]) -> Headers:
     return Headers([(n, v) for n, v in headers if n not in names])
 
 
-def _replay_position(body: BodyTypes) -> int | None:
-    from ._client import _replay_position as position
-
-    return position(body)
-
-
 def _rewind(body: BodyTypes, position: int | None, request: Request, why: str) -> BodyTypes:
     if body is None:
         return None
@@ -100,8 +94,6 @@ def _rewind(body: BodyTypes, position: int | None, request: Request, why: str) -
             "bytes or a seekable file",
             request=request,
         )
-    from ._client import _rewind as rewind
-
     return rewind(body, position)
 
 
@@ -121,7 +113,7 @@ async def send_chain(
     the others in its ``history``. ``origin`` and ``target`` are those of ``request.url``."""
     first_origin = origin
     history: list[Response] = []
-    replay_from = _replay_position(body)
+    replay_from = replay_position(body)
     sent = False
     redirects = 0
     while True:

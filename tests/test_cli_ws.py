@@ -61,7 +61,9 @@ def test_a_refused_handshake_is_exit_22_with_the_status(server: WsServer) -> Non
     result = h2any_ws(server.url + "/deny")
     assert result.returncode == 22
     lines = result.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("h2any ws: error:") and "401" in lines[0]
+    assert len(lines) == 1
+    assert lines[0].startswith("h2any ws: error:")
+    assert "401" in lines[0]
 
 
 def test_a_server_without_extended_connect_is_exit_7(nghttpd: NghttpdServer) -> None:
