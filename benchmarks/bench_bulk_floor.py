@@ -1,0 +1,63 @@
+"""The bulk-download floor of an engine: what its state machine alone can receive.
+
+64 MiB of 16 KiB DATA frames (nghttpd's frame size) are serialised by a server
+``H2Connection``, then fed to a client ``H2Connection`` in 256 KiB reads, each DATA frame
+acknowledged (as a client must); only the client's calls are timed. The best of three runs,
+in MB/s (10^6 bytes/s)::
+
+    python benchmarks/bench_bulk_floor.py h2     # or jh2
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+
+SIZE = 64 << 20
+FRAME = 16384
+READ = 256 * 1024
+
+
+def floor(engine: str) -> float:
+    connection = importlib.import_module(f"{engine}.connection")
+    config = importlib.import_module(f"{engine}.config")
+    events = importlib.import_module(f"{engine}.events")
+    settings = importlib.import_module(f"{engine}.settings")
+    client = connection.H2Connection(config.H2Configuration(client_side=True, header_encoding=None))
+    server = connection.H2Connection(
+        config.H2Configuration(client_side=False, header_encoding=None)
+    )
+    client.initiate_connection()
+    client.update_settings({settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    client.increment_flow_control_window(2**31 - 1 - 65535)
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    request = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/")]
+    client.send_headers(1, request, end_stream=True)
+    server.receive_data(client.data_to_send())
+    server.send_headers(1, [(b":status", b"200")])
+    payload = os.urandom(FRAME)
+    for sent in range(0, SIZE, FRAME):
+        server.send_data(1, payload, end_stream=sent + FRAME >= SIZE)
+    wire = memoryview(server.data_to_send())
+    data_received = events.DataReceived
+    started = time.perf_counter()
+    received = 0
+    for start in range(0, len(wire), READ):
+        for event in client.receive_data(wire[start : start + READ].tobytes()):
+            if type(event) is data_received:
+                received += len(event.data)
+                client.acknowledge_received_data(event.flow_controlled_length, 1)
+        client.data_to_send()
+    elapsed = time.perf_counter() - started
+    assert received == SIZE, received
+    return SIZE / elapsed / 1e6
+
+
+if __name__ == "__main__":
+    engine = sys.argv[1] if len(sys.argv) > 1 else "h2"
+    print(f"{engine} bulk floor: {max(floor(engine) for _ in range(3)):,.0f} MB/s")
