@@ -19,6 +19,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from conftest import POLL_INTERVAL, _can_connect
 
 import h2any
 import h2any.sync
@@ -73,14 +74,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _accepting(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def nginx(tmp_path_factory: pytest.TempPathFactory, certs, docroot) -> Iterator[Nginx]:
     """nginx with HTTP/2 off: ``url`` plain HTTP/1.1, ``url_tls`` HTTPS offering only
@@ -110,13 +103,16 @@ def nginx(tmp_path_factory: pytest.TempPathFactory, certs, docroot) -> Iterator[
     )
     try:
         deadline = time.monotonic() + STARTUP_DEADLINE
-        while not (_accepting(port) and _accepting(tls_port)):
+        while not (_can_connect(port) and _can_connect(tls_port)):
             if process.poll() is not None:
                 stderr = process.stderr.read().decode() if process.stderr else ""
                 raise RuntimeError(f"nginx exited at start: {stderr}")
             if time.monotonic() > deadline:
                 raise RuntimeError("nginx did not start listening")
-            time.sleep(0.05)
+            try:
+                process.wait(timeout=POLL_INTERVAL)  # doubles as the poll delay
+            except subprocess.TimeoutExpired:
+                pass
         yield Nginx(f"http://127.0.0.1:{port}", f"https://localhost:{tls_port}", process)
     finally:
         process.terminate()
