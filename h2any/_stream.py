@@ -339,25 +339,25 @@ class Stream(Waiter):
             self.link.post_flush(self)
 
     def timeout_error(self, waiting_for_room: bool = False) -> H2anyError:
-        """The timeout error for a wait that ran out, named by the stream's stage."""
+        """The timeout error for a wait that ran out, named by the stream's stage (and by
+        the request's total timeout, when that is what passed)."""
         timeout = self.timeout
+        total = None
         if self.expires <= self.link.watchdog.clock():
-            return self._total_error(waiting_for_room)
+            total = f"the request's total timeout ({timeout.total} s) passed"
         if not self.opened:
+            if total is not None:
+                return PoolTimeout(f"{total} while it waited for a stream slot")
             return PoolTimeout(
                 f"no stream slot free within {timeout.pool} s ({self.link.slot_report()})"
             )
         if waiting_for_room or not (self.duplex or self.local_done):
+            if total is not None:
+                return WriteTimeout(f"stream {self.stream_id}: {total} while sending its body")
             return WriteTimeout(
                 f"stream {self.stream_id}: the request body made no progress within "
                 f"{timeout.write} s (the server's flow-control window stayed shut)"
             )
+        if total is not None:
+            return ReadTimeout(f"stream {self.stream_id}: {total} while reading the response")
         return ReadTimeout(f"stream {self.stream_id}: no response within {timeout.read} s")
-
-    def _total_error(self, waiting_for_room: bool) -> H2anyError:
-        message = f"the request's total timeout ({self.timeout.total} s) passed"
-        if not self.opened:
-            return PoolTimeout(f"{message} while it waited for a stream slot")
-        if waiting_for_room or not (self.duplex or self.local_done):
-            return WriteTimeout(f"stream {self.stream_id}: {message} while sending its body")
-        return ReadTimeout(f"stream {self.stream_id}: {message} while reading the response")
