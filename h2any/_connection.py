@@ -343,8 +343,6 @@ class Connection:
         stream = Stream(task, fields, prepared.payload, source is not None, chosen)
         if expires is not None:
             stream.expires = expires
-        elif chosen.total is not None:
-            stream.expires = anyio.current_time() + chosen.total
         stream.declared_length = declared
         stream.on_open = on_open
         task.queue(stream, first_in_line)
@@ -418,8 +416,6 @@ class Connection:
             task, fields, None, True, self.timeout if timeout is None else as_timeout(timeout)
         )
         stream.declared_length = declared
-        if stream.timeout.total is not None:
-            stream.expires = anyio.current_time() + stream.timeout.total
         stream.duplex = True
         task.queue(stream)
         if request_debug_enabled(DEBUG):
@@ -562,9 +558,7 @@ async def open_websocket(
     task = connection._task
     chosen = connection.timeout if timeout is None else as_timeout(timeout)
     stream = Stream(task, fields, None, True, chosen)
-    stream.duplex = True
-    if chosen.total is not None:
-        stream.expires = anyio.current_time() + chosen.total  # for the handshake
+    stream.duplex = True  # Timeout.total bounds the handshake (see start_websocket)
     task.queue(stream)
     if request_debug_enabled(DEBUG):
         request_started(connection.origin, "CONNECT", url, None, True, "websocket")

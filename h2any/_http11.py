@@ -299,11 +299,8 @@ class HTTP11Connection:
             raise clone_error(self.error or ConnectionClosed("the connection is closed"))
         chosen = self.timeout if timeout is None else as_timeout(timeout)
         stream = _HTTP11Stream(self, fields, None, prepared.source is not None, chosen)
-        total = getattr(chosen, "total", None)
         if expires is not None:
             stream.expires = expires
-        elif total is not None:
-            stream.expires = anyio.current_time() + total
         # The body's length, declared or known (a file's): its end goes out at that length.
         stream.declared_length = declared if declared is not None else prepared.length
         stream.on_open = on_open

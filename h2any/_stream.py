@@ -174,8 +174,10 @@ class Stream(Waiter):
         self.state = IDLE
         self.stream_id = 0
         self.timeout = timeout
-        # The request's total deadline on the connection's clock (Timeout.total).
-        self.expires = math.inf
+        # The request's total deadline on the connection's clock (Timeout.total), from now;
+        # a Client moves it to where the whole request (retries included) started.
+        total = timeout.total
+        self.expires = math.inf if total is None else anyio.current_time() + total
         # Events from the connection task to the one task reading the stream.
         self.items: deque[InboxEvent] = deque()
         self.window: StreamWindow | None = None  # from when the stream opens

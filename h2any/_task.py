@@ -36,6 +36,7 @@ either. Invariants it keeps (here, and only here):
 
 from __future__ import annotations
 
+import math
 import os
 import ssl
 import time
@@ -1096,6 +1097,7 @@ class ConnectionTask:
         pushed_id = event.pushed_stream_id or 0
         # Its request is the promise's (a pushed Response's .request and .url come from it).
         stream = Stream(self, list(event.headers or []), None, False, self.timeout)
+        stream.expires = math.inf  # nobody's call started it: Timeout.total bounds requests
         stream.stream_id = pushed_id
         stream.state = HALF_CLOSED_LOCAL
         stream.is_push = True
