@@ -3,7 +3,7 @@
 Theory of operation
 ===================
 
-A call is an ``_Rpc``: one [`DuplexStream`][h2any.DuplexStream] opened at the call's first
+A call is an ``Rpc``: one [`DuplexStream`][h2any.DuplexStream] opened at the call's first
 operation (so a channel whose connection was lost opens a new one for it), request
 messages sent with ``send`` as they are written, ``send_eof`` for ``done_writing``, and the
 response body cut into messages by a `MessageReader` as they are read. Nothing runs
@@ -78,7 +78,7 @@ NO_STREAM_TIMEOUT = Timeout(None)
 
 
 @final
-class _EOFType:
+class EOFType:
     """The type of [`EOF`][h2any.grpc.EOF]."""
 
     __slots__ = ()
@@ -91,7 +91,7 @@ class _EOFType:
 
 
 #: What ``read()`` returns once the server has sent its last message (as ``grpc.aio.EOF``).
-EOF = _EOFType()
+EOF = EOFType()
 
 _RESET_CODES = {
     ErrorCodes.REFUSED_STREAM: StatusCode.UNAVAILABLE,
@@ -170,7 +170,7 @@ class _ReadLock:
             released.set()
 
 
-class _Rpc:
+class Rpc:
     """The state of one call (see the theory of operation above)."""
 
     __slots__ = (
@@ -572,12 +572,12 @@ class _Rpc:
         return max(0.0, self._deadline - anyio.current_time())
 
 
-class _Call:
+class CallBase:
     """What every call object offers (as grpc.aio's ``Call``)."""
 
     __slots__ = ("_rpc",)
 
-    def __init__(self, rpc: _Rpc) -> None:
+    def __init__(self, rpc: Rpc) -> None:
         self._rpc = rpc
 
     def __repr__(self) -> str:
@@ -636,9 +636,9 @@ class _Call:
 
 class _ReadMixin(Generic[ResponseT]):
     __slots__ = ()
-    _rpc: _Rpc
+    _rpc: Rpc
 
-    async def read(self) -> ResponseT | _EOFType:
+    async def read(self) -> ResponseT | EOFType:
         """The next response message, or [`EOF`][h2any.grpc.EOF] once the server has ended
         the call with ``OK``.
 
@@ -646,7 +646,7 @@ class _ReadMixin(Generic[ResponseT]):
             RpcError: the call failed (its status, the deadline, a message too large, ...).
         """
         rpc = self._rpc
-        result: ResponseT | _EOFType = await rpc.run(rpc.read)
+        result: ResponseT | EOFType = await rpc.run(rpc.read)
         return result
 
     def __aiter__(self) -> AsyncIterator[ResponseT]:
@@ -657,7 +657,7 @@ class _ReadMixin(Generic[ResponseT]):
 class _ResponseIterator(AsyncIterator[Any]):
     __slots__ = ("_rpc",)
 
-    def __init__(self, rpc: _Rpc) -> None:
+    def __init__(self, rpc: Rpc) -> None:
         self._rpc = rpc
 
     async def __anext__(self) -> Any:
@@ -670,7 +670,7 @@ class _ResponseIterator(AsyncIterator[Any]):
 
 class _WriteMixin(Generic[RequestT]):
     __slots__ = ()
-    _rpc: _Rpc
+    _rpc: Rpc
 
     async def write(self, request: RequestT) -> None:
         """Send one request message; returns once the connection has taken it (flow
@@ -694,7 +694,7 @@ class _WriteMixin(Generic[RequestT]):
 
 
 @final
-class UnaryUnaryCall(_Call, Generic[RequestT, ResponseT]):
+class UnaryUnaryCall(CallBase, Generic[RequestT, ResponseT]):
     """A unary call in progress: ``await`` it for the response message.
 
     Awaiting it again returns the same response (or raises the same
@@ -703,7 +703,7 @@ class UnaryUnaryCall(_Call, Generic[RequestT, ResponseT]):
 
     __slots__ = ("_request", "_result", "_started")
 
-    def __init__(self, rpc: _Rpc, request: RequestT) -> None:
+    def __init__(self, rpc: Rpc, request: RequestT) -> None:
         super().__init__(rpc)
         self._request: RequestT | None = request
         self._started = False
@@ -752,12 +752,12 @@ class UnaryUnaryCall(_Call, Generic[RequestT, ResponseT]):
 
 
 @final
-class UnaryStreamCall(_ReadMixin[ResponseT], _Call, Generic[RequestT, ResponseT]):
+class UnaryStreamCall(_ReadMixin[ResponseT], CallBase, Generic[RequestT, ResponseT]):
     """A server-streaming call in progress: `read` the responses, or ``async for``."""
 
     __slots__ = ("_request", "_started")
 
-    def __init__(self, rpc: _Rpc, request: RequestT) -> None:
+    def __init__(self, rpc: Rpc, request: RequestT) -> None:
         super().__init__(rpc)
         self._request: RequestT | None = request
         self._started = False
@@ -774,7 +774,7 @@ class UnaryStreamCall(_ReadMixin[ResponseT], _Call, Generic[RequestT, ResponseT]
 
             await rpc.run(send)
 
-    async def read(self) -> ResponseT | _EOFType:
+    async def read(self) -> ResponseT | EOFType:
         """The next response message, or [`EOF`][h2any.grpc.EOF] once the server has ended
         the call with ``OK``.
 
@@ -815,7 +815,7 @@ class _SendFirstIterator(AsyncIterator[Any]):
 
 
 @final
-class StreamUnaryCall(_WriteMixin[RequestT], _Call, Generic[RequestT, ResponseT]):
+class StreamUnaryCall(_WriteMixin[RequestT], CallBase, Generic[RequestT, ResponseT]):
     """A client-streaming call in progress: `write` requests, `done_writing`, then
     ``await`` the call for the response (awaiting ends the request stream if
     `done_writing` was not called)."""
@@ -839,7 +839,7 @@ class StreamUnaryCall(_WriteMixin[RequestT], _Call, Generic[RequestT, ResponseT]
 
 @final
 class StreamStreamCall(
-    _ReadMixin[ResponseT], _WriteMixin[RequestT], _Call, Generic[RequestT, ResponseT]
+    _ReadMixin[ResponseT], _WriteMixin[RequestT], CallBase, Generic[RequestT, ResponseT]
 ):
     """A bidirectional-streaming call in progress: `write` and `read` in any order, from
     one task or two; `done_writing` ends the request stream."""
@@ -847,7 +847,7 @@ class StreamStreamCall(
     __slots__ = ()
 
 
-async def pump_requests(rpc: _Rpc, requests: RequestIterableType) -> None:
+async def pump_requests(rpc: Rpc, requests: RequestIterableType) -> None:
     """Send each message of ``requests``, then end the request stream (in the channel's
     task group). A failure of the iterator cancels the call; one of the call ends the pump
     (the call reports it)."""

@@ -15,12 +15,12 @@ from .._version import __version__
 from ._call import (
     Deserializer,
     RequestIterableType,
+    Rpc,
     Serializer,
     StreamStreamCall,
     StreamUnaryCall,
     UnaryStreamCall,
     UnaryUnaryCall,
-    _Rpc,
     pump_requests,
 )
 from ._metadata import MetadataTypes, metadata_to_wire
@@ -202,7 +202,7 @@ class Channel:
         serializer: Serializer | None,
         deserializer: Deserializer | None,
         default_compress: bool,
-    ) -> _Rpc:
+    ) -> Rpc:
         if self._task_group is None or self._closed:
             raise RuntimeError("the Channel is not open: use it in 'async with'")
         compress = default_compress if compression is None else _check_compression(compression)
@@ -217,7 +217,7 @@ class Channel:
                 headers.append(("grpc-encoding", "gzip"))
             if metadata is not None:
                 headers += metadata_to_wire(metadata)
-        return _Rpc(
+        return Rpc(
             self,
             method,
             headers,
@@ -229,7 +229,7 @@ class Channel:
             deserializer,
         )
 
-    def _pump(self, rpc: _Rpc, requests: RequestIterableType) -> None:
+    def _pump(self, rpc: Rpc, requests: RequestIterableType) -> None:
         rpc.pumping = True
         assert self._task_group is not None
         self._task_group.start_soon(pump_requests, rpc, requests)
@@ -291,7 +291,7 @@ def _check_method(method: str) -> str:
     return method
 
 
-class _MultiCallable(Generic[RequestT, ResponseT]):
+class MultiCallableBase(Generic[RequestT, ResponseT]):
     __slots__ = ("_channel", "_deserializer", "_method", "_serializer")
 
     def __init__(
@@ -311,7 +311,7 @@ class _MultiCallable(Generic[RequestT, ResponseT]):
 
     def _rpc(
         self, timeout: float | None, metadata: MetadataTypes | None, compression: str | None
-    ) -> _Rpc:
+    ) -> Rpc:
         channel = self._channel
         return channel._rpc(
             self._method,
@@ -325,7 +325,7 @@ class _MultiCallable(Generic[RequestT, ResponseT]):
 
 
 @final
-class UnaryUnaryMultiCallable(_MultiCallable[RequestT, ResponseT]):
+class UnaryUnaryMultiCallable(MultiCallableBase[RequestT, ResponseT]):
     """Calls a unary method: ``reply = await multicallable(request, timeout=...)``."""
 
     __slots__ = ()
@@ -358,7 +358,7 @@ class UnaryUnaryMultiCallable(_MultiCallable[RequestT, ResponseT]):
 
 
 @final
-class UnaryStreamMultiCallable(_MultiCallable[RequestT, ResponseT]):
+class UnaryStreamMultiCallable(MultiCallableBase[RequestT, ResponseT]):
     """Calls a server-streaming method: ``async for reply in multicallable(request)``."""
 
     __slots__ = ()
@@ -378,7 +378,7 @@ class UnaryStreamMultiCallable(_MultiCallable[RequestT, ResponseT]):
 
 
 @final
-class StreamUnaryMultiCallable(_MultiCallable[RequestT, ResponseT]):
+class StreamUnaryMultiCallable(MultiCallableBase[RequestT, ResponseT]):
     """Calls a client-streaming method: write the requests, then ``await`` the call."""
 
     __slots__ = ()
@@ -402,7 +402,7 @@ class StreamUnaryMultiCallable(_MultiCallable[RequestT, ResponseT]):
 
 
 @final
-class StreamStreamMultiCallable(_MultiCallable[RequestT, ResponseT]):
+class StreamStreamMultiCallable(MultiCallableBase[RequestT, ResponseT]):
     """Calls a bidirectional-streaming method: write and read on the returned call."""
 
     __slots__ = ()

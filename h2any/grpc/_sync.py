@@ -12,9 +12,9 @@ import anyio
 import anyio.abc
 
 from ..sync._portal import LoopHosted, LoopThread, check_not_in_event_loop
-from ._call import EOF, Deserializer, Serializer, _Call, _EOFType
+from ._call import EOF, CallBase, Deserializer, EOFType, Serializer
 from ._channel import Channel as AsyncChannel
-from ._channel import _MultiCallable
+from ._channel import MultiCallableBase
 from ._metadata import Metadata, MetadataTypes
 from ._status import RpcError, StatusCode
 
@@ -154,7 +154,7 @@ class Call(Generic[RequestT, ResponseT]):
     over it for the responses), and the call's metadata and status. Thread-safe: one
     thread may write while another reads."""
 
-    def __init__(self, loop: LoopThread, call: _Call) -> None:
+    def __init__(self, loop: LoopThread, call: CallBase) -> None:
         self._loop = loop
         self._call: Any = call
 
@@ -172,10 +172,10 @@ class Call(Generic[RequestT, ResponseT]):
         check_not_in_event_loop("Call.done_writing()")
         self._loop.call(self._call.done_writing)
 
-    def read(self) -> ResponseT | _EOFType:
+    def read(self) -> ResponseT | EOFType:
         """The next response message, or [`EOF`][h2any.grpc.EOF] after the last."""
         check_not_in_event_loop("Call.read()")
-        result: ResponseT | _EOFType = self._loop.call(self._call.read)
+        result: ResponseT | EOFType = self._loop.call(self._call.read)
         return result
 
     def __iter__(self) -> Iterator[ResponseT]:
@@ -229,7 +229,7 @@ class Call(Generic[RequestT, ResponseT]):
 class _SyncMultiCallable(Generic[RequestT, ResponseT]):
     __slots__ = ("_loop", "_multicallable")
 
-    def __init__(self, loop: LoopThread, multicallable: _MultiCallable[Any, Any]) -> None:
+    def __init__(self, loop: LoopThread, multicallable: MultiCallableBase[Any, Any]) -> None:
         self._loop = loop
         self._multicallable = multicallable
 
