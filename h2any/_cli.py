@@ -1156,6 +1156,10 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_TOO_MANY_REDIRECTS, message
     if isinstance(exc, h2any.InvalidRequest):
         return EXIT_BAD_URL, message
+    if isinstance(exc, h2any.WebSocketHandshakeError):  # h2any ws: the server said no
+        return EXIT_HTTP_ERROR, message
+    if isinstance(exc, h2any.ExtendedConnectUnsupported):  # h2any ws: no RFC 8441 there
+        return EXIT_CONNECT, message
     if isinstance(exc, (h2any.ProtocolError, h2any.ConnectionClosed, h2any.FlowControlError)):
         return EXIT_PROTOCOL, message
     if isinstance(exc, h2any.H2anyError):

@@ -28,8 +28,6 @@ import anyio.to_thread
 import h2any
 
 from ._cli import (
-    EXIT_CONNECT,
-    EXIT_HTTP_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -202,11 +200,7 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_INTERRUPTED
     except BaseException as raised:
         error = leaf_error(raised)
-        if isinstance(error, h2any.WebSocketHandshakeError):
-            code, message = EXIT_HTTP_ERROR, str(error)
-        elif isinstance(error, h2any.ExtendedConnectUnsupported):
-            code, message = EXIT_CONNECT, str(error)
-        elif isinstance(error, ImportError) and "websockets" in str(error):
+        if isinstance(error, ImportError) and "websockets" in str(error):
             code, message = EXIT_USAGE, str(error)
         else:
             code, message = classify(error)
