@@ -4,10 +4,14 @@ Usage::
 
     python benchmarks/bench_core.py [--quick] [--backend asyncio|trio|uvloop ...]
         [--scenario small|download ...] [--client h2any|httpx|h2load ...]
-        [--repeat N] [--output docs/benchmarks.md]
+        [--repeat N] [--requests N] [--tls] [--output docs/benchmarks.md]
 
 The script starts its own ``nghttpd`` (h2c, default settings) on a free loopback port with a
-temporary document root and stops it at the end, also on errors and Ctrl-C.
+temporary document root and stops it at the end, also on errors and Ctrl-C. With ``--tls``
+nghttpd serves HTTP/2 over TLS instead, with a certificate for 127.0.0.1 issued by a
+throw-away CA (``trustme``), and every client verifies the server against that CA (h2any
+``verify=CA file``, httpx ``verify=SSLContext``; h2load does not verify). Write TLS results
+to a file of their own (``--output docs/benchmarks-tls.md``) so the h2c ones stay.
 
 Scenarios:
 
@@ -34,6 +38,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -66,6 +71,14 @@ NGHTTPD_DEFAULTS = (
     "nghttpd defaults: SETTINGS_MAX_CONCURRENT_STREAMS 100, "
     "stream and connection receive windows 64 KiB (-w 16 / -W 16), no TLS (h2c)"
 )
+NGHTTPD_TLS = (
+    "nghttpd defaults: SETTINGS_MAX_CONCURRENT_STREAMS 100, "
+    "stream and connection receive windows 64 KiB (-w 16 / -W 16), "
+    "TLS (ALPN h2) with a certificate for 127.0.0.1 from a throw-away trustme CA"
+)
+#: The CA file every client verifies the server against in a ``--tls`` run (None: h2c).
+#: Set by ``main`` (and by ``bench_scenarios``' child processes from their spec).
+CA_FILE: str | None = None
 BUSY_LOAD = 0.5  # a 1-minute load average above this before the run: somebody else is busy
 MARK_START = "<!-- bench_core:start -->"
 MARK_END = "<!-- bench_core:end -->"
@@ -78,6 +91,47 @@ class BenchmarkError(Exception):
 # ---------------------------------------------------------------------------- the server
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of a throw-away CA and of the server certificate it issued for 127.0.0.1."""
+
+    ca: str
+    cert: str  # the certificate chain
+    key: str
+
+
+@contextlib.contextmanager
+def tls_files() -> Iterator[TLSFiles]:
+    """A ``trustme`` CA and a server certificate for 127.0.0.1 and localhost, written to a
+    temporary directory (removed at the end)."""
+    try:
+        import trustme
+    except ImportError:
+        raise SystemExit("--tls needs trustme: pip install trustme") from None
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    with tempfile.TemporaryDirectory(prefix="h2any-bench-tls-") as tmp:
+        files = TLSFiles(
+            str(Path(tmp, "ca.pem")), str(Path(tmp, "cert.pem")), str(Path(tmp, "key.pem"))
+        )
+        ca.cert_pem.write_to_path(files.ca)
+        for index, pem in enumerate(issued.cert_chain_pems):
+            pem.write_to_path(files.cert, append=index > 0)
+        issued.private_key_pem.write_to_path(files.key)
+        yield files
+
+
+def h2any_tls() -> dict[str, Any]:
+    """h2any's keywords for this run: ``verify=`` the CA file in a TLS run, none for h2c."""
+    return {"verify": CA_FILE} if CA_FILE else {}
+
+
+def httpx_verify() -> ssl.SSLContext | bool:
+    """httpx's ``verify=``: a context trusting the CA in a TLS run (httpx 0.28 deprecates a
+    path there)."""
+    return ssl.create_default_context(cafile=CA_FILE) if CA_FILE else True
+
+
 @dataclass
 class Server:
     port: int
@@ -85,10 +139,12 @@ class Server:
     sha256: dict[str, str]  # file name -> SHA-256 of the random files in the docroot
     version: str
     args: tuple[str, ...] = ()  # extra nghttpd options (none: its defaults)
+    tls: TLSFiles | None = None  # None: h2c
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def big_sha256(self) -> str:
@@ -159,11 +215,13 @@ def nghttpd_version() -> str:
 
 @contextlib.contextmanager
 def nghttpd(
-    extra_args: Sequence[str] = (), files: Mapping[str, int] | None = None
+    extra_args: Sequence[str] = (),
+    files: Mapping[str, int] | None = None,
+    tls: TLSFiles | None = None,
 ) -> Iterator[Server]:
-    """Run nghttpd (h2c; its defaults plus ``extra_args``) on a free loopback port over a
-    temporary docroot holding the 1-byte file and ``files`` (name -> size) of random bytes
-    (default: the 64 MiB download)."""
+    """Run nghttpd (h2c, or TLS with ``tls``'s key and certificate; its defaults plus
+    ``extra_args``) on a free loopback port over a temporary docroot holding the 1-byte
+    file and ``files`` (name -> size) of random bytes (default: the 64 MiB download)."""
     version = nghttpd_version()
     binary = shutil.which("nghttpd") or "nghttpd"
     files = {BIG_FILE: BIG_SIZE} if files is None else files
@@ -173,8 +231,11 @@ def nghttpd(
         sha256 = {name: write_random_file(docroot / name, size) for name, size in files.items()}
         for _attempt in range(5):
             port = _free_port()
+            mode = [] if tls else ["--no-tls"]
+            keys = [tls.key, tls.cert] if tls else []  # nghttpd [OPTION] PORT KEY CERT
+            where = ["-a", "127.0.0.1", "-d", str(docroot), str(port)]
             proc = subprocess.Popen(
-                [binary, "--no-tls", *extra_args, "-a", "127.0.0.1", "-d", str(docroot), str(port)],
+                [binary, *mode, *extra_args, *where, *keys],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -182,7 +243,7 @@ def nghttpd(
             )
             try:
                 if _wait_listening(proc, port):
-                    yield Server(port, docroot, sha256, version, tuple(extra_args))
+                    yield Server(port, docroot, sha256, version, tuple(extra_args), tls)
                     return
             finally:
                 _stop(proc)
@@ -236,7 +297,7 @@ async def _worker_pool(count: int, one: Callable[[], Awaitable[None]]) -> float:
 
 async def h2any_small(origin: str, count: int) -> float:
     path = "/" + SMALL_FILE
-    async with h2any.Connection(origin) as conn:
+    async with h2any.Connection(origin, **h2any_tls()) as conn:
 
         async def one() -> None:
             resp = await conn.request("GET", path)
@@ -251,7 +312,7 @@ async def h2any_small(origin: str, count: int) -> float:
 
 
 async def h2any_download(origin: str, expected_sha256: str | None) -> float:
-    async with h2any.Connection(origin) as conn:
+    async with h2any.Connection(origin, **h2any_tls()) as conn:
         digest = hashlib.sha256() if expected_sha256 else None
         received = 0
         started = time.perf_counter()
@@ -276,6 +337,7 @@ def _httpx_client() -> httpx.AsyncClient:
         http2=True,
         limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
         timeout=httpx.Timeout(60.0),
+        verify=httpx_verify(),
     )
 
 
@@ -396,6 +458,7 @@ class Plan:
     clients: list[str]
     repeat: int
     small_requests: int
+    tls: bool = False
 
 
 def _runner(
@@ -526,7 +589,9 @@ def engine_note() -> str:
     return f"{name} {_version(name)} (`H2ANY_ENGINE={os.environ.get('H2ANY_ENGINE', '')}`)"
 
 
-def environment(server: Server, server_note: str = NGHTTPD_DEFAULTS) -> list[str]:
+def environment(server: Server, server_note: str | None = None) -> list[str]:
+    if server_note is None:
+        server_note = NGHTTPD_TLS if server.tls else NGHTTPD_DEFAULTS
     packages = ("h2any", "h2", "hpack", "anyio", "httpx", "httpcore", "uvloop", "trio")
     return [
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
@@ -538,7 +603,26 @@ def environment(server: Server, server_note: str = NGHTTPD_DEFAULTS) -> list[str
         "- " + ", ".join(f"{p} {_version(p)}" for p in packages),
         f"- h2any's engine: {engine_note()}",
         f"- server: {server.version} ({server_note})",
+        *([f"- TLS: {tls_note()}"] if server.tls else []),
     ]
+
+
+def tls_note() -> str:
+    """What a TLS run negotiates, for the environment list."""
+    return (
+        f"{ssl.OPENSSL_VERSION} on the client side; every Python client verifies the "
+        "server's certificate (chain and host name) against the test CA; h2load does not "
+        "verify"
+    )
+
+
+def nghttpd_command(tls: bool, extra_args: Sequence[str] = (), port: str = "PORT") -> str:
+    """The nghttpd command line a report shows (h2c, or TLS with the test key and cert)."""
+    mode = [] if tls else ["--no-tls"]
+    keys = ["KEY.pem", "CERT.pem"] if tls else []
+    return " ".join(
+        ["nghttpd", *mode, *extra_args, "-a", "127.0.0.1", "-d", "DOCROOT", port, *keys]
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
@@ -573,10 +657,11 @@ def report(
     load_start: float,
     load_end: str,
 ) -> str:
-    small_cmd = " ".join(h2load_command("http://127.0.0.1:PORT", "small", plan.small_requests))
-    big_cmd = " ".join(h2load_command("http://127.0.0.1:PORT", "download", 1))
+    origin = ("https" if plan.tls else "http") + "://127.0.0.1:PORT"
+    small_cmd = " ".join(h2load_command(origin, "small", plan.small_requests))
+    big_cmd = " ".join(h2load_command(origin, "download", 1))
     parts = [
-        "## Results",
+        "## Results over TLS" if plan.tls else "## Results",
         "",
         *env,
         f"- load average (1/5/15 min) at the end: {load_end}",
@@ -586,7 +671,7 @@ def report(
         "",
         "```",
         "python benchmarks/bench_core.py " + " ".join(argv),
-        "nghttpd --no-tls -a 127.0.0.1 -d DOCROOT PORT",
+        nghttpd_command(plan.tls),
         small_cmd,
         big_cmd,
         "```",
@@ -636,8 +721,27 @@ own `nghttpd`, so `nghttpd` and `h2load` must be installed (Debian: `nghttp2-ser
 """
 
 
-def write_output(path: Path, section: str, start: str = MARK_START, end: str = MARK_END) -> None:
-    """Replace the section between the markers, or start the file with the intro."""
+TLS_INTRO = """\
+# Benchmarks over TLS
+
+The results of `benchmarks/bench_all.py --tls` (or `bench_core.py --tls` and
+`bench_scenarios.py --tls`): the scenarios of [Benchmarks](benchmarks.md) with `nghttpd`
+serving HTTP/2 over TLS (ALPN `h2`) with a certificate for 127.0.0.1 from a throw-away
+`trustme` CA, every Python client verifying it against that CA. Same rules as there: one
+connection, loopback, 2 cores shared by client and server, and each figure read as a ratio
+to httpx measured in the same run. `python benchmarks/chart.py docs/benchmarks-tls.md`
+draws the `bench-tls-*.png` charts from these tables.
+"""
+
+
+def write_output(
+    path: Path,
+    section: str,
+    start: str = MARK_START,
+    end: str = MARK_END,
+    intro: str = INTRO,
+) -> None:
+    """Replace the section between the markers, or start the file with ``intro``."""
     block = f"{start}\n{section.rstrip()}\n{end}\n"
     text = path.read_text() if path.exists() else ""
     if start in text and end in text:
@@ -647,7 +751,7 @@ def write_output(path: Path, section: str, start: str = MARK_START, end: str = M
     elif text.strip():
         text = text.rstrip() + "\n\n" + block
     else:
-        text = INTRO + "\n" + block
+        text = intro + "\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
@@ -659,6 +763,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Plan]:
     parser.add_argument("--scenario", nargs="+", choices=SCENARIOS, action="extend")
     parser.add_argument("--client", nargs="+", choices=CLIENTS, action="extend")
     parser.add_argument("--repeat", type=int, help=f"timed runs (default {REPEAT})")
+    parser.add_argument(
+        "--requests", type=int, help=f"GETs per small run (default {SMALL_REQUESTS:,})"
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="HTTP/2 over TLS (a trustme CA) instead of h2c"
+    )
     parser.add_argument("--output", type=Path, help="write a markdown section to this file")
     args = parser.parse_args(argv)
     plan = Plan(
@@ -666,7 +776,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Plan]:
         scenarios=_dedupe(args.scenario or list(SCENARIOS)),
         clients=_dedupe(args.client or list(CLIENTS)),
         repeat=args.repeat or (1 if args.quick else REPEAT),
-        small_requests=QUICK_SMALL_REQUESTS if args.quick else SMALL_REQUESTS,
+        small_requests=args.requests or (QUICK_SMALL_REQUESTS if args.quick else SMALL_REQUESTS),
+        tls=args.tls,
     )
     return args, plan
 
@@ -679,14 +790,30 @@ def _sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwind through the finally blocks that stop nghttpd
 
 
+@contextlib.contextmanager
+def maybe_tls(tls: bool) -> Iterator[TLSFiles | None]:
+    """The test CA's files for a TLS run (``CA_FILE`` set meanwhile), or None for h2c."""
+    global CA_FILE
+    if not tls:
+        yield None
+        return
+    with tls_files() as files:
+        CA_FILE = files.ca
+        try:
+            yield files
+        finally:
+            CA_FILE = None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args, plan = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     load_start = os.getloadavg()[0]
     try:
-        with nghttpd() as server:
-            print(f"{server.version} on {server.origin} ({NGHTTPD_DEFAULTS})")
+        with maybe_tls(plan.tls) as tls, nghttpd(tls=tls) as server:
+            note = NGHTTPD_TLS if tls else NGHTTPD_DEFAULTS
+            print(f"{server.version} on {server.origin} ({note})")
             env = environment(server)
             for line in env:
                 print(line)
@@ -699,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if args.output is not None:
-        write_output(args.output, section)
+        write_output(args.output, section, intro=TLS_INTRO if plan.tls else INTRO)
         print(f"wrote {args.output}")
     return 1 if any(r.error for r in results) else 0
 
