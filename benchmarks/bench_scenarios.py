@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/bench_scenarios.py [--quick]
         [--scenario windows|upload|fanout|parallel|floor ...]
-        [--backend asyncio|trio|uvloop ...] [--repeat N] [--output docs/benchmarks.md]
+        [--backend asyncio|trio|uvloop ...] [--repeat N] [--tls]
+        [--niquests-python PYTHON] [--output docs/benchmarks.md]
 
 Reuses ``bench_core``'s nghttpd, validation and report helpers. Scenarios (ONE connection
 each, h2any against httpx ``http2=True`` measured in the same run, h2load as the C ceiling;
@@ -35,6 +36,14 @@ the timed transfer, then repeats it untimed to check the SHA-256 of what it rece
 niquests (asyncio only) runs as ``AsyncSession(disable_http1=True, disable_http3=True)``,
 which speaks h2c with prior knowledge to an ``http://`` URL; its pool is held to one
 connection and an audit hook on ``socket.connect`` proves it opened only one.
+``--niquests-python`` (or ``$H2ANY_BENCH_NIQUESTS_PYTHON``) runs niquests' transfers in
+another interpreter, a virtual environment of its own (niquests' urllib3-future replaces
+``urllib3`` wherever it is installed): that interpreter finds niquests first, then this
+one's site-packages for anyio, httpx and h2any.
+
+``--tls`` runs every scenario over TLS (``bench_core.tls_files``: nghttpd with a
+certificate from a throw-away ``trustme`` CA; h2any, httpx and niquests verify against it,
+niquests with ``verify=CA file`` and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` unset).
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ import json
 import os
 import re
 import signal
+import site
 import statistics
 import subprocess
 import sys
@@ -195,7 +205,7 @@ def _h2any_connection(origin: str, options: dict[str, Any]) -> h2any.Connection:
     manager = options.pop("window_manager", None)
     if manager is not None:
         options["window_manager"] = MANAGERS[manager]
-    return h2any.Connection(origin, timeout=60.0, **options)
+    return h2any.Connection(origin, timeout=60.0, **core.h2any_tls(), **options)
 
 
 async def _h2any_get(conn: h2any.Connection, path: str, digest: Any | None) -> int:
@@ -222,8 +232,33 @@ async def _httpx_get(client: httpx.AsyncClient, url: str, digest: Any | None) ->
     return received
 
 
+#: The interpreter niquests' transfers run in (``--niquests-python``); this one by default.
+NIQUESTS_PYTHON = os.environ.get("H2ANY_BENCH_NIQUESTS_PYTHON") or sys.executable
+NIQUESTS_PACKAGES = ("niquests", "urllib3-future", "jh2")
+_niquests_versions: dict[str, dict[str, str] | None] = {}
+
+
+def niquests_versions() -> dict[str, str] | None:
+    """niquests' stack in ``NIQUESTS_PYTHON`` (package -> version), None if it lacks niquests."""
+    if NIQUESTS_PYTHON not in _niquests_versions:
+        if sys.executable == NIQUESTS_PYTHON:
+            found = importlib.util.find_spec("niquests") is not None
+            versions = {p: core._version(p) for p in NIQUESTS_PACKAGES} if found else None
+        else:
+            probe = (
+                "import json, importlib.metadata as m, niquests; "
+                f"print(json.dumps({{p: m.version(p) for p in {NIQUESTS_PACKAGES!r}}}))"
+            )
+            proc = subprocess.run(
+                [NIQUESTS_PYTHON, "-c", probe], capture_output=True, text=True, check=False
+            )
+            versions = json.loads(proc.stdout) if proc.returncode == 0 else None
+        _niquests_versions[NIQUESTS_PYTHON] = versions
+    return _niquests_versions[NIQUESTS_PYTHON]
+
+
 def niquests_available() -> bool:
-    return importlib.util.find_spec("niquests") is not None
+    return niquests_versions() is not None
 
 
 #: TCP connections opened by this process, by address (``count_connections``).
@@ -242,7 +277,7 @@ def count_connections() -> None:
 
 
 def _server_address(origin: str) -> str:
-    host, port = origin.removeprefix("http://").rsplit(":", 1)
+    host, port = origin.split("://", 1)[1].rsplit(":", 1)
     return str((host, int(port)))
 
 
@@ -262,6 +297,8 @@ async def _niquests_session(origin: str) -> AsyncIterator[Any]:
         retries=0,
         timeout=60.0,
     ) as session:
+        if core.CA_FILE:
+            session.verify = core.CA_FILE  # the test CA (REQUESTS_CA_BUNDLE is unset)
         first = await session.get(origin + "/" + core.SMALL_FILE)  # connect, untimed
         _niquests_check(first, core.SMALL_BODY)
         yield session
@@ -396,6 +433,7 @@ async def upload(spec: dict[str, Any], payload: bytes | None) -> float:
 
 def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     """One measured transfer in this (fresh) process; a JSON-able result."""
+    core.CA_FILE = spec.get("ca")
     memory = PeakRSS()
     run = partial(core._run_async, spec.get("backend", "asyncio"))
     if spec["client"] == "niquests":
@@ -466,10 +504,36 @@ def share_of_floor(row: Row, floor: Row | None) -> float | None:
     return row.median / floor.median
 
 
+def child_command(spec: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a child process running ``spec``: this
+    interpreter, or ``NIQUESTS_PYTHON`` for niquests, which then finds this interpreter's
+    site-packages (anyio, httpx, h2any, ...) after its own (niquests, urllib3-future)."""
+    script = Path(__file__).resolve()
+    spec = {**spec, "ca": core.CA_FILE}
+    env = dict(os.environ)
+    if spec["client"] == "niquests":
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            env.pop(name, None)  # niquests gets verify=CA file; these would override it
+    if spec["client"] != "niquests" or sys.executable == NIQUESTS_PYTHON:
+        return [sys.executable, str(script), "--child", json.dumps(spec)], env
+    sites = [*site.getsitepackages(), *sys.path]
+    boot = (
+        "import runpy, site, sys\n"
+        f"sys.path.insert(0, {str(script.parent)!r})\n"
+        f"for d in {[d for d in dict.fromkeys(sites) if d.endswith('-packages')]!r}:\n"
+        "    site.addsitedir(d)\n"
+        f"sys.argv = [{str(script)!r}, '--child', {json.dumps(spec)!r}]\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
+    )
+    return [NIQUESTS_PYTHON, "-c", boot], env
+
+
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    command, env = child_command(spec)
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+        proc = subprocess.run(
+            command, capture_output=True, text=True, timeout=CHILD_TIMEOUT, env=env
+        )
     except subprocess.TimeoutExpired as exc:
         raise core.BenchmarkError(f"over the {CHILD_TIMEOUT:.0f} s cap") from exc
     lines = proc.stdout.strip().splitlines()
@@ -671,6 +735,7 @@ class Plan:
     backends: list[str]
     repeat: int
     sizes: Sizes
+    tls: bool = False
 
 
 def scenario_windows(server: core.Server, plan: Plan) -> list[Row]:
@@ -899,7 +964,7 @@ async def h2any_fanout(
     ``request_nowait``, then awaits the responses in order."""
     path = "/" + core.SMALL_FILE
     errors: Counter[str] = Counter()
-    async with h2any.Connection(origin, timeout=60.0) as conn:
+    async with h2any.Connection(origin, timeout=60.0, **core.h2any_tls()) as conn:
 
         async def one() -> None:
             await _h2any_check(conn.request("GET", path), errors)
@@ -1204,10 +1269,12 @@ def floor_table(rows: list[Row]) -> str:
 
 def niquests_note() -> str:
     """niquests' HTTP/2 stack, for the environment list."""
-    if not niquests_available():
+    found = niquests_versions()
+    if found is None:
         return "- niquests: not installed (`pip install niquests`): its rows are skipped"
-    versions = ", ".join(f"{p} {core._version(p)}" for p in ("niquests", "urllib3-future", "jh2"))
-    return f"- niquests' stack: {versions}"
+    versions = ", ".join(f"{p} {v}" for p, v in found.items())
+    where = "" if sys.executable == NIQUESTS_PYTHON else " (in a virtual environment of its own)"
+    return f"- niquests' stack: {versions}{where}"
 
 
 def report(
@@ -1221,8 +1288,9 @@ def report(
     sizes = plan.sizes
     by = {s: [r for r in rows if r.scenario == s] for s in SCENARIOS}
     spawn = [r for r in rows if r.scenario == "spawn"]
+    title = "## More scenarios: window managers, upload, fan-out, parallel bulk, the h2 floor"
     parts = [
-        "## More scenarios: window managers, upload, fan-out, parallel bulk, the h2 floor",
+        title + (", over TLS" if plan.tls else ""),
         "",
         *env,
         niquests_note(),
@@ -1235,8 +1303,8 @@ def report(
         "",
         "```",
         "python benchmarks/bench_scenarios.py " + " ".join(argv),
-        "nghttpd --no-tls -a 127.0.0.1 -d DOCROOT PORT",
-        f"nghttpd --no-tls {' '.join(UPLOAD_SERVER_ARGS)} -a 127.0.0.1 -d DOCROOT PORT2",
+        core.nghttpd_command(plan.tls),
+        core.nghttpd_command(plan.tls, UPLOAD_SERVER_ARGS, "PORT2"),
         "```",
         "",
         f"Each row: {plan.repeat} timed run(s), median shown (fan-out and floor: in rounds, "
@@ -1252,8 +1320,13 @@ def report(
         parts += [
             "niquests, issue 9's reference for bulk transfers, joins the `windows`, `upload` and "
             "`parallel` scenarios: `AsyncSession(disable_http1=True, disable_http3=True, "
-            "pool_connections=1, pool_maxsize=1, retries=0)` on asyncio, h2c with prior "
-            "knowledge to the same nghttpd, one untimed GET to connect first (as for httpx). "
+            "pool_connections=1, pool_maxsize=1, retries=0)` on asyncio, "
+            + (
+                "over TLS (ALPN `h2`, `verify=` the test CA) "
+                if plan.tls
+                else "h2c with prior knowledge "
+            )
+            + "to the same nghttpd, one untimed GET to connect first (as for httpx). "
             "Each response is checked for status 200 and `http_version` 20 (HTTP/2), and an "
             "audit hook on `socket.connect` proves the session opened exactly one TCP "
             "connection. Downloads stream with `stream=True` and `iter_content(n)`, once with "
@@ -1364,6 +1437,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Plan]:
     parser.add_argument("--scenario", nargs="+", choices=SCENARIOS, action="extend")
     parser.add_argument("--backend", nargs="+", choices=core.BACKENDS, action="extend")
     parser.add_argument("--repeat", type=int, help=f"timed runs (default {core.REPEAT})")
+    parser.add_argument(
+        "--tls", action="store_true", help="HTTP/2 over TLS (a trustme CA) instead of h2c"
+    )
+    parser.add_argument(
+        "--niquests-python",
+        help="the interpreter (a venv's python) that has niquests, if this one has not",
+    )
     parser.add_argument("--output", type=Path, help="write a markdown section to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1372,6 +1452,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Plan]:
         backends=core._dedupe(args.backend or list(core.BACKENDS)),
         repeat=args.repeat or (1 if args.quick else core.REPEAT),
         sizes=Sizes.quick() if args.quick else Sizes(),
+        tls=args.tls,
     )
     return args, plan
 
@@ -1382,13 +1463,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.child is not None:
         print(json.dumps(child_main(json.loads(args.child))))
         return 0
+    if args.niquests_python:
+        global NIQUESTS_PYTHON
+        NIQUESTS_PYTHON = args.niquests_python
     signal.signal(signal.SIGTERM, core._sigterm)
     load_start = os.getloadavg()[0]
     sizes = plan.sizes
     files = {file_name(s): s for s in (sizes.window_download, sizes.parallel_file)}
     rows: list[Row] = []
     try:
-        with core.nghttpd(files=files) as server, core.nghttpd(UPLOAD_SERVER_ARGS, {}) as big:
+        with (
+            core.maybe_tls(plan.tls) as tls,
+            core.nghttpd(files=files, tls=tls) as server,
+            core.nghttpd(UPLOAD_SERVER_ARGS, {}, tls) as big,
+        ):
             print(f"{server.version} on {server.origin}, and {big.origin} for uploads")
             env = core.environment(server)
             for line in [*env, niquests_note()]:
@@ -1411,7 +1499,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if args.output is not None:
-        core.write_output(args.output, section, MARK_START, MARK_END)
+        intro = core.TLS_INTRO if plan.tls else core.INTRO
+        core.write_output(args.output, section, MARK_START, MARK_END, intro)
         print(f"wrote {args.output}")
     return 1 if any(r.error for r in rows) else 0
 
