@@ -1,7 +1,10 @@
 """Draw one small chart per benchmark scenario from the result tables in docs/benchmarks.md.
 
-Usage: ``python benchmarks/chart.py [docs/benchmarks.md] [docs/img]`` (``bench_all.py
---output`` runs it after writing the tables). The tables are the results file: each chart
+Usage: ``python benchmarks/chart.py [--tls] [docs/benchmarks.md] [docs/img]`` (``bench_all.py
+--output`` runs it after writing the tables). ``--tls`` (implied by a results file whose
+name ends in ``-tls``, such as ``docs/benchmarks-tls.md``, what ``bench_all.py --tls``
+writes) draws the same charts from a TLS run's tables as ``bench-tls-*.png``, their titles
+saying TLS. The tables are the results file: each chart
 takes its bars from one scenario's table -- the median in the scenario's own unit (req/s,
 MB/s) -- and writes over each bar its ratio to httpx *as that table gives it*, that is
 against httpx measured in the same run (on the same event loop where the table has
@@ -10,7 +13,9 @@ coloured by client: h2any, httpx, niquests; the h2 floor is a dashed line. h2loa
 ceiling, is left out (it would flatten every other bar; the tables have it).
 
 Charts written (PNG, 110 dpi): ``bench-small.png``, ``bench-fanout.png``,
-``bench-download.png``, ``bench-downloads8.png``, ``bench-upload.png``.
+``bench-download.png``, ``bench-downloads8.png``, ``bench-upload.png`` (``bench-tls-small.png``
+and so on with ``--tls``). Titles take the request counts and sizes from the tables'
+headings and rows, so a run with other sizes is labelled with its own.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class Table:
 
     header: list[str]
     rows: list[list[str]]
+    title: str = ""  # the heading's text after the name ("20,000 GETs of a 1-byte file, ...")
 
     def column(self, *words: str) -> int:
         """The index of the first column whose name holds every word."""
@@ -78,12 +84,13 @@ def parse_tables(markdown: str) -> dict[str, Table]:
         heading = _HEADING.match(line)
         if heading:
             name = heading.group(1).rstrip(":").lower()
+            title = line[heading.end() :].lstrip(": ").strip()
             current = None
             continue
         if line.startswith("|") and name is not None:
             cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
             if current is None:
-                current = Table([cell.lower() for cell in cells], [])
+                current = Table([cell.lower() for cell in cells], [], title)
                 tables.setdefault(name, current)
             elif not set("".join(cells)) <= {"-", ":", " "}:
                 current.rows.append(cells)
@@ -119,6 +126,12 @@ def _bars(
     return groups
 
 
+def _count(text: str, what: str, default: str) -> str:
+    """The number before ``what`` in a heading ("20,000" of "20,000 GETs"), else ``default``."""
+    match = re.search(rf"([\d,]+) {what}", text)
+    return match.group(1) if match else default
+
+
 def _floor(table: Table, client: str = "h2 floor") -> tuple[float, str] | None:
     value_column = table.column("(median)")
     for row in table.rows:
@@ -128,15 +141,20 @@ def _floor(table: Table, client: str = "h2 floor") -> tuple[float, str] | None:
     return None
 
 
-def charts(markdown: str) -> list[Chart]:
-    """The charts that the tables in ``markdown`` give (a missing table: no chart)."""
+def charts(markdown: str, tls: bool = False) -> list[Chart]:
+    """The charts that the tables in ``markdown`` give (a missing table: no chart);
+    ``tls``: a TLS run's tables, which the titles say."""
     tables = parse_tables(markdown)
     found: list[Chart] = []
 
+    def title(name: str, rest: str) -> str:
+        return f"{name} over TLS: {rest}" if tls else f"{name}: {rest}"
+
     if "small" in tables:
+        requests = _count(tables["small"].title, "GETs", "20,000")
         chart = Chart(
             "small",
-            "small: 20,000 GETs of 1 byte, 100 in flight",
+            title("small", f"{requests} GETs of 1 byte, 100 in flight"),
             "req/s",
             _bars(
                 tables["small"],
@@ -153,6 +171,11 @@ def charts(markdown: str) -> list[Chart]:
         if "floor" in tables:
             chart.floor = _floor(tables["floor"])
             chart.note = "floor: the floor scenario's run"
+        elif "fan-out" in tables and _floor(tables["fan-out"]):
+            chart.floor = _floor(tables["fan-out"])
+            chart.note = "floor: the fan-out scenario's run"
+        if tls and chart.floor is not None:
+            chart.note += " (in memory, no TLS)"
         found.append(chart)
 
     if "fan-out" in tables:
@@ -169,9 +192,10 @@ def charts(markdown: str) -> list[Chart]:
                 return loop, "h2any, a task each (anyio)"
             return loop, "h2any, a task each (loop's own)"
 
+        requests = _count(tables["fan-out"].title, "GETs", "5,000")
         chart = Chart(
             "fanout",
-            "fan-out: 5,000 GETs started at once",
+            title("fan-out", f"{requests} GETs started at once"),
             "req/s",
             _bars(tables["fan-out"], fanout),
         )
@@ -183,40 +207,53 @@ def charts(markdown: str) -> list[Chart]:
         found.append(chart)
 
     if "parallel" in tables:
-        for name, prefix, title in (
-            ("download", "1 x", "download: one 64 MiB file"),
-            ("downloads8", "8 x", "8 downloads of 64 MiB at once"),
+        heading = re.search(r"(\d+) downloads of ([\d,]+ [KMG]iB)", tables["parallel"].title)
+        streams, size = heading.groups() if heading else ("8", "64 MiB")
+        for name, prefix, text in (
+            ("download", "1 x", title("download", f"one {size} file")),
+            (
+                f"downloads{streams}",
+                f"{streams} x",
+                f"{streams} downloads of {size} at once" + (", over TLS" if tls else ""),
+            ),
         ):
 
             def parallel(client: str, setup: str, prefix: str = prefix) -> tuple[str, str] | None:
-                if client not in ("h2any", "httpx", "niquests") or not setup.startswith(prefix):
+                if client not in ("h2any", "httpx", "niquests") or not setup.startswith(
+                    prefix + " "
+                ):
                     return None
                 if client == "niquests":
                     reads = "1 MiB reads" if "1 MiB" in setup else "chunks as received"
                     return "asyncio", f"niquests, {reads}"
                 return "asyncio", client
 
-            found.append(Chart(name, title, "MB/s", _bars(tables["parallel"], parallel)))
+            found.append(Chart(name, text, "MB/s", _bars(tables["parallel"], parallel)))
 
     if "upload" in tables:
 
         def upload(client: str, setup: str) -> tuple[str, str] | None:
             if client not in ("h2any", "httpx", "niquests"):
                 return None
-            if setup.startswith("1 GiB"):
-                group = "1 GiB file\n16 MiB windows"
-            elif setup.startswith("256 MiB"):
-                group = "256 MiB file\n64 KiB windows"
-            elif setup.startswith("64 MiB bytes"):
-                group = "64 MiB bytes\n16 MiB windows"
+            size = re.match(r"[\d,]+ [KMG]iB", setup)
+            if size is None:
+                return None
+            if "bytes object" in setup:
+                body = f"{size.group()} bytes"
+            elif " file" in setup:
+                body = f"{size.group()} file"
             else:
                 return None
-            return group, client
+            if "64 KiB windows" in setup:
+                return f"{body}\n64 KiB windows", client
+            if "16 MiB windows" in setup:
+                return f"{body}\n16 MiB windows", client
+            return None
 
         found.append(
             Chart(
                 "upload",
-                "upload: POST to nghttpd, asyncio",
+                title("upload", "POST to nghttpd, asyncio"),
                 "MB/s",
                 _bars(tables["upload"], upload),
             )
@@ -224,7 +261,7 @@ def charts(markdown: str) -> list[Chart]:
     return found
 
 
-def draw_chart(chart: Chart, path: Path) -> None:
+def draw_chart(chart: Chart, path: Path, tls: bool = False) -> None:
     """One chart: groups along x, a bar per client in each, the ratio to httpx on each."""
     labels: list[str] = []
     for bars in chart.groups.values():
@@ -273,6 +310,8 @@ def draw_chart(chart: Chart, path: Path) -> None:
     axes.spines[["top", "right"]].set_visible(False)
     axes.legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     caption = "over each bar: ratio to httpx in the same run"
+    if tls:
+        caption += "; HTTP/2 over TLS, every client verifying a test CA"
     if chart.note:
         caption += f"; {chart.note}"
     figure.text(0.01, 0.01, caption, fontsize=6, color="#555555")
@@ -281,25 +320,37 @@ def draw_chart(chart: Chart, path: Path) -> None:
     plt.close(figure)
 
 
-def draw(markdown_path: Path, directory: Path) -> list[Path]:
-    """Write every chart the tables in ``markdown_path`` give into ``directory``."""
-    found = charts(markdown_path.read_text())
+def is_tls_results(markdown_path: Path) -> bool:
+    """A TLS run's results file is named ``...-tls.md`` (``bench_all.py --tls --output``)."""
+    return markdown_path.stem.endswith("-tls")
+
+
+def draw(markdown_path: Path, directory: Path, tls: bool | None = None) -> list[Path]:
+    """Write every chart the tables in ``markdown_path`` give into ``directory``:
+    ``bench-NAME.png``, or ``bench-tls-NAME.png`` for a TLS run's tables (``tls``; by
+    default, when the file's name ends in ``-tls``)."""
+    if tls is None:
+        tls = is_tls_results(markdown_path)
+    found = charts(markdown_path.read_text(), tls)
     if not found:
         raise SystemExit(f"no result tables in {markdown_path}")
     directory.mkdir(parents=True, exist_ok=True)
     written = []
+    prefix = "bench-tls-" if tls else "bench-"
     for chart in found:
-        path = directory / f"bench-{chart.name}.png"
-        draw_chart(chart, path)
+        path = directory / f"{prefix}{chart.name}.png"
+        draw_chart(chart, path, tls)
         written.append(path)
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    tls = True if "--tls" in args else None
+    args = [arg for arg in args if arg != "--tls"]
     markdown = Path(args[0]) if args else Path("docs/benchmarks.md")
     directory = Path(args[1]) if len(args) > 1 else markdown.parent / "img"
-    for path in draw(markdown, directory):
+    for path in draw(markdown, directory, tls):
         print(f"wrote {path}")
     return 0
 
