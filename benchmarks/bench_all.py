@@ -15,10 +15,11 @@ scripts directly for their other options. ``--part`` runs some of the three only
 
 ``--tls`` runs everything over TLS against a certificate from a throw-away ``trustme`` CA;
 write its results to a file of their own (``--output docs/benchmarks-tls.md``) so the h2c
-results stay. ``bench_threads.py`` has no TLS option: here it runs against a TLS nghttpd
-with ``certifi.where()`` pointing at the test CA (h2any's and httpx's default ``verify``
-read it, so both verify the server against that CA), and its result line goes into the
-output file between ``bench_threads`` markers.
+results stay. ``bench_threads.py`` has no TLS option: here it runs (h2any and httpx; the
+hyper shim's row is h2c only) against a TLS nghttpd with ``certifi.where()`` pointing at
+the test CA and ``$SSL_CERT_FILE``/``$SSL_CERT_DIR`` unset (h2any's and httpx's default
+``verify`` read them, so both verify the server against that CA), and its result line goes
+into the output file between ``bench_threads`` markers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -56,6 +58,8 @@ def _threads_over_tls() -> Iterator[None]:
     import certifi
 
     nghttpd, where = bench_core.nghttpd, certifi.where
+    # httpx's default verify reads $SSL_CERT_FILE / $SSL_CERT_DIR before certifi's bundle.
+    saved = {name: os.environ.pop(name, None) for name in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
     with bench_core.maybe_tls(True) as tls:
         assert tls is not None
         bench_core.nghttpd = partial(nghttpd, tls=tls)  # type: ignore[assignment]
@@ -64,6 +68,7 @@ def _threads_over_tls() -> Iterator[None]:
             yield
         finally:
             bench_core.nghttpd, certifi.where = nghttpd, where  # type: ignore[assignment]
+            os.environ.update({name: value for name, value in saved.items() if value})
 
 
 def threads_section(output: str, argv: list[str], load: str, tls: bool) -> str | None:
@@ -85,6 +90,8 @@ def threads_section(output: str, argv: list[str], load: str, tls: bool) -> str |
 
 def run_threads(args: argparse.Namespace) -> int:
     argv = ["--quick"] if args.quick else []
+    if args.tls:  # the hyper-compatible shim's benchmark speaks h2c only (secure=False)
+        argv += ["--client", "h2any", "--client", "httpx"]
     tee = _Tee()
     with (
         contextlib.redirect_stdout(tee),
