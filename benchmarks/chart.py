@@ -200,6 +200,8 @@ def charts(markdown: str, tls: bool = False) -> list[Chart]:
             _bars(tables["fan-out"], fanout),
         )
         chart.floor = _floor(tables["fan-out"])
+        if tls and chart.floor is not None:
+            chart.note = "floor: in memory, no TLS"
         for bars in chart.groups.values():
             for bar in bars:
                 if bar.ratio == "n/a":
@@ -309,13 +311,17 @@ def draw_chart(chart: Chart, path: Path, tls: bool = False) -> None:
     axes.set_title(chart.title, fontsize=9)
     axes.spines[["top", "right"]].set_visible(False)
     axes.legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    caption = "over each bar: ratio to httpx in the same run"
+    parts = ["over each bar: ratio to httpx in the same run"]
     if tls:
-        caption += "; HTTP/2 over TLS, every client verifying a test CA"
+        parts.append("HTTP/2 over TLS, every client verifying a test CA")
     if chart.note:
-        caption += f"; {chart.note}"
+        parts.append(chart.note)
+    caption = "; ".join(parts)
+    if len(caption) > 110:  # two lines rather than a cut-off one
+        caption = "; ".join(parts[:2]) + "\n" + "; ".join(parts[2:])
+    lines = caption.count("\n") + 1
     figure.text(0.01, 0.01, caption, fontsize=6, color="#555555")
-    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    figure.tight_layout(rect=(0, 0.04 * lines, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
