@@ -78,6 +78,9 @@ def threads_section(output: str, argv: list[str], load: str, tls: bool) -> str |
     if "h2any" not in rates or "httpx" not in rates or ratio is None:
         return None
     how = "over TLS (the test CA as certifi's bundle)" if tls else "h2c"
+    loop = re.search(r"h2any loop thread: (.+)$", output, re.MULTILINE)
+    if loop is not None:
+        how += f", h2any's loop thread on {loop.group(1)}"
     return (
         "## Threads: 8 threads sharing one `h2any.sync.Connection`"
         + (", over TLS" if tls else "")
