@@ -90,9 +90,11 @@ def _own_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
 def immediate_sender(stream: anyio.abc.ByteStream) -> Callable[[bytes], int] | None:
     """A function that sends what ``stream``'s socket takes at once, without waiting, and
     returns how many bytes that was (0 when its buffer is full) -- or None where the bytes
-    cannot go straight to the socket (TLS over a memory BIO). The connection task writes with it first, and
-    waits (``send``) only for the rest: most writes then cost no trip through the loop.
-    Callers never use it while an awaited ``send`` on the same stream is under way."""
+    cannot go straight to the socket (TLS over a memory BIO). The connection task writes
+    with it first, and waits (``send``) only for the rest: most writes then cost no trip
+    through the loop. Callers never use it while an awaited ``send`` on the same stream is
+    under way; after a short count they send the rest before anything newer (TLS needs
+    that: ``SocketTLSStream.send_now``)."""
     send_now: Callable[[bytes], int] | None = getattr(stream, "send_now", None)
     if send_now is not None or not isinstance(stream, anyio.abc.SocketStream):
         return send_now
