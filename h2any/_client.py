@@ -421,11 +421,14 @@ class Client:
         retried_unprocessed = False
         retried_maybe_processed = False
         attempts = failed_attempts = 0
+        slot = self._free_slot(origin)
         while True:
             attempts += 1
-            slot = await self._slot_for(origin, deadline)
+            if slot is None:
+                slot = await self._slot_for(origin, deadline)
+                now = anyio.current_time()
             assert slot.connection is not None
-            slot.last_used = anyio.current_time()
+            slot.last_used = now
             reservation = _Reservation(slot)
             try:
                 # A retry of a request the server never processed goes ahead of others
@@ -468,6 +471,7 @@ class Client:
                 if delay:
                     await anyio.sleep(delay)
                 body = rewind(body, replay_from)
+                slot = None
             except ConnectionClosed as closed:
                 if (
                     retried_maybe_processed
@@ -481,6 +485,7 @@ class Client:
                 _log.retrying(method, origin, target, attempts, closed, 0.0)
                 self._forget_if_closed(origin, slot)
                 body = rewind(body, replay_from)
+                slot = None
             else:
                 slot.last_used = anyio.current_time()
                 return response
@@ -769,6 +774,21 @@ class Client:
         slots = self._pool.get(origin)
         if slots is not None and slot in slots and not slot.usable:
             slots.remove(slot)
+
+    def _free_slot(self, origin: Origin) -> _Slot | None:
+        """The first open connection to ``origin`` with a free stream slot, without waiting
+        (the everyday case, checked before `_slot_for`, which tidies up and opens)."""
+        slots = self._pool.get(origin)
+        if slots:
+            for slot in slots:
+                connection = slot.connection
+                if (
+                    connection is not None
+                    and not connection.is_closed
+                    and connection.open_streams + slot.reserved < connection.max_concurrent_streams
+                ):
+                    return slot
+        return None
 
     async def _slot_for(self, origin: Origin, deadline: float) -> _Slot:
         """The connection to use for ``origin``: an open one with a free stream slot, a
