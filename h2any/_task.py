@@ -68,7 +68,13 @@ from ._exceptions import (
     clone_error,
     error_code_name,
 )
-from ._flow import BaseFlowControlManager, ConnectionWindow, StreamWindow
+from ._flow import (
+    AdaptiveFlowControlManager,
+    BaseFlowControlManager,
+    ConnectionWindow,
+    FlowControlManager,
+    StreamWindow,
+)
 from ._headers import malformed_response_fields
 from ._proxy import ProxyConfig, open_tunnel
 from ._push import PushedStream, PushRegistry
@@ -228,6 +234,14 @@ class ConnectionTask:
 
         self.h2: EngineConnection = engine.new_connection()
         self.h2.frame_observer = frame_observer
+        # Consecutive DATA frames of a stream in one read are handled as one (the engine's,
+        # flow control's and the reader's per-frame work once per read), unless someone
+        # watches each frame: a frame observer, or a window manager of the user's own (told
+        # of each DATA frame, as hyper's were).
+        self.h2.frame_buffer.coalesce = frame_observer is None and window_manager in (
+            FlowControlManager,
+            AdaptiveFlowControlManager,
+        )
         self._socket: anyio.abc.ByteStream | None = None
         self.preopened: anyio.abc.ByteStream | None = None  # a socket opened by the Client
         self.commands: deque[tuple[Callable[[Any], None], Any]] = deque()
@@ -253,6 +267,7 @@ class ConnectionTask:
         # Bytes the reader's inline write could not hand to the socket; the writer sends
         # them first (see _send_inline).
         self._leftover = b""
+        self._window_opened = False  # a WINDOW_UPDATE in the frames being handled
         self._replies = 0  # PING / SETTINGS ACKs the engine queued since the last write
         self._done: anyio.Event | None = None
         self._run_scope: anyio.CancelScope | None = None
@@ -517,7 +532,8 @@ class ConnectionTask:
                 grant = connection_window.take_grant()
                 if grant:
                     h2.increment_flow_control_window(grant)
-                if self.commands or h2.has_data_to_send():
+                opened, self._window_opened = self._window_opened, False
+                if self.commands or h2.has_data_to_send() or (opened and self.outbox.sending):
                     if self._writing:
                         if self._replies > QUEUED_REPLY_LIMIT:
                             self._replies_pile_up(h2.outbound_size())
@@ -1046,8 +1062,10 @@ class ConnectionTask:
                         stream.fail(StreamReset(stream.stream_id, code))
                     self.finish(stream)
             elif isinstance(event, ev.WindowUpdated):
-                if self.outbox.sending:
-                    self.outbox.pump()
+                # Sent once all the frames of this read are handled (the reader's inline
+                # send or the writer pumps): a read often opens both the connection's and
+                # the stream's window.
+                self._window_opened = True
             elif isinstance(event, ev.PingReceived):
                 self._replies += 1  # the engine queued the ACK
             elif isinstance(event, ev.RemoteSettingsChanged):

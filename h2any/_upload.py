@@ -212,8 +212,13 @@ class Outbox:
             if batch >= SEND_BATCH:
                 return False
             progressed = 0
-            for stream in list(sending):
-                progressed += self.send_body(stream, max_frames=1)
+            if len(sending) == 1:  # nobody to take turns with: frames up to the batch
+                frames = 1 + (SEND_BATCH - batch) // h2.max_outbound_frame_size
+                for stream in list(sending):
+                    progressed = self.send_body(stream, max_frames=frames)
+            else:
+                for stream in list(sending):
+                    progressed += self.send_body(stream, max_frames=1)
             if not progressed:
                 break
             batch += progressed

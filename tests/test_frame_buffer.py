@@ -2,7 +2,9 @@
 
 Reading: ``_engine._FrameBuffer`` builds DATA and whole HEADERS frames itself; it is checked
 against the engine's stock ``FrameBuffer`` over random frame sequences, cut into random
-pieces: the same frames (class and every attribute) or the same error. Writing:
+pieces: the same frames (class and every attribute) or the same error, with the joining of
+consecutive DATA frames of one stream off; with it on, the same frames once the stock ones
+are joined alike. Writing:
 ``send_data_frame`` against the engine's ``send_data``, ``send_request_headers`` against
 its ``send_headers``. Both engines.
 """
@@ -55,6 +57,9 @@ _other_frame = st.sampled_from(
     [
         raw_frame(0x8, 0, 1, (1000).to_bytes(4, "big")),  # WINDOW_UPDATE
         raw_frame(0x8, 0, 1, b"\0\0\0\0"),  # zero increment on a stream: a stream error
+        raw_frame(0x8, 0xFF, 0, b"\x7f\xff\xff\xff"),  # the largest increment, any flags
+        raw_frame(0x8, 0, 3, b"\x80\0\0\x05"),  # the reserved bit set
+        raw_frame(0x8, 0, 3, b"\0\0\x01"),  # too short
         raw_frame(0x6, 0, 0, b"12345678"),  # PING
         raw_frame(0x3, 0, 5, b"\0\0\0\x08"),  # RST_STREAM
         raw_frame(0x1, 0x4, 1, b"\x88"),  # HEADERS, END_HEADERS
@@ -100,6 +105,7 @@ def test_frames_match_the_engines_own_frame_buffer(
     edges = sorted({0, len(stream), *(cut for cut in cuts if cut < len(stream))})
     pieces = [stream[a:b] for a, b in itertools.pairwise(edges)]
     ours = engine.new_connection().incoming_buffer
+    ours.coalesce = False
     stock_class = importlib.import_module(f"{engine_name}.frame_buffer").FrameBuffer
     expected = _read_all(stock_class(server=False), pieces)
     got = _read_all(ours, pieces)
@@ -107,6 +113,75 @@ def test_frames_match_the_engines_own_frame_buffer(
     # us, a connection error for the engine): compare only sequences without one.
     if any(entry == ("stream errors", []) for entry in got):
         assert got[:-1] == expected[:-1]
+
+
+def _joined(seen: list[Any]) -> list[Any]:
+    """``seen`` (as _read_all describes frames) with each run of unpadded DATA frames of one
+    stream, up to one that ends the stream, as one frame: its payloads joined, the last
+    one's flags, the lengths summed."""
+    joined: list[Any] = []
+    for entry in seen:
+        if entry[0] == "DataFrame":
+            fields = dict(entry[1])
+            if fields["pad_length"] == 0 and "PADDED" not in fields["flags"]:
+                last = joined[-1] if joined else None
+                if last is not None and last[0] == "DataFrame":
+                    previous = dict(last[1])
+                    if (
+                        previous["stream_id"] == fields["stream_id"]
+                        and previous["pad_length"] == 0
+                        and not {"PADDED", "END_STREAM"} & set(previous["flags"])
+                    ):
+                        fields["data"] = previous["data"] + fields["data"]
+                        fields["body_len"] += previous["body_len"]
+                        joined[-1] = ("DataFrame", sorted(fields.items()))
+                        continue
+        joined.append(entry)
+    return joined
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.lists(st.one_of(_data_frame, _data_frame, _other_frame), max_size=14),
+    cuts=st.lists(st.integers(0, 30000), max_size=6),
+)
+def test_joined_data_frames_carry_what_the_engines_frames_carry(
+    engine_name: str, frames: list[bytes], cuts: list[int]
+) -> None:
+    # Consecutive DATA frames of one stream that are in the buffer together come out as one
+    # frame (the reader's per-frame work, once per read): the same bytes, flags and
+    # flow-controlled lengths as the engine's frames, joined; every other frame, and every
+    # error, as the engine's.
+    engine = get_engine(engine_name)
+    stream = b"".join(frames)
+    edges = sorted({0, len(stream), *(cut for cut in cuts if cut < len(stream))})
+    pieces = [stream[a:b] for a, b in itertools.pairwise(edges)]
+    ours = engine.new_connection().incoming_buffer
+    assert ours.coalesce
+    stock_class = importlib.import_module(f"{engine_name}.frame_buffer").FrameBuffer
+    expected = _read_all(stock_class(server=False), pieces)
+    got = _read_all(ours, pieces)
+    if any(entry == ("stream errors", []) for entry in got):
+        assert _joined(got[:-1]) == _joined(expected[:-1])
+        assert len(got) <= len(expected)
+
+
+def test_frames_in_one_read_are_joined() -> None:
+    # Four 16 KiB frames of stream 1 and the one that ends it, then a PING, in one read:
+    # one DATA frame of all five (END_STREAM), then the PING.
+    ours = get_engine("h2").new_connection().incoming_buffer
+    ours.max_frame_size = 16384
+    payloads = [bytes([n]) * 16384 for n in range(4)] + [b"end"]
+    wire = b"".join(
+        raw_frame(0x0, 0x1 if n == 4 else 0x0, 1, payload) for n, payload in enumerate(payloads)
+    )
+    ours.add_data(wire + raw_frame(0x6, 0, 0, b"12345678"))
+    frames = list(ours)
+    assert [type(frame).__name__ for frame in frames] == ["DataFrame", "PingFrame"]
+    assert frames[0].data == b"".join(payloads)
+    assert frames[0].flow_controlled_length == 4 * 16384 + 3
+    assert "END_STREAM" in frames[0].flags
 
 
 @pytest.mark.parametrize("engine_name", ENGINES)

@@ -1,11 +1,12 @@
-"""A response's HEADERS and DATA take a short way through the engine, with the same outcome.
+"""A response's HEADERS and DATA, and WINDOW_UPDATEs, take a short way through the engine.
 
 ``_engine._H2Connection._receive_on_stream`` handles a DATA or HEADERS frame on an open
-stream of ours without the engine's generic frame path. Two connections of the same engine,
-one with the short way and one without (``receive_shortcut = False``), read the same random
-server frames (responses, informational responses, trailers, bodies longer than their
-content-length or their window, frames on unopened, closed and reset streams, GOAWAY either
-way), cut at random points; after each piece they must agree on the events (every attribute), the
+stream of ours, and ``_receive_window_update`` a WINDOW_UPDATE, without the engine's generic
+frame path. Two connections of the same engine, one with the short way and one without
+(``receive_shortcut = False``), read the same random server frames (responses, informational
+responses, trailers, bodies longer than their content-length or their window, WINDOW_UPDATEs
+that fit or overflow, frames on unopened, closed and reset streams, GOAWAY either way), cut
+at random points; after each piece they must agree on the events (every attribute), the
 error, the bytes to send, and every stream's and the connection's state. Both engines.
 """
 
@@ -44,8 +45,16 @@ _data_op = st.tuples(
     st.booleans(),  # padded
 )
 _other_op = st.tuples(
-    st.sampled_from(["rst", "window_update", "goaway", "ping"]),
+    st.sampled_from(["rst", "goaway", "ping"]),
     _stream_id,
+)
+# WINDOW_UPDATEs take a short way too: on the connection (stream 0) or a stream, with an
+# increment that fits, or one that overflows the window (a stream error on a stream, a
+# connection error on the connection).
+_window_update_op = st.tuples(
+    st.just("window_update"),
+    st.sampled_from([0, *STREAMS, 9, 2]),
+    st.sampled_from([1, 100, 2**31 - 1]),
 )
 
 
@@ -81,7 +90,7 @@ def _wire(ops: list[Any]) -> bytes:
         elif kind == "rst":
             out.append(raw_frame(0x3, 0, stream_id, (8).to_bytes(4, "big")))
         elif kind == "window_update":
-            out.append(raw_frame(0x8, 0, stream_id, (100).to_bytes(4, "big")))
+            out.append(raw_frame(0x8, 0, stream_id, op[2].to_bytes(4, "big")))
         elif kind == "goaway":
             out.append(raw_frame(0x7, 0, 0, (5).to_bytes(4, "big") + b"\0\0\0\0"))
         else:
@@ -112,6 +121,7 @@ def _state(connection: Any) -> Any:
                 machine.trailers_received,
                 machine.stream_closed_by,
                 stream.inbound_flow_control_window,
+                stream.outbound_flow_control_window,
                 stream._inbound_window_manager.current_window_size,
                 stream._expected_content_length,
                 stream._actual_content_length,
@@ -122,6 +132,7 @@ def _state(connection: Any) -> Any:
         connection.state_machine.state,
         connection._inbound_flow_control_window_manager.current_window_size,
         connection.inbound_flow_control_window,
+        connection.outbound_flow_control_window,
         sorted(connection._closed_streams.items()),
     )
 
@@ -129,7 +140,7 @@ def _state(connection: Any) -> Any:
 @pytest.mark.parametrize("engine_name", ENGINES)
 @settings(max_examples=300, deadline=None)
 @given(
-    ops=st.lists(st.one_of(_headers_op, _data_op, _other_op), max_size=14),
+    ops=st.lists(st.one_of(_headers_op, _data_op, _other_op, _window_update_op), max_size=14),
     cuts=st.lists(st.integers(0, 40000), max_size=5),
     end_streams=st.lists(st.booleans(), min_size=len(STREAMS), max_size=len(STREAMS)),
     head=st.booleans(),
