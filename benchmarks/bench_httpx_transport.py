@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_httpx_transport.py [--rounds N] [--requests N] [--upload-mib N]
-        [--upload-bytes-mib N]
+        [--upload-bytes-mib N] [--rows small download upload upload-bytes]
         [--backend asyncio|trio|uvloop] [--output docs/httpx.md]
 
 Both sides are the same ``httpx.AsyncClient`` code; only the transport differs:
@@ -199,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the tables into this file, between its bench_httpx_transport markers",
     )
     parser.add_argument("--backend", choices=("asyncio", "trio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=("small", "download", "upload", "upload-bytes"),
+        help="measure only these rows (default: all; upload-bytes unless --upload-bytes-mib 0)",
+    )
     args = parser.parse_args(argv)
     rows: dict[str, tuple[str, Callable[[str, str], Awaitable[Rate]]]] = {
         "small": ("req/s", lambda which, origin: small(which, origin, args.requests)),
@@ -210,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             "MB/s",
             lambda which, origin: upload_bytes(which, origin, args.upload_bytes_mib << 20),
         )
+    if args.rows:
+        rows = {row: spec for row, spec in rows.items() if row in args.rows}
     results: dict[tuple[str, str], list[Rate]] = {}
     load_before = load_average()
     with nghttpd() as server:

@@ -218,21 +218,21 @@ def _timeout_of(request: httpx.Request) -> Timeout:
     return timeout
 
 
-_origins: dict[tuple[str, bytes], Origin] = {}
+_origins: dict[tuple[str, bytes, int | None], Origin] = {}
 
 
 def _origin_of(request: httpx.Request) -> Origin:
     url = request.url
     scheme = url.scheme
-    if scheme not in ("http", "https"):
-        if not scheme:
-            message = f"request URL {url!r} is missing an 'http://' or 'https://' protocol"
-        else:
-            message = f"request URL {url!r} has an unsupported protocol {scheme + '://'!r}"
-        raise httpx.UnsupportedProtocol(message, request=request)
-    key = (scheme, url.netloc)
+    key = (scheme, url.raw_host, url.port)
     origin = _origins.get(key)
     if origin is None:
+        if scheme not in ("http", "https"):
+            if not scheme:
+                message = f"request URL {url!r} is missing an 'http://' or 'https://' protocol"
+            else:
+                message = f"request URL {url!r} has an unsupported protocol {scheme + '://'!r}"
+            raise httpx.UnsupportedProtocol(message, request=request)
         try:
             origin = Origin.parse(f"{scheme}://{url.netloc.decode('ascii')}")
         except InvalidRequest as exc:
@@ -243,16 +243,40 @@ def _origin_of(request: httpx.Request) -> Origin:
     return origin
 
 
-def _headers_of(request: httpx.Request) -> Headers:
-    """The request's header fields for h2any: names lowercased, HTTP/1.1 framing dropped
-    (``Host`` is kept: h2any sends it as ``:authority``)."""
+def _converted_headers(raw: list[tuple[bytes, bytes]]) -> Headers:
+    """A request's header fields (httpx's ``headers.raw``) for h2any: names lowercased,
+    HTTP/1.1 framing dropped (``Host`` is kept: h2any sends it as ``:authority``)."""
     fields = []
-    for name, value in request.headers.raw:
+    for name, value in raw:
         name = name.lower()
         if name in _HOP_BY_HOP or (name == b"te" and value.lower() != b"trailers"):
             continue
         fields.append((name, value))
     return headers_from_wire(fields)
+
+
+# A transport's header blocks already converted are kept (per transport, so that no
+# credentials outlive it): a client sends the same few blocks again and again. Only small
+# blocks, and a bounded number of them.
+_HEADER_CACHE_LIMIT = 64
+_HEADER_CACHE_BLOCK = 2048  # bytes of names and values
+
+
+def _cached_headers(
+    cache: dict[tuple[tuple[bytes, bytes], ...], Headers], request: httpx.Request
+) -> Headers:
+    """The request's header fields for h2any, from ``cache`` when the same block was converted
+    before ([`Headers`][h2any.Headers] are immutable: one object serves every request)."""
+    raw = request.headers.raw
+    key = tuple(raw)
+    headers = cache.get(key)
+    if headers is None:
+        headers = _converted_headers(raw)
+        if sum(len(name) + len(value) for name, value in raw) <= _HEADER_CACHE_BLOCK:
+            if len(cache) >= _HEADER_CACHE_LIMIT:
+                cache.clear()
+            cache[key] = headers
+    return headers
 
 
 # --------------------------------------------------------------------------- errors
@@ -474,6 +498,8 @@ class _Host:
         self.stop = anyio.Event()
         self.done = anyio.Event()
         self.error: BaseException | None = None
+        # True while the Client is up (entered, not yet left): requests take it at once.
+        self.live = False
         self._task: object = None  # the asyncio task, kept referenced
 
     async def start(self) -> None:
@@ -490,6 +516,7 @@ class _Host:
     async def _run(self) -> None:
         try:
             async with self.client:
+                self.live = True
                 self.ready.set()
                 await self.stop.wait()
         except BaseException as exc:
@@ -498,6 +525,7 @@ class _Host:
             if not isinstance(exc, anyio.get_cancelled_exc_class()):
                 self.error = exc
         finally:
+            self.live = False
             self.ready.set()
             self.done.set()
 
@@ -593,6 +621,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         )
         self._host: _Host | None = None
         self._closed = False
+        self._header_cache: dict[tuple[tuple[bytes, bytes], ...], Headers] = {}
 
     @property
     def client(self) -> _AsyncClient | None:
@@ -623,8 +652,12 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         """Send ``request`` and return the response at its headers (the body streams)."""
         origin = _origin_of(request)
         timeout = _timeout_of(request)
-        client = await self._client(timeout)
-        headers = _headers_of(request)
+        host = self._host
+        if host is not None and host.live and host.loop is _current_loop():
+            client = host.client  # (the everyday case, without a coroutine step)
+        else:
+            client = await self._client(timeout)
+        headers = _cached_headers(self._header_cache, request)
         target = request.url.raw_path.decode("ascii")
         body: Any = _in_memory(request)
         upload: _AsyncUpload | _SyncUpload | None = None
@@ -750,6 +783,7 @@ class Transport(httpx.BaseTransport):
         self._backend = backend
         self._lock = threading.Lock()
         self._sync_client: _SyncClient | None = None
+        self._header_cache: dict[tuple[tuple[bytes, bytes], ...], Headers] = {}
         self._closed = False
 
     @property
@@ -777,7 +811,7 @@ class Transport(httpx.BaseTransport):
         timeout = _timeout_of(request)
         client = self._client(timeout)
         loop: LoopThread = client._loop
-        headers = _headers_of(request)
+        headers = _cached_headers(self._header_cache, request)
         target = request.url.raw_path.decode("ascii")
         body: Any = _in_memory(request)
         upload: _SyncUpload | None = None

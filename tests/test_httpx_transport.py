@@ -191,6 +191,24 @@ async def test_request_headers_reach_the_server(hypercorn_server) -> None:
     assert seen["method"] == "GET"
 
 
+async def test_repeated_and_changing_headers_each_reach_the_server(hypercorn_server) -> None:
+    # The transport keeps the header blocks it converted (per transport): the same block
+    # again, then a different one, then the first again, and a block too large to keep.
+    url = f"{hypercorn_server.url_h2c}/headers"
+    big = "b" * 3000
+    sent = [{"X-A": "1"}, {"X-A": "1"}, {"X-A": "2", "X-B": "b"}, {"X-A": "1"}]
+    sent += [{"X-Big": big}, {"X-Big": big}]
+    with anyio.fail_after(TIMEOUT):
+        async with async_client() as client:
+            seen = [
+                dict((await client.get(url, headers=headers)).json()["headers"]) for headers in sent
+            ]
+    assert [h.get("x-a") for h in seen] == ["1", "1", "2", "1", None, None]
+    assert [h.get("x-b") for h in seen] == [None, None, "b", None, None, None]
+    assert seen[4]["x-big"] == seen[5]["x-big"] == big
+    assert all("connection" not in h for h in seen)
+
+
 async def test_post_bytes_json_and_form(hypercorn_server) -> None:
     url = f"{hypercorn_server.url_h2c}/echo"
     with anyio.fail_after(TIMEOUT):
