@@ -32,6 +32,7 @@ import importlib.metadata
 import os
 import re
 import struct
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -620,10 +621,13 @@ def _build(package: str) -> Engine:
             # Join consecutive DATA frames of one stream (_coalesce); off while a frame
             # observer wants to see each frame as it came.
             self.coalesce = True
+            self._ready: deque[Any] = deque()
             if not hasattr(self, "_data_offset"):
                 self._data_offset = 0  # jh2 consumes by moving an offset; h2's stays 0
 
         def __next__(self) -> Any:
+            if self._ready:  # the other streams' frames of a run _coalesce joined
+                return self._ready.popleft()
             while True:
                 data: bytearray = getattr(self, buffer_name)
                 start: int = self._data_offset
@@ -713,39 +717,62 @@ def _build(package: str) -> Engine:
                 self._consume(start, 13)
 
         def _coalesce(self, frame: Any, data: bytearray, start: int, end: int) -> int:
-            """Join the DATA frames of ``frame``'s stream that follow it in the buffer (whole,
-            unpadded, within MAX_FRAME_SIZE, up to and including one that ends the stream)
-            into ``frame``, as if the server had sent one larger frame: the engine, flow
-            control and the reader then do their per-frame work once per read instead of
-            once per 16 KiB. Returns where the joined frames end, with ``frame.data`` and
-            ``frame.body_len`` set; 0 when no frame follows (nothing set)."""
-            stream_id = frame.stream_id
+            """Join ``frame`` (a DATA frame at ``start``, ending at ``end``, not ending its
+            stream) and the DATA frames that follow it in the buffer (whole, unpadded,
+            within MAX_FRAME_SIZE, of any stream) into one frame per stream, as if the
+            server had sent one larger frame for each: the engine, flow control and the
+            reader then do their per-frame work once per stream and read instead of once
+            per 16 KiB. Each stream keeps its order; a stream's group ends with its
+            END_STREAM; the run stops at any other frame. ``frame`` gets its stream's
+            bytes; the other streams' frames come next from ``__next__``. Returns where the
+            run ends, or 0 when no DATA frame follows (nothing changed)."""
             limit = self.max_frame_size
             size = len(data)
-            spans = [(start + 9, end)]
+            first = frame.stream_id
+            groups: dict[int, list[tuple[int, int]]] = {first: [(start + 9, end)]}
+            ended: set[int] = set()
             total = end - start - 9
             while size - end >= 9 and total < _COALESCE_LIMIT:
-                length_high, length_low, kind, flag_byte, next_id = _unpack_frame_header(data, end)
+                length_high, length_low, kind, flag_byte, stream_id = _unpack_frame_header(
+                    data, end
+                )
                 length = length_high << 8 | length_low
+                stream_id &= 0x7FFFFFFF
                 if (
                     kind != _DATA
-                    or next_id & 0x7FFFFFFF != stream_id
+                    or not stream_id
+                    or stream_id in ended
                     or flag_byte & _PADDED
                     or length > limit
                     or size - end < 9 + length
                 ):
                     break
+                spans = groups.get(stream_id)
+                if spans is None:
+                    spans = groups[stream_id] = []
                 spans.append((end + 9, end + 9 + length))
                 total += length
                 end += 9 + length
                 if flag_byte & _END_STREAM:
-                    frame.flags._flags = {"END_STREAM"}
-                    break
-            if len(spans) == 1:
+                    ended.add(stream_id)
+            if len(groups) == 1 and len(groups[first]) == 1:
                 return 0
             with memoryview(data) as view:
-                frame.data = b"".join([view[a:b] for a, b in spans])
-            frame.body_len = total
+                for stream_id, spans in groups.items():
+                    if stream_id == first:
+                        joined = frame
+                    else:
+                        joined = new_object(DataFrame)
+                        joined.flags = flags = new_object(Flags)
+                        flags._valid_flags = data_flag_names
+                        flags._flags = set()
+                        joined.stream_id = stream_id
+                        joined.pad_length = 0
+                        self._ready.append(joined)
+                    if stream_id in ended:
+                        joined.flags._flags = {"END_STREAM"}
+                    joined.data = b"".join([view[a:b] for a, b in spans])
+                    joined.body_len = len(joined.data)
             return end
 
         def _consume(self, start: int, size: int) -> None:

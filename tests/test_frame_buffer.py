@@ -3,8 +3,7 @@
 Reading: ``_engine._FrameBuffer`` builds DATA and whole HEADERS frames itself; it is checked
 against the engine's stock ``FrameBuffer`` over random frame sequences, cut into random
 pieces: the same frames (class and every attribute) or the same error, with the joining of
-consecutive DATA frames of one stream off; with it on, the same frames once the stock ones
-are joined alike. Writing:
+runs of DATA frames off; with it on, what each stream receives is the same. Writing:
 ``send_data_frame`` against the engine's ``send_data``, ``send_request_headers`` against
 its ``send_headers``. Both engines.
 """
@@ -115,29 +114,23 @@ def test_frames_match_the_engines_own_frame_buffer(
         assert got[:-1] == expected[:-1]
 
 
-def _joined(seen: list[Any]) -> list[Any]:
-    """``seen`` (as _read_all describes frames) with each run of unpadded DATA frames of one
-    stream, up to one that ends the stream, as one frame: its payloads joined, the last
-    one's flags, the lengths summed."""
-    joined: list[Any] = []
+def _per_stream(seen: list[Any]) -> Any:
+    """What ``seen`` (as _read_all describes frames) carries, as joining DATA frames keeps
+    it: each stream's DATA payloads joined, with their flow-controlled lengths summed and
+    END_STREAM counted; every other frame, the error and the stream errors in order."""
+    data: dict[Any, list[Any]] = {}
+    others = []
     for entry in seen:
         if entry[0] == "DataFrame":
             fields = dict(entry[1])
-            if fields["pad_length"] == 0 and "PADDED" not in fields["flags"]:
-                last = joined[-1] if joined else None
-                if last is not None and last[0] == "DataFrame":
-                    previous = dict(last[1])
-                    if (
-                        previous["stream_id"] == fields["stream_id"]
-                        and previous["pad_length"] == 0
-                        and not {"PADDED", "END_STREAM"} & set(previous["flags"])
-                    ):
-                        fields["data"] = previous["data"] + fields["data"]
-                        fields["body_len"] += previous["body_len"]
-                        joined[-1] = ("DataFrame", sorted(fields.items()))
-                        continue
-        joined.append(entry)
-    return joined
+            padding = fields["pad_length"] + 1 if "PADDED" in fields["flags"] else 0
+            carried = data.setdefault(fields["stream_id"], [b"", 0, 0])
+            carried[0] += fields["data"]
+            carried[1] += len(fields["data"]) + padding
+            carried[2] += "END_STREAM" in fields["flags"]
+        else:
+            others.append(entry)
+    return sorted((stream_id, *carried) for stream_id, carried in data.items()), others
 
 
 @pytest.mark.parametrize("engine_name", ENGINES)
@@ -149,10 +142,10 @@ def _joined(seen: list[Any]) -> list[Any]:
 def test_joined_data_frames_carry_what_the_engines_frames_carry(
     engine_name: str, frames: list[bytes], cuts: list[int]
 ) -> None:
-    # Consecutive DATA frames of one stream that are in the buffer together come out as one
-    # frame (the reader's per-frame work, once per read): the same bytes, flags and
-    # flow-controlled lengths as the engine's frames, joined; every other frame, and every
-    # error, as the engine's.
+    # A run of DATA frames that are in the buffer together comes out as one frame per stream
+    # (the reader's per-frame work, once per stream and read): each stream gets the same
+    # bytes, flow-controlled lengths and END_STREAM as from the engine's frames; every other
+    # frame, and every error, as the engine's.
     engine = get_engine(engine_name)
     stream = b"".join(frames)
     edges = sorted({0, len(stream), *(cut for cut in cuts if cut < len(stream))})
@@ -163,7 +156,7 @@ def test_joined_data_frames_carry_what_the_engines_frames_carry(
     expected = _read_all(stock_class(server=False), pieces)
     got = _read_all(ours, pieces)
     if any(entry == ("stream errors", []) for entry in got):
-        assert _joined(got[:-1]) == _joined(expected[:-1])
+        assert _per_stream(got[:-1]) == _per_stream(expected[:-1])
         assert len(got) <= len(expected)
 
 
@@ -182,6 +175,29 @@ def test_frames_in_one_read_are_joined() -> None:
     assert frames[0].data == b"".join(payloads)
     assert frames[0].flow_controlled_length == 4 * 16384 + 3
     assert "END_STREAM" in frames[0].flags
+
+
+def test_interleaved_streams_in_one_read_are_joined_per_stream() -> None:
+    # Frames of streams 1 and 3 in turn (as a server sends two downloads), stream 3 ending,
+    # then a PING: one DATA frame for each stream, in stream order, then the PING.
+    ours = get_engine("h2").new_connection().incoming_buffer
+    ours.max_frame_size = 16384
+    wire = b"".join(
+        raw_frame(0x0, 0x1 if (n == 5 and stream_id == 3) else 0x0, stream_id, bytes([n]) * 100)
+        for n in range(6)
+        for stream_id in (1, 3)
+    )
+    ours.add_data(wire + raw_frame(0x6, 0, 0, b"12345678"))
+    frames = list(ours)
+    assert [(type(f).__name__, f.stream_id) for f in frames] == [
+        ("DataFrame", 1),
+        ("DataFrame", 3),
+        ("PingFrame", 0),
+    ]
+    assert frames[0].data == frames[1].data == b"".join(bytes([n]) * 100 for n in range(6))
+    assert "END_STREAM" not in frames[0].flags
+    assert "END_STREAM" in frames[1].flags
+    assert frames[1].flow_controlled_length == 600
 
 
 @pytest.mark.parametrize("engine_name", ENGINES)
