@@ -153,9 +153,9 @@ async def h2any_child(spec: dict[str, Any]) -> dict[str, Any]:
     task, runs, size = spec["task"], spec["runs"], spec["size"]
     out: dict[str, Any] = {"mbps": [], "cpu_mbps": []}
 
-    def record(work: float, wall: float, cpu: float) -> None:
-        out["mbps"].append(work / wall / 1e6)
-        out["cpu_mbps"].append(work / max(cpu, 1e-9) / 1e6)
+    def record(work: float, wall: float, cpu: float, unit: float = 1e6) -> None:
+        out["mbps"].append(work / wall / unit)
+        out["cpu_mbps"].append(work / max(cpu, 1e-9) / unit)
 
     if task == "small":
         await core.h2any_small(spec["origin"], max(100, spec["requests"] // 10))  # warm-up
@@ -163,8 +163,7 @@ async def h2any_child(spec: dict[str, Any]) -> dict[str, Any]:
             cpu = time.process_time()
             rate = await core.h2any_small(spec["origin"], spec["requests"])
             cpu = time.process_time() - cpu
-            # "MB/s" here is 10^6 requests/s: the table scales it back to req/s.
-            record(spec["requests"], spec["requests"] / rate, cpu)
+            record(spec["requests"], spec["requests"] / rate, cpu, unit=1.0)  # req/s
         return out
     async with scen._h2any_connection(spec["origin"], {}) as conn:
         resp = await conn.request("GET", "/" + core.SMALL_FILE)  # connect, untimed
@@ -728,12 +727,9 @@ def targets(results: Results, plan: Plan) -> list[Target]:
             aio_cpu = results.values("small/asyncio", "cpu_mbps")
             ratios = _ratios(trio, aio)
 
-            def reqs(values: list[float | None]) -> list[float | None]:
-                return [v * 1e6 if v is not None else None for v in values]
-
             measured = (
-                f"trio {_span(reqs(trio))} req/s vs asyncio {_span(reqs(aio))}; per CPU-s "
-                f"{_span(reqs(trio_cpu))} vs {_span(reqs(aio_cpu))} "
+                f"trio {_span(trio)} req/s vs asyncio {_span(aio)}; per CPU-s "
+                f"{_span(trio_cpu)} vs {_span(aio_cpu)} "
                 f"({_ratio_cell(_ratios(trio_cpu, aio_cpu), True)})"
             )
             if failed := _failed(results, "small/trio", "small/asyncio"):
