@@ -47,6 +47,7 @@ from ._flow import BaseFlowControlManager as BaseFlowControlManager
 from ._flow import FlowControlManager as FlowControlManager
 from ._headers import Headers as Headers
 from ._models import Request as Request
+from ._options import ConnectionOptions as ConnectionOptions
 from ._push import PushedStream as PushedStream
 from ._response import Response as Response
 from ._version import __version__ as __version__
@@ -69,6 +70,7 @@ __all__ = (
     "ConnectTimeout",
     "Connection",
     "ConnectionClosed",
+    "ConnectionOptions",
     "ConnectionTerminated",
     "Cookies",
     "DecodingError",

@@ -32,11 +32,12 @@ import math
 import os
 import random
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 from urllib.parse import unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import anyio
@@ -80,11 +81,18 @@ from ._headers import Headers, HeaderTypes
 from ._http11 import HTTP11Connection, queue_http11_request, start_http11
 from ._models import Request, basic_authorization
 from ._multipart import FormData, RequestFiles, encode_request_body
+from ._options import CLIENT_ARGUMENTS, CONNECTION_OPTIONS, ConnectionOptions, check_options
 from ._proxy import ProxyConfig, environment_ca_bundle, environment_proxy
 from ._redirects import EventHooks, check_event_hooks, send_chain
 from ._response import Response
 from ._task import open_socket
 from ._websocket import DEFAULT_MAX_MESSAGE_SIZE, ExtendedConnectUnsupported, WebSocket
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
 
 __all__ = (
     "Client",
@@ -136,7 +144,8 @@ class Client:
 
     Use it as an async context manager. Takes the [`Connection`][h2any.Connection] options
     (``verify``, ``cert``, ``timeout``, ``enable_push``, ``window_manager``, ...) for every
-    connection it opens, and:
+    connection it opens -- typed as [`ConnectionOptions`][h2any.ConnectionOptions]; a name that
+    is none of them raises ``TypeError`` here, at once -- and:
 
     Arguments:
         base_url: joined with relative request URLs.
@@ -197,8 +206,9 @@ class Client:
         follow_redirects: bool = False,
         max_redirects: int = 20,
         event_hooks: EventHooks | None = None,
-        **connection_options: Any,
+        **connection_options: Unpack[ConnectionOptions],
     ) -> None:
+        check_options("h2any.Client()", connection_options, CONNECTION_OPTIONS, CLIENT_ARGUMENTS)
         if max_connections_per_origin < 1:
             raise ValueError("max_connections_per_origin must be at least 1")
         if max_http1_connections_per_origin < 1:
@@ -230,8 +240,7 @@ class Client:
         elif not isinstance(retries, RetryPolicy):
             raise TypeError(f"retries must be a RetryPolicy or an int, not {retries!r}")
         self.retries = retries
-        self._options = connection_options
-        self._options["timeout"] = self.timeout
+        self._options: dict[str, Any] = {**connection_options, "timeout": self.timeout}
         self._trust_env = trust_env
         if trust_env and "verify" not in self._options:
             bundle = environment_ca_bundle()

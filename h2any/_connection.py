@@ -10,10 +10,11 @@ primitive; [`Connection.request`][h2any.Connection.request] and
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 import anyio.abc
@@ -40,6 +41,14 @@ from ._websocket import (
     require_wsproto,
     start_websocket,
 )
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
+    from ._options import ConnectOptions
 
 __all__ = (
     "Connection",
@@ -577,7 +586,7 @@ async def run_connection(
 async def connect(
     task_group: anyio.abc.TaskGroup,
     url: str,
-    **options: Any,
+    **options: Unpack[ConnectOptions],
 ) -> Connection:
     """Open a [`Connection`][h2any.Connection] whose connection task runs in ``task_group``.
 

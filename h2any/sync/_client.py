@@ -4,9 +4,10 @@ own."""
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import anyio.to_thread
 
@@ -19,12 +20,19 @@ from .._connection import DEFAULT_TIMEOUT
 from .._cookies import Cookies, CookieTypes
 from .._headers import HeaderTypes
 from .._multipart import FormData, RequestFiles
+from .._options import CLIENT_OPTIONS, ClientOptions, check_options
 from .._redirects import EventHooks, check_event_hooks
 from .._response import Response as AsyncResponse
 from .._websocket import DEFAULT_MAX_MESSAGE_SIZE
 from ._connection import Response, with_complete_body
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 from ._websocket import WebSocket
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
 
 __all__ = (
     "Client",
@@ -63,8 +71,14 @@ class Client(LoopHosted):
         backend: str = "asyncio",
         backend_options: dict[str, Any] | None = None,
         event_hooks: EventHooks | None = None,
-        **options: Any,
+        **options: Unpack[ClientOptions],
     ) -> None:
+        check_options(
+            "h2any.sync.Client()",
+            options,
+            CLIENT_OPTIONS,
+            ("backend", "backend_options", "event_hooks"),
+        )
         check_not_in_event_loop("h2any.sync.Client()")
         self._closed = True
         hooks = check_event_hooks(event_hooks)

@@ -9,11 +9,12 @@ that serves async callers. No protocol logic lives here.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 from .._body import BodyTypes
 from .._config import TimeoutTypes
@@ -35,6 +36,14 @@ from .._response import (
 from .._websocket import DEFAULT_MAX_MESSAGE_SIZE
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 from ._websocket import WebSocket
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
+    from .._options import ConnectOptions
 
 __all__ = (
     "Connection",
@@ -413,7 +422,7 @@ class Connection(LoopHosted):
         *,
         backend: str = "asyncio",
         backend_options: dict[str, Any] | None = None,
-        **options: Any,
+        **options: Unpack[ConnectOptions],
     ) -> None:
         check_not_in_event_loop("h2any.sync.Connection()")
         self._closed = True
