@@ -14,7 +14,7 @@ the ``tls-*`` rows). Every measurement runs in a fresh child process (``--child`
 virtual environment of its own: ``AsyncSession(disable_http1=True, disable_http3=True)`` with
 ``iter_content()`` and ``iter_content(1 MiB)``, and ``Session(multiplexed=True,
 disable_http1=True, disable_http3=True)`` with ``iter_content(1 MiB)``), and the engines'
-download floors (``bench_bulk_floor.floor``). A child validates and warms up untimed first
+download and upload floors (``bench_bulk_floor``). A child validates and warms up untimed first
 (downloads: SHA-256 of the body; uploads: the 200 nghttpd sends once it has drained the body,
 nghttp2 checking it against ``content-length``), then keeps the best of ``--runs`` (3) timed
 runs: wall-clock MB/s (10^6 bytes/s) and, for h2any, MB per CPU second of the child
@@ -28,8 +28,9 @@ Rows (groups for ``--rows``):
 * ``download``: one 64 MiB download per engine and backend against niquests' best mode (first
   engine: >= 2x) and the engine's floor (jh2 >= 70%, h2 >= 90%); trio against asyncio on it.
 * ``upload``: one 64 MiB ``bytes`` POST to the 1-byte file (nghttpd's 64 KiB windows: paced by
-  WINDOW_UPDATE round trips for every client alike) against niquests' best (>= 2x). There is
-  no upload floor in ``benchmarks/``: that target's row says so.
+  WINDOW_UPDATE round trips for every client alike) against niquests' best (>= 2x) and the
+  engine's upload floor (``bench_bulk_floor.upload_floor``, >= 60%; without it the row says
+  it is not measured).
 * ``rss``: a sparse 1 GiB file POSTed as ``body=open(path, "rb")``: peak RSS growth of the
   child (VmHWM after ``/proc/self/clear_refs``, ``bench_scenarios.PeakRSS``) < 16 MiB.
 * ``parallel``: 8 parallel 64 MiB downloads on one connection against one download in the same
@@ -66,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import bench_bulk_floor
 import bench_core as core
 import bench_scenarios as scen
 from bench_bulk_floor import floor
@@ -298,6 +300,9 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     kind = spec["kind"]
     if kind == "floor":
         return {"mbps": [floor(spec["engine"]) for _ in range(spec["runs"])]}
+    if kind == "upload-floor":
+        measure = bench_bulk_floor.upload_floor  # type: ignore[attr-defined,unused-ignore]
+        return {"mbps": [measure(spec["engine"]) for _ in range(spec["runs"])]}
     if kind == "h2any":
         if core.engine_name() != spec["engine"]:
             raise core.BenchmarkError(f"h2any runs on {core.engine_name()}, not {spec['engine']}")
@@ -321,7 +326,7 @@ def child_command(spec: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
     finds this interpreter's site-packages after its own (as ``bench_scenarios`` does)."""
     script = Path(__file__).resolve()
     env = dict(os.environ)
-    if spec["kind"] in ("h2any", "floor"):
+    if spec["kind"] in ("h2any", "floor", "upload-floor"):
         env["H2ANY_ENGINE"] = spec.get("engine", "")
         return [sys.executable, str(script), "--child", json.dumps(spec)], env
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
@@ -376,6 +381,11 @@ class Job:
     error: str | None = None
 
 
+def has_upload_floor() -> bool:
+    """Whether ``bench_bulk_floor`` has an upload floor (``upload_floor(engine)``)."""
+    return hasattr(bench_bulk_floor, "upload_floor")
+
+
 def jobs_for(plan: Plan, h2c: core.Server, tls: core.Server | None, file: str) -> list[Job]:
     sizes, main = plan.sizes, plan.engines[0]
     jobs: list[Job] = []
@@ -417,6 +427,9 @@ def jobs_for(plan: Plan, h2c: core.Server, tls: core.Server | None, file: str) -
     if "upload" in plan.groups:
         for backend in plan.backends:
             h2any_job(f"up/{main}/{backend}", h2c, main, backend, task="upload")
+        if has_upload_floor():
+            spec = {"kind": "upload-floor", "engine": main, "runs": plan.runs}
+            jobs.append(Job(f"upfloor/{main}", spec))
         niquests_jobs("up", h2c, "upload")
     if "rss" in plan.groups:
         h2any_job("file", h2c, main, "asyncio", task="file", file=file, size=sizes.file, runs=1)
@@ -629,15 +642,27 @@ def targets(results: Results, plan: Plan) -> list[Target]:
                 "up",
                 2.0,
             )
-        rows.append(
-            Target(
-                f"{size} upload, {main}: >= 60% of the engine's upload floor",
-                "not measured: benchmarks/ has no upload floor (bench_bulk_floor.py "
-                "measures downloads only)",
-                "n/a",
-                "n/a",
+        for backend in plan.backends:
+            if not has_upload_floor():
+                break
+            versus(
+                f"{size} upload (64 KiB windows), 1 stream, {main}, {backend}: >= 60% of the "
+                f"{main} upload floor",
+                f"up/{main}/{backend}",
+                f"upfloor/{main}",
+                f"{main} upload floor",
+                0.60,
             )
-        )
+        if not has_upload_floor():
+            rows.append(
+                Target(
+                    f"{size} upload, {main}: >= 60% of the engine's upload floor",
+                    "not measured: benchmarks/ has no upload floor (bench_bulk_floor.py "
+                    "measures downloads only)",
+                    "n/a",
+                    "n/a",
+                )
+            )
     if "rss" in plan.groups:
         growth = results.values("file", "growth_mib")
         speed = results.values("file")
