@@ -53,7 +53,6 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import signal
 import site
 import statistics
@@ -829,7 +828,15 @@ def report(
         f"Each figure: a fresh child process per client, the best of {plan.runs} timed "
         f"run(s) after an untimed, validated one; {plan.rounds} round(s), alternating the order "
         "of the children; a range is the rounds' spread, a ratio the median of the rounds' "
-        "ratios (same round). MB/s = 10^6 bytes/s; per CPU-s = the h2any child's CPU time.",
+        "ratios (same round). MB/s = 10^6 bytes/s; per CPU-s = the h2any child's CPU time. "
+        "Floors (`benchmarks/bench_bulk_floor.py`): 64 MiB of 16 KiB DATA frames fed to a "
+        "client `H2Connection` in 256 KiB reads, each frame acknowledged (download); 64 MiB "
+        "sent by a client `H2Connection` into a server's 64 KiB windows, every frame "
+        "acknowledged at once (upload); only the client's calls timed. niquests: "
+        "`AsyncSession(disable_http1=True, disable_http3=True)` with `iter_content()` and "
+        "`iter_content(1 MiB)`, `Session(multiplexed=True, disable_http1=True, "
+        "disable_http3=True)` with `iter_content(1 MiB)`, each held to one connection; its "
+        "best mode of the round is the reference.",
         "",
         markdown(rows),
         "",
@@ -916,10 +923,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average (1/5/15 min) at the end: {load_end}")
     print(f"the run took {time.monotonic() - started:.0f} s")
     env = [line for line in env if "h2any's engine" not in line]
-    env.append(
-        f"- h2any's engines: {', '.join(plan.engines)} (`H2ANY_ENGINE` per child); "
-        f"Python {platform.python_version()}"
-    )
+    engines = ", ".join(f"{e} {core._version(e)}" for e in plan.engines)
+    env.append(f"- h2any's engines: {engines} (`H2ANY_ENGINE` set per child)")
     rows = targets(Results(jobs, plan.rounds), plan)
     section = report(rows, plan, argv, load_start, load_end, env)
     print()
