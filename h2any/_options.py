@@ -44,6 +44,26 @@ class ConnectionOptions(TypedDict, total=False):
     options: h2any.ConnectionOptions = {"verify": False, "initial_window_size": 1 << 20}
     async with h2any.Client(**options) as client: ...
     ```
+
+    Attributes:
+        verify: certificate verification: ``True``, a CA bundle path, an ``ssl.SSLContext``
+            or ``False``.
+        cert: a client certificate.
+        enable_push: accept server push.
+        window_manager: the flow-control manager class.
+        initial_window_size: each stream's receive window.
+        connection_window_size: the connection's receive window.
+        max_frame_size: the largest DATA frame the server may send.
+        max_concurrent_streams: a limit of our own on open streams.
+        max_decompressed_size: the largest decoded body.
+        push_policy: which pushes to accept.
+        max_unclaimed_pushes: how many pushes may wait to be claimed.
+        keepalive_interval: seconds of silence before a keepalive PING.
+        keepalive_timeout: how long to wait for its acknowledgement.
+        max_header_list_size: the largest header list accepted from the server.
+        frame_observer: a debugging hook called with each frame.
+        proxy: an HTTP proxy URL to tunnel through.
+        engine: ``"h2"`` or ``"jh2"``.
     """
 
     verify: VerifyTypes

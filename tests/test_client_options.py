@@ -336,3 +336,13 @@ async def test_connect_applies_its_typed_options(nghttpd: Any) -> None:
             finally:
                 await connection.aclose()
     _assert_applied(frames)
+
+
+def test_the_docstring_describes_every_connection_option() -> None:
+    doc = h2any.ConnectionOptions.__doc__ or ""
+    described = [
+        line.strip().partition(":")[0]
+        for line in doc.partition("Attributes:")[2].splitlines()
+        if line.startswith("        ") and not line.startswith("          ")
+    ]
+    assert described == list(h2any.ConnectionOptions.__annotations__)
