@@ -41,7 +41,8 @@ Rows (groups for ``--rows``):
 * ``small``: ``bench_core.h2any_small`` (20,000 GETs of the 1-byte file, 100 in flight), trio
   against asyncio (>= 85%).
 
-``--quick`` is a smoke test (1 MiB transfers, 1,000 GETs, one run, one round).
+``--quick`` is a smoke test (1 MiB transfers, 1,000 GETs, one run, one round, one niquests mode
+per transfer).
 """
 
 from __future__ import annotations
@@ -85,6 +86,13 @@ NIQUESTS_MODES = {  # label -> (kind, iter_content chunk size)
     "sync multiplexed iter_content(1 MiB)": ("nq-sync", MIB),
 }
 NIQUESTS_UPLOAD_MODES = {"async": ("nq-async", 0), "sync multiplexed": ("nq-sync", 0)}
+#: ``--quick``: the one niquests mode run per transfer (the sync and async sessions both run)
+QUICK_NIQUESTS = {
+    "dl": "sync multiplexed iter_content(1 MiB)",
+    "up": "async",
+    "tdl": "async iter_content(1 MiB)",
+    "tup": "sync multiplexed",
+}
 FLOOR_TARGET = {"jh2": 0.70, "h2": 0.90}
 MARK_START = "<!-- bench_bulk:start -->"
 MARK_END = "<!-- bench_bulk:end -->"
@@ -412,6 +420,8 @@ def jobs_for(plan: Plan, h2c: core.Server, tls: core.Server | None, file: str) -
             return
         modes = NIQUESTS_MODES if task == "download" else NIQUESTS_UPLOAD_MODES
         for label, (kind, chunk) in modes.items():
+            if plan.quick and label not in QUICK_NIQUESTS[prefix]:
+                continue  # a smoke test: one mode per transfer, both sessions among them
             spec = {**common(server), "kind": kind, "chunk": chunk, "task": task}
             jobs.append(Job(f"{prefix}/niquests/{label}", spec))
 
