@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -30,10 +31,39 @@ def h2any_ws(*args: str, input: bytes = b"") -> subprocess.CompletedProcess[byte
     )
 
 
+def h2any_ws_echoed(*args: str, lines: list[bytes]) -> subprocess.CompletedProcess[bytes]:
+    """Run ``h2any ws`` with ``lines`` on stdin, which is closed only once the echo of each
+    line is on stdout: the closing handshake cannot overtake the last echo (hypercorn
+    answers a close frame before its app has sent the replies to the messages before it)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "h2any", "ws", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        timer = threading.Timer(LIMIT, process.kill)  # the hang guard
+        timer.start()
+        try:
+            echoed = b""
+            for line in lines:
+                process.stdin.write(line)
+                process.stdin.flush()
+                echoed += process.stdout.readline()
+            process.stdin.close()
+            echoed += process.stdout.read()
+            stderr = process.stderr.read() if process.stderr is not None else b""
+            returncode = process.wait()
+        finally:
+            timer.cancel()
+    return subprocess.CompletedProcess(process.args, returncode, echoed, stderr)
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_lines_go_out_as_messages_and_echoes_come_back(server: WsServer, backend: str) -> None:
     url = server.url.replace("http://", "ws://") + "/echo"
-    result = h2any_ws(url, "--backend", backend, "-v", input=b"hello\nw\xc3\xb6rld\n")
+    result = h2any_ws_echoed(url, "--backend", backend, "-v", lines=[b"hello\n", b"w\xc3\xb6rld\n"])
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello\nwörld\n".encode()
     assert "subprotocol None" in result.stderr.decode()
@@ -41,8 +71,8 @@ def test_lines_go_out_as_messages_and_echoes_come_back(server: WsServer, backend
 
 
 def test_binary_lines_and_a_chosen_subprotocol(server: WsServer) -> None:
-    result = h2any_ws(
-        server.url + "/echo", "--binary", "-p", "nope", "-p", "chat.v2", "-v", input=b"\x01\x02\n"
+    result = h2any_ws_echoed(
+        server.url + "/echo", "--binary", "-p", "nope", "-p", "chat.v2", "-v", lines=[b"\x01\x02\n"]
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"\x01\x02\n"
