@@ -83,7 +83,7 @@ def test_connection_options_are_exported() -> None:
 TYPE_CHECKED = """\
 import anyio.abc
 import h2any
-import h2any.sync
+import h2any.sync, h2any.grpc, h2any.sync.grpc
 
 
 async def main(task_group: anyio.abc.TaskGroup) -> None:
@@ -96,6 +96,8 @@ async def main(task_group: anyio.abc.TaskGroup) -> None:
     await h2any.connect(task_group, "https://example.org", verfy=False)
     h2any.sync.Connection("https://example.org", max_frame_size=None)
     bad: h2any.ConnectionOptions = {"verfy": False}
+    h2any.grpc.Channel("http://127.0.0.1:50051", verfy=False)
+    h2any.sync.grpc.Channel("http://127.0.0.1:50051", compresion="gzip")
     # correct calls type-check
     options: h2any.ConnectionOptions = {"verify": False, "initial_window_size": 1 << 20}
     h2any.Client(**options)
@@ -115,6 +117,10 @@ async def main(task_group: anyio.abc.TaskGroup) -> None:
     h2any.sync.Client(**options, follow_redirects=True)
     await h2any.connect(task_group, "https://example.org", timeout=5, enable_push=True)
     h2any.sync.Connection("https://example.org", backend="trio", headers={"x-a": "b"})
+    h2any.grpc.Channel("https://example.org", compression="gzip", verify=False, timeout=5)
+    h2any.sync.grpc.Channel(
+        "https://example.org", max_receive_message_length=None, backend="trio", verify=False
+    )
 """
 
 
@@ -140,10 +146,12 @@ def test_a_misspelt_or_wrong_typed_option_fails_type_checking(
     assert status == 1, stdout + stderr
     errors = [line for line in stdout.splitlines() if ": error:" in line]
     lines = sorted({int(line.split(":")[1]) for line in errors})
-    assert lines == list(range(7, 16)), stdout
+    assert lines == list(range(7, 18)), stdout
     assert 'Unexpected keyword argument "verfy" for "Client"; did you mean "verify"?' in stdout
     assert '"initial_window_size" to "Client" has incompatible type "str"' in stdout
     assert 'Unexpected keyword argument "verfy" for "connect"' in stdout
+    assert 'Unexpected keyword argument "verfy" for "Channel"' in stdout
+    assert 'Unexpected keyword argument "compresion" for "Channel"' in stdout
 
 
 # -- at run time: refused when the client is made --------------------------------------------------

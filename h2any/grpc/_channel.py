@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import anyio
 import anyio.abc
@@ -26,6 +27,14 @@ from ._call import (
 from ._metadata import MetadataTypes, metadata_to_wire
 from ._status import RpcError, StatusCode
 from ._wire import MAX_MESSAGE_LENGTH, encode_timeout
+
+if TYPE_CHECKING:
+    from .._options import ConnectOptions
+
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
 
 __all__ = (
     "Channel",
@@ -80,7 +89,9 @@ class Channel:
             they are. Responses compressed with gzip are accepted either way.
         metadata: metadata sent with every call, before the call's own.
         **connection_options: passed to [`Connection`][h2any.Connection] (``verify``,
-            ``cert``, ``timeout`` for connecting, ``keepalive_interval``, ...).
+            ``cert``, ``timeout`` for connecting, ``keepalive_interval``, ...; typed, as
+            [`ConnectionOptions`][h2any.ConnectionOptions] plus ``timeout`` and
+            ``headers``).
 
     Raises:
         ValueError: a bad option (InvalidRequest for a bad target or metadata).
@@ -94,7 +105,7 @@ class Channel:
         max_send_message_length: int | None = None,
         compression: str | None = None,
         metadata: MetadataTypes | None = None,
-        **connection_options: Any,
+        **connection_options: Unpack[ConnectOptions],
     ) -> None:
         if isinstance(target, Connection):
             if connection_options:

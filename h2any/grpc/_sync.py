@@ -4,19 +4,28 @@ may share it)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import anyio
 import anyio.abc
 
 from ..sync._portal import LoopHosted, LoopThread, check_not_in_event_loop
 from ._call import EOF, CallBase, Deserializer, EOFType, Serializer
+from ._channel import DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH, MultiCallableBase
 from ._channel import Channel as AsyncChannel
-from ._channel import MultiCallableBase
 from ._metadata import Metadata, MetadataTypes
 from ._status import RpcError, StatusCode
+
+if TYPE_CHECKING:
+    from .._options import ConnectOptions
+
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
 
 __all__ = (
     "Call",
@@ -46,13 +55,24 @@ class Channel(LoopHosted):
         self,
         target: str,
         *,
+        max_receive_message_length: int | None = DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH,
+        max_send_message_length: int | None = None,
+        compression: str | None = None,
+        metadata: MetadataTypes | None = None,
         backend: str = "asyncio",
         backend_options: dict[str, Any] | None = None,
-        **options: Any,
+        **options: Unpack[ConnectOptions],
     ) -> None:
         check_not_in_event_loop("h2any.sync.grpc.Channel()")
         self._closed = True
-        channel = AsyncChannel(target, **options)  # checks the options in this thread
+        channel = AsyncChannel(  # checks the options in this thread
+            target,
+            max_receive_message_length=max_receive_message_length,
+            max_send_message_length=max_send_message_length,
+            compression=compression,
+            metadata=metadata,
+            **options,
+        )
         self._channel = channel
         self._stop: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
