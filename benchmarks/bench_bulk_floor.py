@@ -15,28 +15,37 @@ import importlib
 import os
 import sys
 import time
+from typing import Any
 
 SIZE = 64 << 20
 FRAME = 16384
 READ = 256 * 1024
 
 
-def floor(engine: str) -> float:
+def _pair(engine: str, client_window: int | None = None) -> tuple[Any, Any]:
+    """A client and a server ``H2Connection`` of ``engine``, their prefaces and SETTINGS
+    exchanged; the client's receive windows opened to ``client_window`` if given."""
     connection = importlib.import_module(f"{engine}.connection")
     config = importlib.import_module(f"{engine}.config")
-    events = importlib.import_module(f"{engine}.events")
     settings = importlib.import_module(f"{engine}.settings")
     client = connection.H2Connection(config.H2Configuration(client_side=True, header_encoding=None))
     server = connection.H2Connection(
         config.H2Configuration(client_side=False, header_encoding=None)
     )
     client.initiate_connection()
-    client.update_settings({settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
-    client.increment_flow_control_window(2**31 - 1 - 65535)
+    if client_window is not None:
+        client.update_settings({settings.SettingCodes.INITIAL_WINDOW_SIZE: client_window})
+        client.increment_flow_control_window(client_window - 65535)
     server.initiate_connection()
     server.receive_data(client.data_to_send())
     client.receive_data(server.data_to_send())
     server.receive_data(client.data_to_send())
+    return client, server
+
+
+def floor(engine: str) -> float:
+    events = importlib.import_module(f"{engine}.events")
+    client, server = _pair(engine, client_window=2**31 - 1)
     request = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/")]
     client.send_headers(1, request, end_stream=True)
     server.receive_data(client.data_to_send())
@@ -65,18 +74,8 @@ def upload_floor(engine: str) -> float:
     frame at once (its WINDOW_UPDATEs, as the engine batches them, go back to the client).
     Only the client's calls are timed: ``send_data`` and ``data_to_send`` for the frames,
     ``receive_data`` for the WINDOW_UPDATEs."""
-    connection = importlib.import_module(f"{engine}.connection")
-    config = importlib.import_module(f"{engine}.config")
     events = importlib.import_module(f"{engine}.events")
-    client = connection.H2Connection(config.H2Configuration(client_side=True, header_encoding=None))
-    server = connection.H2Connection(
-        config.H2Configuration(client_side=False, header_encoding=None)
-    )
-    client.initiate_connection()
-    server.initiate_connection()
-    server.receive_data(client.data_to_send())
-    client.receive_data(server.data_to_send())
-    server.receive_data(client.data_to_send())
+    client, server = _pair(engine)
     request = [
         (b":method", b"POST"),
         (b":scheme", b"http"),

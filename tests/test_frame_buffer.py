@@ -90,6 +90,21 @@ def _read_all(buffer: Any, pieces: list[bytes]) -> list[Any]:
     return seen
 
 
+def _read_both(
+    engine_name: str, frames: list[bytes], cuts: list[int], *, coalesce: bool
+) -> tuple[list[Any], list[Any]]:
+    """``frames`` cut at ``cuts`` read by h2any's frame buffer (joining DATA frames or not)
+    and by the engine's stock one: what each saw (_read_all)."""
+    stream = b"".join(frames)
+    edges = sorted({0, len(stream), *(cut for cut in cuts if cut < len(stream))})
+    pieces = [stream[a:b] for a, b in itertools.pairwise(edges)]
+    ours = get_engine(engine_name).new_connection().incoming_buffer
+    assert ours.coalesce  # on by default
+    ours.coalesce = coalesce
+    stock_class = importlib.import_module(f"{engine_name}.frame_buffer").FrameBuffer
+    return _read_all(ours, pieces), _read_all(stock_class(server=False), pieces)
+
+
 @pytest.mark.parametrize("engine_name", ENGINES)
 @settings(max_examples=300, deadline=None)
 @given(
@@ -99,15 +114,7 @@ def _read_all(buffer: Any, pieces: list[bytes]) -> list[Any]:
 def test_frames_match_the_engines_own_frame_buffer(
     engine_name: str, frames: list[bytes], cuts: list[int]
 ) -> None:
-    engine = get_engine(engine_name)
-    stream = b"".join(frames)
-    edges = sorted({0, len(stream), *(cut for cut in cuts if cut < len(stream))})
-    pieces = [stream[a:b] for a, b in itertools.pairwise(edges)]
-    ours = engine.new_connection().incoming_buffer
-    ours.coalesce = False
-    stock_class = importlib.import_module(f"{engine_name}.frame_buffer").FrameBuffer
-    expected = _read_all(stock_class(server=False), pieces)
-    got = _read_all(ours, pieces)
+    got, expected = _read_both(engine_name, frames, cuts, coalesce=False)
     # The zero-increment WINDOW_UPDATE is the one deliberate difference (a stream error for
     # us, a connection error for the engine): compare only sequences without one.
     if any(entry == ("stream errors", []) for entry in got):
@@ -146,15 +153,7 @@ def test_joined_data_frames_carry_what_the_engines_frames_carry(
     # (the reader's per-frame work, once per stream and read): each stream gets the same
     # bytes, flow-controlled lengths and END_STREAM as from the engine's frames; every other
     # frame, and every error, as the engine's.
-    engine = get_engine(engine_name)
-    stream = b"".join(frames)
-    edges = sorted({0, len(stream), *(cut for cut in cuts if cut < len(stream))})
-    pieces = [stream[a:b] for a, b in itertools.pairwise(edges)]
-    ours = engine.new_connection().incoming_buffer
-    assert ours.coalesce
-    stock_class = importlib.import_module(f"{engine_name}.frame_buffer").FrameBuffer
-    expected = _read_all(stock_class(server=False), pieces)
-    got = _read_all(ours, pieces)
+    got, expected = _read_both(engine_name, frames, cuts, coalesce=True)
     if any(entry == ("stream errors", []) for entry in got):
         assert _per_stream(got[:-1]) == _per_stream(expected[:-1])
         assert len(got) <= len(expected)
