@@ -200,10 +200,13 @@ class AsyncioSocketStream(anyio.abc.SocketStream):
         self._buffer_limit = buffer_size
         self._buffer = bytearray(min(buffer_size, FIRST_BUFFER_SIZE))
         self._closed = False
+        self._kept = b""  # see _hand_over
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if self._closed:
             raise anyio.ClosedResourceError
+        if self._kept:  # taken by a receive that was cancelled after taking them
+            return await self._hand_over(self._kept)
         buffer = self._buffer
         view = memoryview(buffer)
         waited = False
@@ -221,12 +224,24 @@ class AsyncioSocketStream(anyio.abc.SocketStream):
             raise anyio.EndOfStream
         if size == len(buffer) < self._buffer_limit:
             self._buffer = bytearray(min(2 * size, self._buffer_limit))
-        if not waited:
-            # The data was waiting: still let others run, and let a cancellation in
-            # (anyio's contract for a receive). After a wait both have happened already,
-            # and a step through the loop here was one in three of an upload's round trips.
+        if waited:
+            # The wait let others run and a cancellation in already; a step through the
+            # loop here was one in three of an upload's round trips.
+            return view[:size]  # type: ignore[return-value]
+        # The data was waiting: still let others run, and a cancellation in (anyio's
+        # contract for a receive).
+        return await self._hand_over(view[:size])
+
+    async def _hand_over(self, data: memoryview | bytes) -> bytes:
+        """``data``, after a checkpoint; if that is cancelled, kept for the next receive
+        (the bytes are taken from the socket: losing them would corrupt the stream)."""
+        self._kept = b""
+        try:
             await anyio.lowlevel.checkpoint()
-        return view[:size]  # type: ignore[return-value]
+        except BaseException:
+            self._kept = bytes(data)
+            raise
+        return data  # type: ignore[return-value]
 
     async def send(self, item: bytes) -> None:
         if self._closed:
