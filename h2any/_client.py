@@ -482,6 +482,26 @@ class Client:
                 body = rewind(body, replay_from)
                 slot = None
             except ConnectionClosed as closed:
+                if closed.retryable and replay_from is not None:
+                    # It never went out (it waited for a stream slot on a connection that
+                    # was then lost): like a stream the server never processed, retried
+                    # after a backoff (a server may be dropping every connection).
+                    failed_attempts += 1
+                    delay = self.retries.delay(failed_attempts, random.random())
+                    if (
+                        attempts >= self.retries.max_attempts
+                        or anyio.current_time() + delay >= deadline
+                    ):
+                        raise
+                    retried_unprocessed = True
+                    _log.retrying(method, origin, target, attempts, closed, delay)
+                    self._forget_if_closed(origin, slot)
+                    reservation.release()
+                    if delay:
+                        await anyio.sleep(delay)
+                    body = rewind(body, replay_from)
+                    slot = None
+                    continue
                 if (
                     retried_maybe_processed
                     or method not in IDEMPOTENT_METHODS

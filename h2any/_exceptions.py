@@ -171,7 +171,15 @@ class StreamReset(H2anyError):
 
 
 class ConnectionClosed(H2anyError):
-    """The connection is closed (by the user, by loss of the socket, or after an error)."""
+    """The connection is closed (by the user, by loss of the socket, or after an error).
+
+    ``retryable`` is true when the request it ends never went out on this connection (it
+    was waiting for a stream slot, or the connection was already closed when it came): it
+    may be sent again on a new connection, whatever its method. A
+    [`Client`][h2any.Client] does so.
+    """
+
+    retryable: bool = False
 
 
 class ConnectionTerminated(ConnectionClosed):

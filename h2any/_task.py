@@ -319,7 +319,15 @@ class ConnectionTask:
                 additional_data=goaway.additional_data,
             )
         if self.closing:
-            raise clone_error(self.error or ConnectionClosed("the connection is closed"))
+            raise self._unsent_error()
+
+    def _unsent_error(self) -> H2anyError:
+        """The error of a request that never went out because the connection closed:
+        retryable, since the server never saw it."""
+        exc = clone_error(self.error or ConnectionClosed("the connection is closed"))
+        if isinstance(exc, ConnectionClosed) and not isinstance(exc, ConnectionTerminated):
+            exc.retryable = True
+        return exc
 
     def queue(self, stream: Stream, first_in_line: bool = False) -> None:
         """Open ``stream`` as soon as a slot is free (``first_in_line``: ahead of the others
@@ -831,7 +839,7 @@ class ConnectionTask:
                 additional_data=goaway.additional_data,
             )
         else:
-            exc = clone_error(self.error or ConnectionClosed("the connection is closed"))
+            exc = self._unsent_error()
         stream.fail(exc)
         stream.terminate()
 

@@ -132,6 +132,45 @@ async def test_lost_connection_retries_only_idempotent_requests_once(
                 assert server.connections == 1
 
 
+async def test_a_request_never_sent_on_a_lost_connection_is_retried_whatever_the_method() -> None:
+    # One stream at a time: the second POST waits for a slot on the first connection, which
+    # is then lost (a TCP reset, no GOAWAY). The first POST may have been processed, so it
+    # fails; the second never went out, so it is sent on a new connection.
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake({SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+        request = await peer.expect_request()
+        if peer is server.peers[0]:
+            arrived.set()
+            await waiting.wait()
+            await peer.close(abort=True)
+            return
+        await peer.read_body(request.stream_id)
+        await peer.respond(request.stream_id, body=b"sent once " + request.path.encode())
+
+    arrived = anyio.Event()
+    waiting = anyio.Event()
+    outcomes: dict[str, object] = {}
+
+    async def post(client: h2any.Client, path: str) -> None:
+        try:
+            response = await client.post(server.url + path, body=b"x")
+            outcomes[path] = await response.read()
+        except h2any.ConnectionClosed as exc:
+            outcomes[path] = exc
+
+    with anyio.fail_after(10):
+        async with scripted_server(handler) as server, h2any.Client() as client:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(post, client, "/first")
+                await arrived.wait()
+                tg.start_soon(post, client, "/second")
+                await anyio.wait_all_tasks_blocked()  # the second waits for a stream slot
+                waiting.set()
+    assert isinstance(outcomes["/first"], h2any.ConnectionClosed)
+    assert outcomes["/second"] == b"sent once /second"
+    assert server.connections == 2
+
+
 async def test_a_non_replayable_body_is_not_retried() -> None:
     async def handler(peer: ScriptedPeer) -> None:
         await peer.handshake()
