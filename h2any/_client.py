@@ -453,8 +453,32 @@ class Client:
                     on_open=reservation.release,
                     expires=expires,
                 )
-            except (StreamReset, ConnectionTerminated) as exc:
-                if not exc.retryable or replay_from is None or exc.error_code == _ENHANCE_YOUR_CALM:
+            except (StreamReset, ConnectionClosed) as exc:
+                if not (exc.retryable or isinstance(exc, (StreamReset, ConnectionTerminated))):
+                    # The connection was lost with the request out: it may have been
+                    # processed, so only an idempotent request is sent again, and once.
+                    if (
+                        retried_maybe_processed
+                        or method not in IDEMPOTENT_METHODS
+                        or replay_from is None
+                        or attempts >= self.retries.max_attempts
+                        or anyio.current_time() >= deadline
+                    ):
+                        raise
+                    retried_maybe_processed = True
+                    _log.retrying(method, origin, target, attempts, exc, 0.0)
+                    self._forget_if_closed(origin, slot)
+                    body = rewind(body, replay_from)
+                    slot = None
+                    continue
+                # The server never processed it (REFUSED_STREAM, above a GOAWAY's
+                # last_stream_id), or it never went out (a ConnectionClosed that is
+                # retryable: it waited for a stream slot on a connection then lost).
+                if (
+                    not exc.retryable
+                    or replay_from is None
+                    or getattr(exc, "error_code", None) == _ENHANCE_YOUR_CALM
+                ):
                     raise
                 # A graceful GOAWAY after the server processed streams on this connection
                 # is everyday connection rotation: retried at once, and not counted.
@@ -479,40 +503,6 @@ class Client:
                 reservation.release()
                 if delay:
                     await anyio.sleep(delay)
-                body = rewind(body, replay_from)
-                slot = None
-            except ConnectionClosed as closed:
-                if closed.retryable and replay_from is not None:
-                    # It never went out (it waited for a stream slot on a connection that
-                    # was then lost): like a stream the server never processed, retried
-                    # after a backoff (a server may be dropping every connection).
-                    failed_attempts += 1
-                    delay = self.retries.delay(failed_attempts, random.random())
-                    if (
-                        attempts >= self.retries.max_attempts
-                        or anyio.current_time() + delay >= deadline
-                    ):
-                        raise
-                    retried_unprocessed = True
-                    _log.retrying(method, origin, target, attempts, closed, delay)
-                    self._forget_if_closed(origin, slot)
-                    reservation.release()
-                    if delay:
-                        await anyio.sleep(delay)
-                    body = rewind(body, replay_from)
-                    slot = None
-                    continue
-                if (
-                    retried_maybe_processed
-                    or method not in IDEMPOTENT_METHODS
-                    or replay_from is None
-                    or attempts >= self.retries.max_attempts
-                    or anyio.current_time() >= deadline
-                ):
-                    raise
-                retried_maybe_processed = True
-                _log.retrying(method, origin, target, attempts, closed, 0.0)
-                self._forget_if_closed(origin, slot)
                 body = rewind(body, replay_from)
                 slot = None
             else:
