@@ -67,6 +67,7 @@ from ._connection import (
     queue_request,
 )
 from ._cookies import Cookies, CookieTypes
+from ._deadlines import native_primitives
 from ._exceptions import (
     ConnectionClosed,
     ConnectionTerminated,
@@ -255,6 +256,9 @@ class Client:
             make_ssl_context(verify, cert)
         self._pool: dict[Origin, list[_Slot]] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
+        # The clock of the event loop the Client runs in (anyio.current_time's, without
+        # looking up the loop on each call), once entered.
+        self._clock: Callable[[], float] = anyio.current_time
         self._closed = False
         self._closed_flag: anyio.Event | None = None
         self.connections_opened = 0
@@ -267,6 +271,7 @@ class Client:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
+        self._clock = native_primitives()[1]
         if self._keepalive_expiry is not None:
             task_group.start_soon(self._expire_idle, self._keepalive_expiry)
         return self
@@ -326,7 +331,7 @@ class Client:
     async def _expire_idle(self, expiry: float) -> None:
         while True:
             await anyio.sleep(min(expiry, 1.0) if expiry > 0 else 0.05)
-            now = anyio.current_time()
+            now = self._clock()
             for slots in list(self._pool.values()):
                 for slot in list(slots):
                     connection = slot.connection
@@ -421,7 +426,7 @@ class Client:
         """Send one request to ``origin`` (no redirects): pick a connection from the pool and
         retry on a fresh one when the server never processed it (the module's rules)."""
         replay_from = replay_position(body)
-        now = anyio.current_time()
+        now = self._clock()
         deadline = now + self._retry_timeout
         # Timeout.total bounds the whole exchange: connecting, retries and the body.
         expires = None if request_timeout.total is None else now + request_timeout.total
@@ -435,7 +440,7 @@ class Client:
             attempts += 1
             if slot is None:
                 slot = await self._slot_for(origin, deadline)
-                now = anyio.current_time()
+                now = self._clock()
             assert slot.connection is not None
             slot.last_used = now
             reservation = _Reservation(slot)
@@ -462,7 +467,7 @@ class Client:
                         or method not in IDEMPOTENT_METHODS
                         or replay_from is None
                         or attempts >= self.retries.max_attempts
-                        or anyio.current_time() >= deadline
+                        or self._clock() >= deadline
                     ):
                         raise
                     retried_maybe_processed = True
@@ -495,7 +500,7 @@ class Client:
                 else:
                     failed_attempts += 1
                     delay = self.retries.delay(failed_attempts, random.random())
-                if anyio.current_time() + delay >= deadline:
+                if self._clock() + delay >= deadline:
                     raise
                 retried_unprocessed = True
                 _log.retrying(method, origin, target, attempts, exc, delay)
@@ -506,7 +511,7 @@ class Client:
                 body = rewind(body, replay_from)
                 slot = None
             else:
-                slot.last_used = anyio.current_time()
+                slot.last_used = self._clock()
                 return response
             finally:
                 reservation.release()
@@ -835,7 +840,7 @@ class Client:
                         s.connection.open_streams + s.reserved if s.connection else math.inf
                     ),
                 )
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            with anyio.move_on_after(max(0.0, deadline - self._clock())):
                 await slot.opened.wait()
             if not slot.opened.is_set():
                 raise PoolTimeout(f"no connection to {origin} could be opened in time")
@@ -961,13 +966,13 @@ class Client:
         if colon and scheme.lower() in ("ws", "wss"):
             url = ("https:" if scheme.lower() == "wss" else "http:") + rest
         origin, target, _ = self._split(url, None)
-        slot = await self._slot_for(origin, anyio.current_time() + self._retry_timeout)
+        slot = await self._slot_for(origin, self._clock() + self._retry_timeout)
         connection = slot.connection
         if not isinstance(connection, Connection):
             raise ExtendedConnectUnsupported(
                 f"{origin} is reached over HTTP/1.1: WebSockets here need HTTP/2 (RFC 8441)"
             )
-        slot.last_used = anyio.current_time()
+        slot.last_used = self._clock()
         return connection, target
 
 

@@ -37,6 +37,15 @@ _ACCEPT_ENCODING: Final = accept_encoding()
 
 Fields = list[tuple[bytes, bytes]]
 
+# A checked header block: the fields that follow the pseudo-headers, the Host header's value
+# (sent as :authority) or None, the declared Content-Length or None, and whether the block
+# has its own content-length, user-agent and accept-encoding.
+_Block = tuple[Fields, bytes | None, int | None, bool, bool, bool]
+# Blocks a builder keeps checked (a client sends the same few again and again): small ones,
+# a bounded number.
+_BLOCK_CACHE_LIMIT: Final = 64
+_BLOCK_CACHE_BYTES: Final = 2048
+
 
 def check_headers(headers: Headers, what: str = "header") -> Fields:
     """The fields of ``headers``, checked for HTTP/2 (RFC 9113 section 8.2).
@@ -45,8 +54,12 @@ def check_headers(headers: Headers, what: str = "header") -> Fields:
         InvalidRequest: a name that is not a lowercase token, a value with CR, LF, NUL or
             surrounding whitespace, a connection-specific field, ``te`` other than trailers.
     """
+    return _checked(headers.raw, what)
+
+
+def _checked(raw: Fields, what: str = "header") -> Fields:
     checked: Fields = []
-    for name, value in headers.raw:
+    for name, value in raw:
         if not _TOKEN.match(name):
             raise InvalidRequest(f"invalid {what} name {name!r}")
         if _BAD_VALUE.search(value):
@@ -85,6 +98,7 @@ class RequestBuilder:
 
     __slots__ = (
         "_authority_field",
+        "_blocks",
         "_default_headers",
         "_never_indexed",
         "_scheme_field",
@@ -102,6 +116,7 @@ class RequestBuilder:
         self._scheme_field = (b":scheme", origin.scheme.encode("ascii"))
         self._authority_field = (b":authority", origin.authority.encode("ascii"))
         self._never_indexed = never_indexed
+        self._blocks: dict[tuple[tuple[bytes, bytes], ...], _Block] = {}
 
     def fields(
         self,
@@ -129,7 +144,6 @@ class RequestBuilder:
                 raise InvalidRequest(f"invalid method {method!r}")
             if len(_GOOD_METHODS) < 64:
                 _GOOD_METHODS[method] = method_bytes
-        declared: int | None = None
         tunnel = method_bytes == b"CONNECT" and protocol is None
         if tunnel:
             fields = [(b":method", method_bytes), (b":authority", _tunnel_target(url))]
@@ -140,41 +154,72 @@ class RequestBuilder:
                 self._authority_field,
                 (b":path", self.path_of(url)),
             ]
-        user = check_headers(Headers(headers)) if headers else []
+        if headers is None:
+            raw: Fields = []
+        elif isinstance(headers, Headers):
+            raw = headers.raw
+        else:
+            raw = Headers(headers).raw
+        key = tuple(raw)
+        block = self._blocks.get(key)
+        if block is None:
+            block = self._block(raw)
+            if sum(len(name) + len(value) for name, value in raw) <= _BLOCK_CACHE_BYTES:
+                if len(self._blocks) >= _BLOCK_CACHE_LIMIT:
+                    self._blocks.clear()
+                self._blocks[key] = block
+        tail, host, declared, has_length, has_agent, has_encoding = block
+        if host is not None and not tunnel:  # (a plain CONNECT's :authority is its target)
+            fields[2] = (b":authority", host)
+        if declared is not None and body_length is not None and declared != body_length:
+            raise InvalidRequest(
+                f"content-length {declared} does not match the body's {body_length} bytes"
+            )
+        fields.extend(tail)
+        if body_length is not None and not has_length:
+            fields.append((b"content-length", str(body_length).encode()))
+        if not has_agent:
+            fields.append((b"user-agent", _USER_AGENT))
+        if not has_encoding and protocol is None and not tunnel:
+            fields.append((b"accept-encoding", _ACCEPT_ENCODING))
+        if protocol is not None:
+            fields.insert(1, (b":protocol", _protocol_field(method, protocol)))
+        return fields, declared
+
+    def _block(self, raw: Fields) -> _Block:
+        """The checked block of the user's header fields ``raw``, the defaults merged in."""
+        user = _checked(raw)
         seen = {name for name, _ in user}
         for name, value in self._default_headers:
             if name not in seen:
                 user.append((name, value))
                 seen.add(name)
+        tail: Fields = []
+        host: bytes | None = None
+        declared: int | None = None
         for name, value in user:
             if name == b"host":
                 if not value or _BAD_AUTHORITY.search(value):
                     raise InvalidRequest(f"invalid host header {value!r}")
-                if not tunnel:  # a plain CONNECT's :authority is its target
-                    fields[2] = (b":authority", value)
+                host = value
             elif name == b"content-length":
                 if not value.isdigit():
                     raise InvalidRequest(f"content-length must be a number, not {value!r}")
                 declared = int(value)
-                if body_length is not None and declared != body_length:
-                    raise InvalidRequest(
-                        f"content-length {declared} does not match the body's {body_length} bytes"
-                    )
-                fields.append((name, value))
+                tail.append((name, value))
             elif name in _SENSITIVE or (name == b"cookie" and len(value) < 20):
                 # Never put credentials into the peer's HPACK table (CRIME-style attacks).
-                fields.append(self._never_indexed(name, value))
+                tail.append(self._never_indexed(name, value))
             else:
-                fields.append((name, value))
-        if body_length is not None and b"content-length" not in seen:
-            fields.append((b"content-length", str(body_length).encode()))
-        if b"user-agent" not in seen:
-            fields.append((b"user-agent", _USER_AGENT))
-        if b"accept-encoding" not in seen and protocol is None and not tunnel:
-            fields.append((b"accept-encoding", _ACCEPT_ENCODING))
-        if protocol is not None:
-            fields.insert(1, (b":protocol", _protocol_field(method, protocol)))
-        return fields, declared
+                tail.append((name, value))
+        return (
+            tail,
+            host,
+            declared,
+            b"content-length" in seen,
+            b"user-agent" in seen,
+            b"accept-encoding" in seen,
+        )
 
     def path_of(self, url: str) -> bytes:
         """The ``:path`` of ``url`` (a path, or an absolute URL on this origin)."""

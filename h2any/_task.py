@@ -254,6 +254,7 @@ class ConnectionTask:
         )
         self.active = 0
         self._got_settings = False
+        self._stream_limit: int | None = None  # stream_limit(), once worked out
         self._connection_window = ConnectionWindow(window_manager(connection_window_size))
         self._grants: dict[Stream, int] = {}  # stream increments readers released
         self.pings: dict[bytes, tuple[anyio.Event, list[float]]] = {}
@@ -369,10 +370,15 @@ class ConnectionTask:
         return self.h2.remote_settings.enable_connect_protocol == 1
 
     def stream_limit(self) -> int:
-        limit: int = self.h2.remote_settings.max_concurrent_streams
-        if not self._got_settings:
-            limit = min(limit, EARLY_STREAM_LIMIT)
-        return min(limit, self._own_stream_limit)
+        """How many streams may be open at once (asked once or twice per request: kept, and
+        worked out again when the peer's SETTINGS arrive)."""
+        limit = self._stream_limit
+        if limit is None:
+            limit = self.h2.remote_settings.max_concurrent_streams
+            if not self._got_settings:
+                limit = min(limit, EARLY_STREAM_LIMIT)
+            limit = self._stream_limit = min(limit, self._own_stream_limit)
+        return limit
 
     async def ping(self, timeout: float | None) -> float:
         """Send a PING; the round-trip time. Raises ReadTimeout, ConnectionClosed."""
@@ -1078,6 +1084,7 @@ class ConnectionTask:
                 self._replies += 1  # the engine queued the ACK
             elif isinstance(event, ev.RemoteSettingsChanged):
                 self._replies += 1
+                self._stream_limit = None  # (the peer's limit may have changed)
                 if not self._got_settings:
                     self._got_settings = True
                     assert self._settings_received is not None
