@@ -262,6 +262,23 @@ _HEADER_CACHE_LIMIT = 64
 _HEADER_CACHE_BLOCK = 2048  # bytes of names and values
 
 
+def _response_headers(
+    cache: dict[tuple[tuple[bytes, bytes], ...], httpx.Headers], response: _AsyncResponse
+) -> httpx.Headers:
+    """The response's header fields as ``httpx.Headers``, from ``cache`` when the same block
+    came before (httpx.Response copies what it is given: the kept one is never changed)."""
+    raw = response.headers.raw
+    key = tuple(raw)
+    headers = cache.get(key)
+    if headers is None:
+        headers = httpx.Headers(raw)
+        if sum(len(name) + len(value) for name, value in raw) <= _HEADER_CACHE_BLOCK:
+            if len(cache) >= _HEADER_CACHE_LIMIT:
+                cache.clear()
+            cache[key] = headers
+    return headers
+
+
 def _cached_headers(
     cache: dict[tuple[tuple[bytes, bytes], ...], Headers], request: httpx.Request
 ) -> Headers:
@@ -379,7 +396,10 @@ def _in_memory(request: httpx.Request) -> bytes | None:
     if isinstance(stream, httpx.ByteStream):
         # One piece, already in memory (request.content is not set on every such request:
         # httpx's redirects build theirs without reading it).
-        return b"".join(stream)
+        try:
+            return request.content
+        except httpx.RequestNotRead:
+            return b"".join(stream)
     return None
 
 
@@ -622,6 +642,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         self._host: _Host | None = None
         self._closed = False
         self._header_cache: dict[tuple[tuple[bytes, bytes], ...], Headers] = {}
+        self._response_header_cache: dict[tuple[tuple[bytes, bytes], ...], httpx.Headers] = {}
 
     @property
     def client(self) -> _AsyncClient | None:
@@ -690,14 +711,14 @@ class AsyncTransport(httpx.AsyncBaseTransport):
                 extensions[TRAILERS] = httpx.Headers(response.trailers.raw)
             return httpx.Response(
                 response.status,
-                headers=response.headers.raw,
+                headers=_response_headers(self._response_header_cache, response),
                 stream=_ArrivedBody(arrived),
                 extensions=extensions,
             )
         stream_out = _AsyncResponseStream(response, request)
         result = httpx.Response(
             response.status,
-            headers=response.headers.raw,
+            headers=_response_headers(self._response_header_cache, response),
             stream=stream_out,
             extensions=extensions,
         )
@@ -784,6 +805,7 @@ class Transport(httpx.BaseTransport):
         self._lock = threading.Lock()
         self._sync_client: _SyncClient | None = None
         self._header_cache: dict[tuple[tuple[bytes, bytes], ...], Headers] = {}
+        self._response_header_cache: dict[tuple[tuple[bytes, bytes], ...], httpx.Headers] = {}
         self._closed = False
 
     @property
@@ -833,7 +855,7 @@ class Transport(httpx.BaseTransport):
         stream_out = _SyncResponseStream(_SyncResponse(loop, response), request)
         result = httpx.Response(
             response.status,
-            headers=response.headers.raw,
+            headers=_response_headers(self._response_header_cache, response),
             stream=stream_out,
             extensions=_response_extensions(response),
         )

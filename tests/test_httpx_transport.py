@@ -209,6 +209,24 @@ async def test_repeated_and_changing_headers_each_reach_the_server(hypercorn_ser
     assert all("connection" not in h for h in seen)
 
 
+async def test_each_response_has_headers_of_its_own(nghttpd) -> None:
+    # The transport keeps the httpx.Headers of response header blocks it saw (nghttpd
+    # answers the same file with the same block): changing one response's headers must
+    # not show in the next response's.
+    with anyio.fail_after(TIMEOUT):
+        async with async_client() as client:
+            first = await client.get(f"{nghttpd.url}/hello.txt")
+            first.headers["x-added"] = "1"
+            del first.headers["content-length"]
+            second = await client.get(f"{nghttpd.url}/hello.txt")
+            missing = await client.get(f"{nghttpd.url}/no-such-file")
+    assert "x-added" not in second.headers
+    assert second.headers["content-length"] == "13"
+    assert second.content == b"hello, world\n"
+    assert missing.status_code == 404
+    assert "x-added" not in missing.headers
+
+
 async def test_post_bytes_json_and_form(hypercorn_server) -> None:
     url = f"{hypercorn_server.url_h2c}/echo"
     with anyio.fail_after(TIMEOUT):
