@@ -274,7 +274,10 @@ class Engine:
             # so that a malformed response fails only its stream (RFC 9113 section 8.1.1),
             # as a stream error, where h2 would fail the whole connection.
             validate_inbound_headers=False,
-            normalize_inbound_headers=True,
+            # h2's inbound normalisation only joins split Cookie fields (a server's concern:
+            # responses carry none; a pushed request's are joined by h2any), at the cost
+            # of a generator step per response header field.
+            normalize_inbound_headers=False,
         )
         return self.connection_class(config)
 

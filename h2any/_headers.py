@@ -13,6 +13,7 @@ __all__ = (
     "Headers",
     "has_wire_name",
     "headers_from_wire",
+    "joined_cookies",
     "malformed_response_fields",
 )
 
@@ -226,6 +227,19 @@ def has_wire_name(headers: Headers, name: bytes) -> bool:
                 return True
         return False
     return name.decode("latin-1") in headers
+
+
+def joined_cookies(fields: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``fields`` with a Cookie split into several fields (RFC 9113 section 8.2.3) made one
+    field again, last (as h2 would join it: h2any turns h2's inbound normalisation off, as
+    responses carry no Cookie; a pushed request may)."""
+    fields = list(fields)
+    cookies = [value for name, value in fields if name == b"cookie"]
+    if len(cookies) < 2:
+        return fields
+    joined = [field for field in fields if field[0] != b"cookie"]
+    joined.append((b"cookie", b"; ".join(cookies)))
+    return joined
 
 
 def malformed_response_fields(fields: list[tuple[bytes, bytes]], *, trailers: bool) -> str | None:

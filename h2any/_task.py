@@ -75,7 +75,7 @@ from ._flow import (
     FlowControlManager,
     StreamWindow,
 )
-from ._headers import malformed_response_fields
+from ._headers import joined_cookies, malformed_response_fields
 from ._proxy import ProxyConfig, open_tunnel
 from ._push import PushedStream, PushRegistry
 from ._stream import (
@@ -1128,8 +1128,9 @@ class ConnectionTask:
 
     def _on_push_promise(self, event: ev.PushedStreamReceived) -> None:
         pushed_id = event.pushed_stream_id or 0
+        fields = joined_cookies(event.headers or [])
         # Its request is the promise's (a pushed Response's .request and .url come from it).
-        stream = Stream(self, list(event.headers or []), None, False, self.timeout)
+        stream = Stream(self, fields, None, False, self.timeout)
         stream.expires = math.inf  # nobody's call started it: Timeout.total bounds requests
         stream.stream_id = pushed_id
         stream.state = HALF_CLOSED_LOCAL
@@ -1138,7 +1139,7 @@ class ConnectionTask:
         push = PushedStream(
             stream,
             event.parent_stream_id or 0,
-            list(event.headers or []),
+            fields,
             self._max_decompressed_size,
         )
         if self.closing or not self.pushes.accepts(push):

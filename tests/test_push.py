@@ -102,6 +102,44 @@ async def test_promises_may_arrive_before_after_or_amid_the_parent_response(when
             assert await pushed.read() == b"pushed!"
 
 
+async def test_a_promised_request_s_split_cookie_is_joined() -> None:
+    # RFC 9113 section 8.2.3: a Cookie may travel as several fields; the promised request
+    # shows it as one (h2's inbound normalisation is off: h2any joins it itself).
+    async def handler(peer: ScriptedPeer) -> None:
+        await peer.handshake()
+        request = await peer.expect_request()
+        promised = peer.h2.get_next_available_stream_id()
+        peer.h2.push_stream(
+            request.stream_id,
+            promised,
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", request.authority.encode()),
+                (b":path", b"/with-cookie"),
+                (b"cookie", b"a=1"),
+                (b"x-between", b"yes"),
+                (b"cookie", b"b=2"),
+            ],
+        )
+        await peer.respond(request.stream_id, body=b"page")
+        await peer.respond(promised, body=b"pushed")
+
+    with anyio.fail_after(5):
+        async with (
+            scripted_server(handler) as server,
+            h2any.Connection(server.url, enable_push=True) as conn,
+        ):
+            response = await conn.request("GET", "/")
+            assert await response.read() == b"page"
+            [push] = [p async for p in conn.get_pushes(response.stream_id, capture_all=True)]
+            assert push.request_headers.get_list("cookie") == ["a=1; b=2"]
+            assert push.request_headers["x-between"] == "yes"
+            pushed = await push.get_response()
+            assert pushed.request.headers.get_list("cookie") == ["a=1; b=2"]
+            assert await pushed.read() == b"pushed"
+
+
 async def test_cancel_resets_the_pushed_stream_and_the_connection_carries_on() -> None:
     resets: dict[int, int] = {}
     promised_ids: list[int] = []
