@@ -300,14 +300,18 @@ class Client:
     async def aclose(self) -> None:
         """Close every connection (GOAWAY to each server). Idempotent."""
         self._closed = True
-        if self._closed_flag is not None:
-            self._closed_flag.set()
         slots = [slot for slots in self._pool.values() for slot in slots]
         self._pool.clear()
-        with anyio.CancelScope(shield=True):
-            for slot in slots:
-                if slot.connection is not None:
-                    await slot.connection.aclose()
+        try:
+            with anyio.CancelScope(shield=True):
+                for slot in slots:
+                    if slot.connection is not None:
+                        await slot.connection.aclose()
+        finally:
+            # Only now: the blocking facade's host task ends the client's task group once
+            # it is set, and that would cancel connection tasks still sending their GOAWAY.
+            if self._closed_flag is not None:
+                self._closed_flag.set()
 
     @property
     def connections(self) -> dict[str, int]:

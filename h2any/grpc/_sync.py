@@ -83,7 +83,7 @@ class Channel(LoopHosted):
             self._loop.stop()
             raise
         self._aclose_hosted = self._aclose
-        self._closed = False
+        self._opened()
 
     async def _host(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         # The async channel is entered and left in this one long-lived task (its task

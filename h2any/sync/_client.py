@@ -97,7 +97,7 @@ class Client(LoopHosted):
             raise
         self._client = client
         self._aclose_hosted = self._client.aclose
-        self._closed = False
+        self._opened()
 
     def _response_hook(self, hook: Callable[[Response], Any]) -> Callable[[Any], Awaitable[None]]:
         async def call(response: AsyncResponse) -> None:

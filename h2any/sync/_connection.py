@@ -437,7 +437,7 @@ class Connection(LoopHosted):
             raise
         self._connection = connection
         self._aclose_hosted = self._connection.aclose
-        self._closed = False
+        self._opened()
         self.origin = connection.origin
 
     def __repr__(self) -> str:

@@ -8,9 +8,11 @@ to the loop and wait for the result; nothing here knows HTTP/2.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import sys
 import threading
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -385,6 +387,27 @@ class LoopThread:
         self._schedule(call)
         return self.wait(call)  # type: ignore[no-any-return]
 
+    def call_within(
+        self, seconds: float, function: Callable[..., Awaitable[T]], *args: Any
+    ) -> T:
+        """`call`, given up after ``seconds``: the task is cancelled and TimeoutError
+        raised."""
+        call = Call(function, args)
+        self._schedule(call)
+        if not call.done.acquire(timeout=seconds):
+            self._cancel_from_outside(call, TimeoutError())
+            raise TimeoutError(f"the loop thread did not finish the call in {seconds} s")
+        call.done.release()
+        return self.wait(call)  # type: ignore[no-any-return]
+
+    def _cancel_from_outside(self, call: Call, reason: BaseException) -> None:
+        call_soon = self._call_soon
+        if call_soon is not None:
+            try:
+                call_soon(self._cancel, call, reason)
+            except RuntimeError:  # the loop has already stopped
+                pass
+
     def submit(self, function: Callable[..., Awaitable[Any]], *args: Any) -> Call:
         """Queue ``await function(*args)`` for the loop and return at once; `wait`
         gives the result. Calls start in the order they were submitted (on asyncio their
@@ -420,14 +443,14 @@ class LoopThread:
 
         self.call(start_in_group)
 
-    def stop(self) -> None:
-        """Stop the loop and join its thread (idempotent)."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the loop and join its thread (idempotent); ``timeout``: wait no longer."""
         try:
             self._schedule(_STOP)
         except RuntimeError:
             pass  # already stopped
         if not self.in_loop_thread:
-            self._thread.join()
+            self._thread.join(timeout)
 
 
 _Hosted = TypeVar("_Hosted", bound="LoopHosted")
@@ -437,13 +460,18 @@ class LoopHosted:
     """Base of the facade objects that own a loop thread hosting one async object.
 
     Subclasses set ``_loop`` and ``_aclose_hosted`` (the async object's close method) and
-    clear ``_closed`` once started. They get ``close()``, the context manager, and a
-    ResourceWarning (and cleanup) when garbage-collected unclosed.
+    call `_opened` once started. They get ``close()``, the context manager, a
+    ResourceWarning (and cleanup) when garbage-collected unclosed, and a close at the
+    interpreter's exit if still open then (`_close_at_exit`).
     """
 
     _closed = True
     _loop: LoopThread
     _aclose_hosted: Callable[[], Awaitable[None]]
+
+    def _opened(self) -> None:
+        self._closed = False
+        _open_objects.add(self)
 
     def close(self) -> None:
         """Close the hosted object (e.g. GOAWAY, sockets closed) and end the loop thread.
@@ -452,11 +480,25 @@ class LoopHosted:
         if self._closed:
             return
         self._closed = True
+        _open_objects.discard(self)
         try:
             if not self._loop.in_loop_thread:
                 self._loop.call(self._aclose_hosted)
         finally:
             self._loop.stop()
+
+    def _close_within(self, seconds: float) -> None:
+        """`close`, giving the hosted object ``seconds`` to close and the loop as long again
+        to stop."""
+        if self._closed:
+            return
+        self._closed = True
+        _open_objects.discard(self)
+        try:
+            if not self._loop.in_loop_thread:
+                self._loop.call_within(seconds, self._aclose_hosted)
+        finally:
+            self._loop.stop(seconds)
 
     def __enter__(self: _Hosted) -> _Hosted:
         return self
@@ -474,7 +516,30 @@ class LoopHosted:
             stacklevel=2,
             source=self,
         )
+        if sys.is_finalizing():
+            # The loop's daemon thread no longer runs: a call into it would never return.
+            # (_close_at_exit closed what was open when the program ended.)
+            return
         try:
             self.close()
         except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+#: Facade objects started and not closed (weakly: an unreferenced one closes in __del__).
+_open_objects: weakref.WeakSet[LoopHosted] = weakref.WeakSet()
+
+#: How long each facade object left open at exit gets to close.
+EXIT_CLOSE_SECONDS = 5.0
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close every facade object still open when the program ends (GOAWAY sent, sockets
+    closed), while the loop threads still run: once the interpreter finalizes, its daemon
+    threads stop, and a close from __del__ would wait for them forever."""
+    for hosted in list(_open_objects):
+        try:
+            hosted._close_within(EXIT_CLOSE_SECONDS)
+        except Exception:  # the program is ending: nothing to report to
             pass
