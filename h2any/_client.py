@@ -35,7 +35,7 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, final
 from urllib.parse import unquote, urlencode, urljoin, urlsplit, urlunsplit
@@ -71,6 +71,7 @@ from ._deadlines import native_primitives
 from ._exceptions import (
     ConnectionClosed,
     ConnectionTerminated,
+    ConnectTimeout,
     H2anyError,
     HTTPVersionError,
     InvalidRequest,
@@ -443,7 +444,7 @@ class Client:
         while True:
             attempts += 1
             if slot is None:
-                slot = await self._slot_for(origin, deadline)
+                slot = await self._slot_for(origin, deadline, request_timeout)
                 now = self._clock()
             assert slot.connection is not None
             slot.last_used = now
@@ -818,10 +819,16 @@ class Client:
                     return slot
         return None
 
-    async def _slot_for(self, origin: Origin, deadline: float) -> _Slot:
+    async def _slot_for(
+        self, origin: Origin, deadline: float, timeout: Timeout | None = None
+    ) -> _Slot:
         """The connection to use for ``origin``: an open one with a free stream slot, a
         new one (at most ``max_connections_per_origin``, or its HTTP/1.1 counterpart), or
-        the least busy one."""
+        the least busy one.
+
+        ``timeout``: the request's (default: the Client's): a connection opened for it gets
+        its ``connect`` timeout, and it waits no longer for one being opened.
+        """
         slots = self._pool.setdefault(origin, [])
         while True:
             slots[:] = [s for s in slots if s.connection is None or not s.connection.is_closed]
@@ -836,7 +843,7 @@ class Client:
                 slot = _Slot()
                 slots.append(slot)
                 assert self._task_group is not None
-                self._task_group.start_soon(self._open, origin, slot)
+                self._task_group.start_soon(self._open, origin, slot, timeout)
             else:
                 return min(
                     ready,
@@ -844,9 +851,16 @@ class Client:
                         s.connection.open_streams + s.reserved if s.connection else math.inf
                     ),
                 )
-            with anyio.move_on_after(max(0.0, deadline - self._clock())):
+            now = self._clock()
+            until = deadline
+            connect = None if timeout is None else timeout.connect
+            if connect is not None:
+                until = min(until, now + connect)
+            with anyio.move_on_after(max(0.0, until - now)):
                 await slot.opened.wait()
             if not slot.opened.is_set():
+                if until < deadline:
+                    raise ConnectTimeout(f"could not connect to {origin} within {connect} s")
                 raise PoolTimeout(f"no connection to {origin} could be opened in time")
             if slot.error is not None:
                 if slot in slots:
@@ -869,9 +883,13 @@ class Client:
         )
         return self._max_http1_per_origin if http1 else self._max_per_origin
 
-    async def _open(self, origin: Origin, slot: _Slot) -> None:
+    async def _open(self, origin: Origin, slot: _Slot, timeout: Timeout | None = None) -> None:
         assert self._task_group is not None
         options = self._options
+        connect = None if timeout is None else timeout.connect
+        if timeout is not None and connect != options["timeout"].connect:
+            # Opened for a request with a connect timeout of its own.
+            options = {**options, "timeout": replace(options["timeout"], connect=connect)}
         if self._trust_env and "proxy" not in options:
             proxy = environment_proxy(origin)
             if proxy is not None:

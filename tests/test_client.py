@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 
 import anyio
@@ -324,3 +325,31 @@ def test_sync_client_shared_by_threads_across_two_origins(nghttpd, hypercorn_ser
         assert client.connections == {nghttpd.url: 1, hypercorn_server.url_h2c: 1}
     assert failures == []
     assert loop_thread_count() == before
+
+
+async def test_a_request_s_own_connect_timeout_bounds_opening_its_connection() -> None:
+    # A listener that never accepts: TCP connects (the backlog), TLS never answers. The
+    # Client's connect timeout is 30 s; each request's own is far shorter, and the one that
+    # waits for the connection the first is opening is bounded by its own too.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/"
+        with anyio.fail_after(10):
+            async with h2any.Client(timeout=h2any.Timeout(30)) as client:
+                errors: list[BaseException] = []
+
+                async def get(connect: float) -> None:
+                    try:
+                        await client.get(url, timeout=h2any.Timeout(30, connect=connect))
+                    except h2any.ConnectTimeout as exc:
+                        errors.append(exc)
+
+                started = anyio.current_time()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(get, 0.5)
+                    tg.start_soon(get, 0.2)
+                elapsed = anyio.current_time() - started
+    # (Whichever opened the connection, the other waited on it within its own bound; when
+    # the 0.2 s one opened it, the other is handed that attempt's failure.)
+    assert len(errors) == 2
+    assert {str(exc).rsplit(" ", 2)[1] for exc in errors} <= {"0.2", "0.5"}
+    assert elapsed < 5  # not the Client's 30 s
