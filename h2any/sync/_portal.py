@@ -387,9 +387,7 @@ class LoopThread:
         self._schedule(call)
         return self.wait(call)  # type: ignore[no-any-return]
 
-    def call_within(
-        self, seconds: float, function: Callable[..., Awaitable[T]], *args: Any
-    ) -> T:
+    def call_within(self, seconds: float, function: Callable[..., Awaitable[T]], *args: Any) -> T:
         """`call`, given up after ``seconds``: the task is cancelled and TimeoutError
         raised."""
         call = Call(function, args)
