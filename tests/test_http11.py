@@ -69,7 +69,10 @@ def stdlib_server() -> Iterator[str]:
     """``http.server`` (HTTP/1.1 keep-alive) in a thread; yields its ``http://`` URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _StdlibHandler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="stdlib-http", daemon=True)
+    # shutdown() waits for serve_forever's next poll: 0.05 s, not the default 0.5 s
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="stdlib-http", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

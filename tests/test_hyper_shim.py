@@ -805,7 +805,10 @@ class _Http11Handler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def http11_server() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Http11Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll: 0.05 s, not the default 0.5 s
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}"

@@ -526,7 +526,10 @@ def http11_server() -> Iterator[str]:
     """``http.server`` (HTTP/1.1 only) in a thread; yields its ``http://`` URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Http11Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="stdlib-http", daemon=True)
+    # shutdown() waits for serve_forever's next poll: 0.05 s, not the default 0.5 s
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="stdlib-http", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
