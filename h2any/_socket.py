@@ -32,6 +32,7 @@ import anyio.abc
 import anyio.lowlevel
 from anyio.abc import SocketAttribute
 
+from ._handover import HandOver
 from ._tls import SocketTLSStream, TLSByteStream
 
 __all__ = (
@@ -185,7 +186,7 @@ async def _connect_asyncio(host: str, port: int) -> socket.socket:
     return winner
 
 
-class AsyncioSocketStream(anyio.abc.SocketStream):
+class AsyncioSocketStream(HandOver, anyio.abc.SocketStream):
     """A connected non-blocking socket, read and written through the running asyncio loop.
 
     ``receive`` returns a view of a buffer that a later ``receive`` overwrites: the
@@ -200,7 +201,6 @@ class AsyncioSocketStream(anyio.abc.SocketStream):
         self._buffer_limit = buffer_size
         self._buffer = bytearray(min(buffer_size, FIRST_BUFFER_SIZE))
         self._closed = False
-        self._kept = b""  # see _hand_over
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if self._closed:
@@ -231,17 +231,6 @@ class AsyncioSocketStream(anyio.abc.SocketStream):
         # The data was waiting: still let others run, and a cancellation in (anyio's
         # contract for a receive).
         return await self._hand_over(view[:size])
-
-    async def _hand_over(self, data: memoryview | bytes) -> bytes:
-        """``data``, after a checkpoint; if that is cancelled, kept for the next receive
-        (the bytes are taken from the socket: losing them would corrupt the stream)."""
-        self._kept = b""
-        try:
-            await anyio.lowlevel.checkpoint()
-        except BaseException:
-            self._kept = bytes(data)
-            raise
-        return data  # type: ignore[return-value]
 
     async def send(self, item: bytes) -> None:
         if self._closed:

@@ -26,7 +26,8 @@ at most) per call -- a trip through the connection task's read loop per 16 KiB.
   for the next ``send``, so the connection task's reader and writer never both write.
 
 Both are safe to cancel while reading: a ``receive`` cancelled while it waits has taken
-nothing, and one that has taken bytes returns them. A ``send`` cancelled part-way leaves
+nothing, and bytes one took before it was cancelled are returned by the next (as in
+``_socket.py``: ``_handover.py``). A ``send`` cancelled part-way leaves
 the stream broken (some of its records may be out; the rest would not decrypt).
 """
 
@@ -42,6 +43,8 @@ import anyio.abc
 import anyio.lowlevel
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute
+
+from ._handover import HandOver
 
 __all__ = ("SocketTLSStream", "TLSByteStream")
 
@@ -68,7 +71,7 @@ notify_closing: Callable[[socket.socket], None] = getattr(
 )
 
 
-class TLSByteStream(anyio.abc.ByteStream):
+class TLSByteStream(HandOver, anyio.abc.ByteStream):
     """A client TLS session over ``transport`` (see the module docstring)."""
 
     def __init__(
@@ -158,44 +161,24 @@ class TLSByteStream(anyio.abc.ByteStream):
             raise ValueError("max_bytes must be a positive integer")
         if self._broken:
             raise anyio.BrokenResourceError
-        # Cancellation only before anything is taken: decrypted bytes are always handed
-        # over (the pattern of trio's own socket reads).
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        read = self._ssl.read
-        view = self._view
+        if self._kept:
+            return await self._hand_over(self._kept)
         limit = min(max_bytes, BUFFER_SIZE)
-        size = 0
-        waited = False
-        while size < limit:
-            try:
-                # With a buffer, SSLObject.read returns the count (typeshed says bytes).
-                got: int = read(limit - size, view[size:limit])  # type: ignore[assignment]
-            except ssl.SSLWantReadError:
-                if size:
-                    break  # hand over what is decrypted; the rest comes next time
-                await self._fill()
-                waited = True
-                continue
-            except ssl.SSLZeroReturnError:
-                if size:
-                    break
-                raise anyio.EndOfStream from None
-            except ssl.SSLError as exc:
-                if size:
-                    break  # report it on the next call, after this data
-                error = self._translate(exc)
-                if error is exc:
-                    raise
-                raise error from exc
-            if not got:
-                if size:
-                    break
-                raise anyio.EndOfStream
-            size += got
-        if not waited:
-            # Data was waiting: still let others run (without losing it to a cancellation).
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-        return view[:size]  # type: ignore[return-value]
+        # With a buffer, SSLObject.read returns the count (typeshed says bytes).
+        read: Callable[[int, memoryview], int] = self._ssl.read  # type: ignore[assignment]
+        data, waited = await _read_records(read, self._view, limit, self._wait, self._read_error)
+        # (a view of the buffer, as in _socket.py: the caller copies what it keeps)
+        return data if waited else await self._hand_over(data)  # type: ignore[return-value]
+
+    async def _wait(self, readable: bool) -> None:
+        await (self._fill() if readable else self._flush())
+
+    def _read_error(self, exc: Exception) -> BaseException:
+        if isinstance(exc, ssl.SSLZeroReturnError):
+            return anyio.EndOfStream()  # close_notify: the stream can still be written
+        if isinstance(exc, ssl.SSLError):
+            return self._translate(exc)
+        return exc
 
     async def send(self, item: bytes) -> None:
         if self._broken:
@@ -235,7 +218,7 @@ class TLSByteStream(anyio.abc.ByteStream):
         }
 
 
-class SocketTLSStream(anyio.abc.ByteStream):
+class SocketTLSStream(HandOver, anyio.abc.ByteStream):
     """A client TLS session on a connected socket that nothing else reads or writes: an
     ``ssl.SSLSocket`` in non-blocking mode (see the module docstring)."""
 
@@ -322,46 +305,16 @@ class SocketTLSStream(anyio.abc.ByteStream):
         if max_bytes < 1:
             raise ValueError("max_bytes must be a positive integer")
         self._check()
-        # Cancellation only before anything is taken: decrypted bytes are always handed
-        # over (the pattern of trio's own socket reads).
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        read = self._read
-        view = self._view
+        if self._kept:
+            return await self._hand_over(self._kept)
         limit = min(max_bytes, BUFFER_SIZE)
-        size = 0
-        waited = False
-        while size < limit:
-            try:
-                got = read(limit - size, view[size:limit])
-            except ssl.SSLWantReadError:
-                if size:
-                    break  # hand over what is decrypted; the rest comes next time
-                await self._wait(readable=True)
-                waited = True
-                continue
-            except ssl.SSLWantWriteError:
-                # The TLS library must write before it reads on (a TLS 1.3 key update).
-                if size:
-                    break
-                await self._wait(readable=False)
-                waited = True
-                continue
-            except (ssl.SSLError, OSError) as exc:
-                if size:
-                    break  # report it on the next call, after this data
-                error = self._error(exc, reading=True)
-                if error is exc:
-                    raise
-                raise error from exc
-            if not got:  # close_notify
-                if size:
-                    break
-                raise anyio.EndOfStream
-            size += got
-        if not waited:
-            # Data was waiting: still let others run (without losing it to a cancellation).
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-        return view[:size]  # type: ignore[return-value]
+        data, waited = await _read_records(
+            self._read, self._view, limit, self._wait, self._read_error
+        )
+        return data if waited else await self._hand_over(data)  # type: ignore[return-value]
+
+    def _read_error(self, exc: Exception) -> BaseException:
+        return self._error(exc, reading=True)
 
     async def send(self, item: bytes) -> None:
         self._check()
@@ -448,6 +401,51 @@ class SocketTLSStream(anyio.abc.ByteStream):
             TLSAttribute.ssl_object: lambda: sock,
             TLSAttribute.tls_version: sock.version,
         }
+
+
+async def _read_records(
+    read: Callable[[int, memoryview], int],
+    view: memoryview,
+    limit: int,
+    wait: Callable[[bool], Awaitable[None]],
+    error_for: Callable[[Exception], BaseException],
+) -> tuple[memoryview, bool]:
+    """Decrypt into ``view``, up to ``limit`` bytes, with ``read`` (an SSL object's); and
+    whether it waited. Every record in hand is decrypted; it waits (``wait(readable)``) only
+    while nothing is. The end of the stream or an error after some data is reported on the
+    next call, after that data; ``error_for`` says what to raise for an error."""
+    size = 0
+    waited = False
+    while size < limit:
+        try:
+            # With a buffer, an SSL object's read returns the count (typeshed says bytes).
+            got = read(limit - size, view[size:limit])
+        except ssl.SSLWantReadError:
+            if size:
+                break  # hand over what is decrypted; the rest comes next time
+            await wait(True)
+            waited = True
+            continue
+        except ssl.SSLWantWriteError:
+            # The TLS library must write before it reads on (a TLS 1.3 key update).
+            if size:
+                break
+            await wait(False)
+            waited = True
+            continue
+        except (ssl.SSLError, OSError) as exc:
+            if size:
+                break  # report it on the next call, after this data
+            error = error_for(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        if not got:  # close_notify
+            if size:
+                break
+            raise anyio.EndOfStream
+        size += got
+    return view[:size], waited
 
 
 def _translate(exc: ssl.SSLError) -> BaseException:
