@@ -33,7 +33,7 @@ BodyTypes = Union[
     bytearray,
     memoryview,
     str,
-    "io.IOBase",
+    io.IOBase,
     Iterable[bytes],
     AsyncIterable[bytes],
     Any,  # file-like objects (sync or async `read`)

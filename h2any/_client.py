@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, final
+from typing import Any, final
 from urllib.parse import unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import anyio
@@ -90,11 +90,12 @@ from ._response import Response
 from ._task import open_socket
 from ._websocket import DEFAULT_MAX_MESSAGE_SIZE, ExtendedConnectUnsupported, WebSocket
 
-if TYPE_CHECKING:
-    if sys.version_info >= (3, 11):
-        from typing import Unpack
-    else:
-        from typing_extensions import Unpack
+# At run time too (typing.get_type_hints resolves the signatures); anyio requires
+# typing_extensions where typing lacks Unpack.
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:
+    from typing_extensions import Unpack
 
 __all__ = (
     "Client",

@@ -182,7 +182,7 @@ class RetryPolicy:
 
 
 TimeoutTypes = Union[Timeout, float, None]
-VerifyTypes = Union[bool, str, "os.PathLike[str]", ssl.SSLContext]
+VerifyTypes = Union[bool, str, os.PathLike[str], ssl.SSLContext]
 
 
 def as_timeout(timeout: TimeoutTypes) -> Timeout:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import Any, Final, final
 
 import anyio
 import anyio.abc
@@ -42,13 +42,14 @@ from ._websocket import (
     start_websocket,
 )
 
-if TYPE_CHECKING:
-    if sys.version_info >= (3, 11):
-        from typing import Unpack
-    else:
-        from typing_extensions import Unpack
+# At run time too (typing.get_type_hints resolves the signatures); anyio requires
+# typing_extensions where typing lacks Unpack.
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:
+    from typing_extensions import Unpack
 
-    from ._options import ConnectOptions
+from ._options import ConnectOptions
 
 __all__ = (
     "Connection",

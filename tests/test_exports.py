@@ -129,3 +129,36 @@ def test_exception_hierarchy() -> None:
 
 def test_py_typed_marker_is_in_the_package() -> None:
     assert (PACKAGE_DIR / "py.typed").is_file()
+
+
+def _request_api() -> list[tuple[str, object]]:
+    """The signatures users call to connect and send: resolved at run time by tools that
+    read annotations (``typing.get_type_hints``: pydantic, cattrs, FastAPI dependencies)."""
+    import h2any.grpc
+    import h2any.sync
+    import h2any.sync.grpc
+
+    api: list[tuple[str, object]] = []
+    for module in (h2any, h2any.sync):
+        for name in ("Client", "Connection"):
+            cls = getattr(module, name)
+            for method in ("__init__", "request", "stream", "get", "post", "put", "patch"):
+                if method in vars(cls):
+                    api.append((f"{module.__name__}.{name}.{method}", vars(cls)[method]))
+        for name in ("request", "get", "post", "put", "patch", "delete"):
+            api.append((f"{module.__name__}.{name}", getattr(module, name)))
+    api.append(("h2any.connect", h2any.connect))
+    api.append(("h2any.grpc.Channel.__init__", h2any.grpc.Channel.__init__))
+    api.append(("h2any.sync.grpc.Channel.__init__", h2any.sync.grpc.Channel.__init__))
+    return api
+
+
+REQUEST_API = _request_api()
+
+
+@pytest.mark.parametrize(("name", "function"), REQUEST_API, ids=[name for name, _ in REQUEST_API])
+def test_the_request_api_s_annotations_resolve_at_run_time(name: str, function: object) -> None:
+    import typing
+
+    hints = typing.get_type_hints(function)  # names imported for type checkers only: NameError
+    assert hints, name

@@ -17,7 +17,6 @@ from .._exceptions import InvalidRequest
 __all__ = ("Metadata", "MetadataTypes", "metadata_from_wire", "metadata_to_wire")
 
 MetadataValue = Union[str, bytes]
-MetadataTypes = Union["Metadata", Iterable[tuple[str, MetadataValue]]]
 
 # Fields of the transport, never metadata: the request's own (refused if a user sets them)
 # and the response's (left out of what the user sees).
@@ -118,6 +117,10 @@ class Metadata(Sequence[tuple[str, MetadataValue]]):
 
     def __repr__(self) -> str:
         return f"Metadata{self._pairs!r}"
+
+
+#: What ``metadata=`` takes: a `Metadata`, or ``(key, value)`` pairs.
+MetadataTypes = Union[Metadata, Iterable[tuple[str, MetadataValue]]]
 
 
 def _check_key(key: object) -> str:

@@ -7,7 +7,7 @@ import functools
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, final
+from typing import Any, final
 
 import anyio.to_thread
 
@@ -28,11 +28,12 @@ from ._connection import Response, with_complete_body
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 from ._websocket import WebSocket
 
-if TYPE_CHECKING:
-    if sys.version_info >= (3, 11):
-        from typing import Unpack
-    else:
-        from typing_extensions import Unpack
+# At run time too (typing.get_type_hints resolves the signatures); anyio requires
+# typing_extensions where typing lacks Unpack.
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:
+    from typing_extensions import Unpack
 
 __all__ = (
     "Client",

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, final
+from typing import Any, final
 
 from .._body import BodyTypes
 from .._config import TimeoutTypes
@@ -37,13 +37,14 @@ from .._websocket import DEFAULT_MAX_MESSAGE_SIZE
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 from ._websocket import WebSocket
 
-if TYPE_CHECKING:
-    if sys.version_info >= (3, 11):
-        from typing import Unpack
-    else:
-        from typing_extensions import Unpack
+# At run time too (typing.get_type_hints resolves the signatures); anyio requires
+# typing_extensions where typing lacks Unpack.
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:
+    from typing_extensions import Unpack
 
-    from .._options import ConnectOptions
+from .._options import ConnectOptions
 
 __all__ = (
     "Connection",
