@@ -475,26 +475,21 @@ class LoopHosted:
         """Close the hosted object (e.g. GOAWAY, sockets closed) and end the loop thread.
 
         Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        _open_objects.discard(self)
-        try:
-            if not self._loop.in_loop_thread:
-                self._loop.call(self._aclose_hosted)
-        finally:
-            self._loop.stop()
+        self._close_within(None)
 
-    def _close_within(self, seconds: float) -> None:
+    def _close_within(self, seconds: float | None) -> None:
         """`close`, giving the hosted object ``seconds`` to close and the loop as long again
-        to stop."""
+        to stop (None: as long as they take)."""
         if self._closed:
             return
         self._closed = True
         _open_objects.discard(self)
         try:
-            if not self._loop.in_loop_thread:
-                self._loop.call_within(seconds, self._aclose_hosted)
+            if not self._loop.in_loop_thread:  # (from the loop itself: it stops after this)
+                if seconds is None:
+                    self._loop.call(self._aclose_hosted)
+                else:
+                    self._loop.call_within(seconds, self._aclose_hosted)
         finally:
             self._loop.stop(seconds)
 
