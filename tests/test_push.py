@@ -50,7 +50,13 @@ async def test_pushes_from_nghttpd_are_delivered(pushing_nghttpd) -> None:
             assert [push async for push in conn.get_pushes()] == []
 
 
-def _promise(peer: ScriptedPeer, parent: int, path: str, authority: str) -> int:
+def _promise(
+    peer: ScriptedPeer,
+    parent: int,
+    path: str,
+    authority: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> int:
     promised = peer.h2.get_next_available_stream_id()
     peer.h2.push_stream(
         parent,
@@ -60,7 +66,7 @@ def _promise(peer: ScriptedPeer, parent: int, path: str, authority: str) -> int:
             (b":scheme", b"http"),
             (b":authority", authority.encode()),
             (b":path", path.encode()),
-            (b"x-pushed", b"yes"),
+            *(extra if extra is not None else [(b"x-pushed", b"yes")]),
         ],
     )
     return promised
@@ -108,20 +114,8 @@ async def test_a_promised_request_s_split_cookie_is_joined() -> None:
     async def handler(peer: ScriptedPeer) -> None:
         await peer.handshake()
         request = await peer.expect_request()
-        promised = peer.h2.get_next_available_stream_id()
-        peer.h2.push_stream(
-            request.stream_id,
-            promised,
-            [
-                (b":method", b"GET"),
-                (b":scheme", b"http"),
-                (b":authority", request.authority.encode()),
-                (b":path", b"/with-cookie"),
-                (b"cookie", b"a=1"),
-                (b"x-between", b"yes"),
-                (b"cookie", b"b=2"),
-            ],
-        )
+        cookies = [(b"cookie", b"a=1"), (b"x-between", b"yes"), (b"cookie", b"b=2")]
+        promised = _promise(peer, request.stream_id, "/with-cookie", request.authority, cookies)
         await peer.respond(request.stream_id, body=b"page")
         await peer.respond(promised, body=b"pushed")
 
