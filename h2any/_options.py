@@ -28,11 +28,31 @@ __all__ = (
     "ClientOptions",
     "ConnectOptions",
     "ConnectionOptions",
+    "HyperOptions",
     "check_options",
 )
 
 
-class ConnectionOptions(TypedDict, total=False):
+class _TuningOptions(TypedDict, total=False):
+    """The connection options that hyper's constructors do not name themselves (see
+    ``HyperOptions``); ``ConnectionOptions`` adds those."""
+
+    cert: str | tuple[str, str] | tuple[str, str, str] | None
+    initial_window_size: int
+    connection_window_size: int
+    max_frame_size: int
+    max_concurrent_streams: int | None
+    max_decompressed_size: int | None
+    push_policy: PushPolicy | None
+    max_unclaimed_pushes: int
+    keepalive_interval: float | None
+    keepalive_timeout: float | None
+    max_header_list_size: int
+    frame_observer: Callable[[str, Any], None] | None
+    engine: str | None
+
+
+class ConnectionOptions(_TuningOptions, total=False):
     """The [`Connection`][h2any.Connection] options a [`Client`][h2any.Client] passes to every
     connection it opens (all optional; each means what it means for
     [`Connection`][h2any.Connection]).
@@ -46,11 +66,7 @@ class ConnectionOptions(TypedDict, total=False):
     ```
 
     Attributes:
-        verify: certificate verification: ``True``, a CA bundle path, an ``ssl.SSLContext``
-            or ``False``.
         cert: a client certificate.
-        enable_push: accept server push.
-        window_manager: the flow-control manager class.
         initial_window_size: each stream's receive window.
         connection_window_size: the connection's receive window.
         max_frame_size: the largest DATA frame the server may send.
@@ -62,27 +78,18 @@ class ConnectionOptions(TypedDict, total=False):
         keepalive_timeout: how long to wait for its acknowledgement.
         max_header_list_size: the largest header list accepted from the server.
         frame_observer: a debugging hook called with each frame.
-        proxy: an HTTP proxy URL to tunnel through.
         engine: ``"h2"`` or ``"jh2"``.
+        verify: certificate verification: ``True``, a CA bundle path, an ``ssl.SSLContext``
+            or ``False``.
+        enable_push: accept server push.
+        window_manager: the flow-control manager class.
+        proxy: an HTTP proxy URL to tunnel through.
     """
 
     verify: VerifyTypes
-    cert: str | tuple[str, str] | tuple[str, str, str] | None
     enable_push: bool
     window_manager: type[BaseFlowControlManager]
-    initial_window_size: int
-    connection_window_size: int
-    max_frame_size: int
-    max_concurrent_streams: int | None
-    max_decompressed_size: int | None
-    push_policy: PushPolicy | None
-    max_unclaimed_pushes: int
-    keepalive_interval: float | None
-    keepalive_timeout: float | None
-    max_header_list_size: int
-    frame_observer: Callable[[str, Any], None] | None
     proxy: str | None
-    engine: str | None
 
 
 class ConnectOptions(ConnectionOptions, total=False):
@@ -91,6 +98,15 @@ class ConnectOptions(ConnectionOptions, total=False):
     [`h2any.sync.Connection`][h2any.sync.Connection] pass on)."""
 
     timeout: TimeoutTypes
+    headers: HeaderTypes | None
+
+
+class HyperOptions(_TuningOptions, total=False):
+    """The connection options of the hyper shim's ``HTTP20Connection`` and
+    ``HTTPConnection`` beyond the arguments they name as hyper did (``ssl_context``,
+    ``window_manager``, ``enable_push``, proxy and ``timeout``): ``headers`` and the
+    tuning options of [`Connection`][h2any.Connection]."""
+
     headers: HeaderTypes | None
 
 

@@ -98,6 +98,8 @@ async def main(task_group: anyio.abc.TaskGroup) -> None:
     bad: h2any.ConnectionOptions = {"verfy": False}
     h2any.grpc.Channel("http://127.0.0.1:50051", verfy=False)
     h2any.sync.grpc.Channel("http://127.0.0.1:50051", compresion="gzip")
+    h2any.sync.HTTP20Connection("example.org", initial_window_sise=1 << 20)
+    h2any.sync.HTTPConnection("example.org", max_frame_size="16 KiB")
     # correct calls type-check
     options: h2any.ConnectionOptions = {"verify": False, "initial_window_size": 1 << 20}
     h2any.Client(**options)
@@ -121,6 +123,8 @@ async def main(task_group: anyio.abc.TaskGroup) -> None:
     h2any.sync.grpc.Channel(
         "https://example.org", max_receive_message_length=None, backend="trio", verify=False
     )
+    h2any.sync.HTTP20Connection("example.org", 443, secure=True, headers={"x": "y"}, engine="h2")
+    h2any.sync.HTTPConnection("example.org", enable_push=True, keepalive_interval=30.0)
 """
 
 
@@ -146,12 +150,14 @@ def test_a_misspelt_or_wrong_typed_option_fails_type_checking(
     assert status == 1, stdout + stderr
     errors = [line for line in stdout.splitlines() if ": error:" in line]
     lines = sorted({int(line.split(":")[1]) for line in errors})
-    assert lines == list(range(7, 18)), stdout
+    assert lines == list(range(7, 20)), stdout
     assert 'Unexpected keyword argument "verfy" for "Client"; did you mean "verify"?' in stdout
     assert '"initial_window_size" to "Client" has incompatible type "str"' in stdout
     assert 'Unexpected keyword argument "verfy" for "connect"' in stdout
     assert 'Unexpected keyword argument "verfy" for "Channel"' in stdout
     assert 'Unexpected keyword argument "compresion" for "Channel"' in stdout
+    assert 'Unexpected keyword argument "initial_window_sise" for "HTTP20Connection"' in stdout
+    assert '"max_frame_size" to "HTTPConnection" has incompatible type "str"' in stdout
 
 
 # -- at run time: refused when the client is made --------------------------------------------------

@@ -40,6 +40,7 @@ import base64
 import binascii
 import enum
 import functools
+import sys
 import threading
 import time
 from collections import deque
@@ -67,12 +68,20 @@ from .._exceptions import (
 )
 from .._flow import BaseFlowControlManager
 from .._headers import Headers
+from .._options import HyperOptions
 from .._response import Response as AsyncResponse
 from .._response import body_read, cached_body
 from ._client import Client
 from ._connection import Connection, PushedStream, hosted_connection, take_complete_body
 from ._connection import Response as SyncResponse
 from ._portal import LoopThread, check_not_in_event_loop
+
+# At run time too (typing.get_type_hints resolves the signatures); anyio requires
+# typing_extensions where typing lacks Unpack.
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:
+    from typing_extensions import Unpack
 
 __all__ = (
     "ChunkedDecodeError",
@@ -797,8 +806,9 @@ class HTTP20Connection:
         *,
         backend: str = "asyncio",
         backend_options: dict[str, Any] | None = None,
-        **options: Any,
+        **options: Unpack[HyperOptions],
     ) -> None:
+        connection_options: dict[str, Any] = dict(options)
         self.host, parsed_port = _split_host(host)
         self.port = port if port is not None else (parsed_port or 443)
         self.secure = (self.port == 443) if secure is None else bool(secure)
@@ -814,22 +824,22 @@ class HTTP20Connection:
             self.proxy_port: int | None = (
                 proxy_port if proxy_port is not None else (proxy_parsed_port or 8080)
             )
-            options["proxy"] = proxy
+            connection_options["proxy"] = proxy
         else:
             self.proxy_host = self.proxy_port = None
         self.proxy_headers = proxy_headers
         if window_manager is not None:
-            options["window_manager"] = window_manager
+            connection_options["window_manager"] = window_manager
         if enable_push:
-            options["enable_push"] = True
+            connection_options["enable_push"] = True
         if ssl_context is not None:
-            options["verify"] = ssl_context
+            connection_options["verify"] = ssl_context
         chosen = _hyper_timeout(timeout)
         if chosen is not None:
-            options["timeout"] = chosen
-        AsyncConnection(self.url, **options)  # check the options now, not at first use
-        self._pool_timeout = as_timeout(options.get("timeout", DEFAULT_TIMEOUT)).pool
-        self._options = options
+            connection_options["timeout"] = chosen
+        AsyncConnection(self.url, **connection_options)  # check the options now, not at first use
+        self._pool_timeout = as_timeout(connection_options.get("timeout", DEFAULT_TIMEOUT)).pool
+        self._options = connection_options
         self._backend = backend
         self._backend_options = backend_options
         self._lock = threading.Lock()  # the shim's state below
@@ -1264,7 +1274,7 @@ class HTTPConnection:
         *,
         backend: str = "asyncio",
         backend_options: dict[str, Any] | None = None,
-        **options: Any,
+        **options: Unpack[HyperOptions],
     ) -> None:
         name, parsed_port = _split_host(host)
         chosen_port = port if port is not None else (parsed_port or 80)
