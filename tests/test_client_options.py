@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import loop_thread_count
+from conftest import loop_thread_count, run_mypy
 from scripted import ScriptedPeer, scripted_server
 
 import h2any
@@ -132,20 +132,16 @@ async def main(task_group: anyio.abc.TaskGroup) -> None:
 def test_a_misspelt_or_wrong_typed_option_fails_type_checking(
     tmp_path: Path, python_version: str
 ) -> None:
-    from mypy import api
-
     source = tmp_path / "options.py"
     source.write_text(TYPE_CHECKED)
-    stdout, stderr, status = api.run(
-        [
-            "--strict",
-            "--no-incremental",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--python-version",
-            python_version,
-            str(source),
-        ]
+    stdout, stderr, status = run_mypy(
+        "--strict",
+        "--no-incremental",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--python-version",
+        python_version,
+        str(source),
     )
     assert status == 1, stdout + stderr
     errors = [line for line in stdout.splitlines() if ": error:" in line]

@@ -15,6 +15,7 @@ import anyio
 import httpx
 import pytest
 from client_app import AppServer, app_servers
+from conftest import run_mypy
 
 import h2any
 import h2any.sync
@@ -229,8 +230,6 @@ def test_top_level_functions_have_no_kwargs(name: str) -> None:
 
 
 def test_a_misspelt_keyword_fails_type_checking(tmp_path: Path) -> None:
-    from mypy import api
-
     source = tmp_path / "typo.py"
     source.write_text(
         textwrap.dedent(
@@ -255,16 +254,14 @@ def test_a_misspelt_keyword_fails_type_checking(tmp_path: Path) -> None:
             """
         )
     )
-    stdout, stderr, status = api.run(
-        [
-            "--strict",
-            "--no-incremental",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--python-version",
-            "3.11",
-            str(source),
-        ]
+    stdout, stderr, status = run_mypy(
+        "--strict",
+        "--no-incremental",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--python-version",
+        "3.11",
+        str(source),
     )
     assert status == 1, stdout + stderr
     errors = [line for line in stdout.splitlines() if ": error:" in line]
