@@ -113,8 +113,9 @@ def _no_leaked_h2any_resources() -> Iterator[None]:
 # -- mypy -----------------------------------------------------------------------------------
 
 
-def run_mypy(*args: str) -> tuple[str, str, int]:
-    """``mypy ARGS`` in a process of its own: ``(stdout, stderr, exit status)``, as
+def run_mypy(source: Path, python_version: str = "3.11") -> tuple[str, str, int]:
+    """``mypy --strict SOURCE`` (for ``python_version``, no cache kept beside the source's
+    own directory) in a process of its own: ``(stdout, stderr, exit status)``, as
     ``mypy.api.run`` gives them.
 
     Not ``mypy.api.run`` in the test process: mypy keeps about 575,000 objects alive in
@@ -122,7 +123,18 @@ def run_mypy(*args: str) -> tuple[str, str, int]:
     ``gc.collect()``) walked them, 0.3 s or more a test for the rest of the session.
     """
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", *args],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir",
+            str(source.parent / "mypy-cache"),
+            "--python-version",
+            python_version,
+            str(source),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

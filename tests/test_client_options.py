@@ -134,15 +134,7 @@ def test_a_misspelt_or_wrong_typed_option_fails_type_checking(
 ) -> None:
     source = tmp_path / "options.py"
     source.write_text(TYPE_CHECKED)
-    stdout, stderr, status = run_mypy(
-        "--strict",
-        "--no-incremental",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--python-version",
-        python_version,
-        str(source),
-    )
+    stdout, stderr, status = run_mypy(source, python_version)
     assert status == 1, stdout + stderr
     errors = [line for line in stdout.splitlines() if ": error:" in line]
     lines = sorted({int(line.split(":")[1]) for line in errors})

@@ -254,15 +254,7 @@ def test_a_misspelt_keyword_fails_type_checking(tmp_path: Path) -> None:
             """
         )
     )
-    stdout, stderr, status = run_mypy(
-        "--strict",
-        "--no-incremental",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--python-version",
-        "3.11",
-        str(source),
-    )
+    stdout, stderr, status = run_mypy(source, "3.11")
     assert status == 1, stdout + stderr
     errors = [line for line in stdout.splitlines() if ": error:" in line]
     lines = sorted({int(line.split(":")[1]) for line in errors})
