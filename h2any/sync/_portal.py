@@ -354,9 +354,14 @@ class LoopThread:
         if call.scope is not None:
             call.scope.cancel()
 
-    def _interrupt(self, call: Call) -> None:
-        """The calling thread of ``call`` was interrupted: cancel the call."""
-        self._cancel(call, KeyboardInterrupt())
+    def _cancel_from_outside(self, call: Call, reason: BaseException) -> None:
+        """Cancel ``call`` from a thread that waits for it (interrupted, or out of time)."""
+        call_soon = self._call_soon
+        if call_soon is not None:
+            try:
+                call_soon(self._cancel, call, reason)
+            except RuntimeError:  # the loop has already stopped
+                pass
 
     # ------------------------------------------------------------------ from any thread
 
@@ -392,19 +397,7 @@ class LoopThread:
         raised."""
         call = Call(function, args)
         self._schedule(call)
-        if not call.done.acquire(timeout=seconds):
-            self._cancel_from_outside(call, TimeoutError())
-            raise TimeoutError(f"the loop thread did not finish the call in {seconds} s")
-        call.done.release()
-        return self.wait(call)  # type: ignore[no-any-return]
-
-    def _cancel_from_outside(self, call: Call, reason: BaseException) -> None:
-        call_soon = self._call_soon
-        if call_soon is not None:
-            try:
-                call_soon(self._cancel, call, reason)
-            except RuntimeError:  # the loop has already stopped
-                pass
+        return self.wait(call, seconds)  # type: ignore[no-any-return]
 
     def submit(self, function: Callable[..., Awaitable[Any]], *args: Any) -> Call:
         """Queue ``await function(*args)`` for the loop and return at once; `wait`
@@ -414,19 +407,18 @@ class LoopThread:
         self._schedule(call)
         return call
 
-    def wait(self, call: Call) -> Any:
+    def wait(self, call: Call, timeout: float | None = None) -> Any:
         """The result of a `submit`-ted call, once it is done (or raise its error);
-        an interrupted wait cancels the call, as in `call`."""
+        an interrupted wait cancels the call, as in `call`, and so does one that lasts
+        longer than ``timeout`` seconds (TimeoutError)."""
         try:
-            call.done.acquire()
+            done = call.done.acquire(timeout=-1 if timeout is None else timeout)
         except BaseException:
-            call_soon = self._call_soon
-            if call_soon is not None:
-                try:
-                    call_soon(self._interrupt, call)
-                except RuntimeError:  # the loop has already stopped
-                    pass
+            self._cancel_from_outside(call, KeyboardInterrupt())
             raise
+        if not done:
+            self._cancel_from_outside(call, TimeoutError())
+            raise TimeoutError(f"the loop thread did not finish the call in {timeout} s")
         if call.error is not None:
             raise call.error
         return call.result
