@@ -32,7 +32,6 @@ import math
 import os
 import random
 import ssl
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -83,19 +82,12 @@ from ._headers import Headers, HeaderTypes
 from ._http11 import HTTP11Connection, queue_http11_request, start_http11
 from ._models import Request, basic_authorization
 from ._multipart import FormData, RequestFiles, encode_request_body
-from ._options import CLIENT_ARGUMENTS, CONNECTION_OPTIONS, ConnectionOptions, check_options
+from ._options import CLIENT_ARGUMENTS, CONNECTION_OPTIONS, ConnectionOptions, Unpack, check_options
 from ._proxy import ProxyConfig, environment_ca_bundle, environment_proxy
 from ._redirects import EventHooks, check_event_hooks, send_chain
 from ._response import Response
 from ._task import open_socket
 from ._websocket import DEFAULT_MAX_MESSAGE_SIZE, ExtendedConnectUnsupported, WebSocket
-
-# At run time too (typing.get_type_hints resolves the signatures); anyio requires
-# typing_extensions where typing lacks Unpack.
-if sys.version_info >= (3, 11):
-    from typing import Unpack
-else:
-    from typing_extensions import Unpack
 
 __all__ = (
     "Client",

@@ -10,7 +10,6 @@ primitive; [`Connection.request`][h2any.Connection.request] and
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -26,6 +25,7 @@ from ._engine import get_engine
 from ._flow import MAX_WINDOW_SIZE, BaseFlowControlManager, FlowControlManager
 from ._headers import HeaderTypes
 from ._log import DEBUG, request_debug_enabled, request_started
+from ._options import ConnectOptions, Unpack
 from ._proxy import ProxyConfig
 from ._push import PushedStream, PushIterator, PushPolicy, PushRegistry
 from ._request import RequestBuilder
@@ -41,15 +41,6 @@ from ._websocket import (
     require_wsproto,
     start_websocket,
 )
-
-# At run time too (typing.get_type_hints resolves the signatures); anyio requires
-# typing_extensions where typing lacks Unpack.
-if sys.version_info >= (3, 11):
-    from typing import Unpack
-else:
-    from typing_extensions import Unpack
-
-from ._options import ConnectOptions
 
 __all__ = (
     "Connection",

@@ -10,8 +10,16 @@ them with the signatures.
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, TypedDict
+
+# Unpack[...] of these TypedDicts types the **options of h2any's signatures, also at run time
+# (typing.get_type_hints resolves them); anyio requires typing_extensions where typing lacks it.
+if sys.version_info >= (3, 11):
+    from typing import Unpack as Unpack
+else:
+    from typing_extensions import Unpack as Unpack
 
 if TYPE_CHECKING:
     from ._auth import AuthTypes
@@ -29,6 +37,7 @@ __all__ = (
     "ConnectOptions",
     "ConnectionOptions",
     "HyperOptions",
+    "Unpack",
     "check_options",
 )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Generic, TypeVar, final
@@ -12,7 +11,7 @@ import anyio.abc
 
 from .._connection import Connection, connect
 from .._exceptions import H2anyError, InvalidRequest
-from .._options import ConnectOptions
+from .._options import ConnectOptions, Unpack
 from .._version import __version__
 from ._call import (
     Deserializer,
@@ -28,13 +27,6 @@ from ._call import (
 from ._metadata import MetadataTypes, metadata_to_wire
 from ._status import RpcError, StatusCode
 from ._wire import MAX_MESSAGE_LENGTH, encode_timeout
-
-# At run time too (typing.get_type_hints resolves the signatures); anyio requires
-# typing_extensions where typing lacks Unpack.
-if sys.version_info >= (3, 11):
-    from typing import Unpack
-else:
-    from typing_extensions import Unpack
 
 __all__ = (
     "Channel",

@@ -4,7 +4,6 @@ may share it)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar, final
@@ -12,20 +11,13 @@ from typing import Any, Generic, TypeVar, final
 import anyio
 import anyio.abc
 
-from .._options import ConnectOptions
+from .._options import ConnectOptions, Unpack
 from ..sync._portal import LoopHosted, LoopThread, check_not_in_event_loop
 from ._call import EOF, CallBase, Deserializer, EOFType, Serializer
 from ._channel import DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH, MultiCallableBase
 from ._channel import Channel as AsyncChannel
 from ._metadata import Metadata, MetadataTypes
 from ._status import RpcError, StatusCode
-
-# At run time too (typing.get_type_hints resolves the signatures); anyio requires
-# typing_extensions where typing lacks Unpack.
-if sys.version_info >= (3, 11):
-    from typing import Unpack
-else:
-    from typing_extensions import Unpack
 
 __all__ = (
     "Call",

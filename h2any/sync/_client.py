@@ -4,7 +4,6 @@ own."""
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, final
@@ -20,20 +19,13 @@ from .._connection import DEFAULT_TIMEOUT
 from .._cookies import Cookies, CookieTypes
 from .._headers import HeaderTypes
 from .._multipart import FormData, RequestFiles
-from .._options import CLIENT_OPTIONS, ClientOptions, check_options
+from .._options import CLIENT_OPTIONS, ClientOptions, Unpack, check_options
 from .._redirects import EventHooks, check_event_hooks
 from .._response import Response as AsyncResponse
 from .._websocket import DEFAULT_MAX_MESSAGE_SIZE
 from ._connection import Response, with_complete_body
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 from ._websocket import WebSocket
-
-# At run time too (typing.get_type_hints resolves the signatures); anyio requires
-# typing_extensions where typing lacks Unpack.
-if sys.version_info >= (3, 11):
-    from typing import Unpack
-else:
-    from typing_extensions import Unpack
 
 __all__ = (
     "Client",

@@ -9,7 +9,6 @@ that serves async callers. No protocol logic lives here.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -23,6 +22,7 @@ from .._connection import open_websocket, run_connection
 from .._duplex import DuplexStream as AsyncDuplexStream
 from .._headers import Headers, HeaderTypes, has_wire_name
 from .._models import Request
+from .._options import ConnectOptions, Unpack
 from .._push import PushedStream as AsyncPushedStream
 from .._response import Response as AsyncResponse
 from .._response import (
@@ -36,15 +36,6 @@ from .._response import (
 from .._websocket import DEFAULT_MAX_MESSAGE_SIZE
 from ._portal import LoopHosted, LoopThread, check_not_in_event_loop
 from ._websocket import WebSocket
-
-# At run time too (typing.get_type_hints resolves the signatures); anyio requires
-# typing_extensions where typing lacks Unpack.
-if sys.version_info >= (3, 11):
-    from typing import Unpack
-else:
-    from typing_extensions import Unpack
-
-from .._options import ConnectOptions
 
 __all__ = (
     "Connection",

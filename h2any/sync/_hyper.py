@@ -40,7 +40,6 @@ import base64
 import binascii
 import enum
 import functools
-import sys
 import threading
 import time
 from collections import deque
@@ -68,20 +67,13 @@ from .._exceptions import (
 )
 from .._flow import BaseFlowControlManager
 from .._headers import Headers
-from .._options import HyperOptions
+from .._options import HyperOptions, Unpack
 from .._response import Response as AsyncResponse
 from .._response import body_read, cached_body
 from ._client import Client
 from ._connection import Connection, PushedStream, hosted_connection, take_complete_body
 from ._connection import Response as SyncResponse
 from ._portal import LoopThread, check_not_in_event_loop
-
-# At run time too (typing.get_type_hints resolves the signatures); anyio requires
-# typing_extensions where typing lacks Unpack.
-if sys.version_info >= (3, 11):
-    from typing import Unpack
-else:
-    from typing_extensions import Unpack
 
 __all__ = (
     "ChunkedDecodeError",
