@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Union, final, overload
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TypeVar, Union, final, overload
 
 from ._exceptions import InvalidRequest
 
@@ -14,6 +14,7 @@ __all__ = (
     "has_wire_name",
     "headers_from_wire",
     "joined_cookies",
+    "kept_block",
     "malformed_response_fields",
 )
 
@@ -227,6 +228,34 @@ def has_wire_name(headers: Headers, name: bytes) -> bool:
                 return True
         return False
     return name.decode("latin-1") in headers
+
+
+_Kept = TypeVar("_Kept")
+
+#: How many header blocks a cache of `kept_block` holds (it is emptied when full), and the
+#: largest block it keeps (bytes of names and values).
+BLOCK_CACHE_LIMIT = 64
+BLOCK_CACHE_BYTES = 2048
+
+
+def kept_block(
+    cache: dict[tuple[tuple[bytes, bytes], ...], _Kept],
+    raw: list[tuple[bytes, bytes]],
+    make: Callable[[list[tuple[bytes, bytes]]], _Kept],
+) -> _Kept:
+    """``make(raw)`` for the header block ``raw``, from ``cache`` when the same block came
+    before: a client sends (and a server answers with) the same few blocks again and again.
+    Only small blocks are kept, and a bounded number of them. What ``make`` returns must not
+    change afterwards: one object serves every use of the block."""
+    key = tuple(raw)
+    kept = cache.get(key)
+    if kept is None:
+        kept = make(raw)
+        if sum(len(name) + len(value) for name, value in raw) <= BLOCK_CACHE_BYTES:
+            if len(cache) >= BLOCK_CACHE_LIMIT:
+                cache.clear()
+            cache[key] = kept
+    return kept
 
 
 def joined_cookies(fields: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -14,7 +14,7 @@ from typing import Final, final
 from ._config import Origin, mask_url
 from ._decoders import accept_encoding
 from ._exceptions import InvalidRequest
-from ._headers import Headers, HeaderTypes
+from ._headers import Headers, HeaderTypes, kept_block
 from ._version import __version__
 
 __all__ = ("RequestBuilder", "check_headers", "percent_encode_non_ascii")
@@ -41,10 +41,6 @@ Fields = list[tuple[bytes, bytes]]
 # (sent as :authority) or None, the declared Content-Length or None, and whether the block
 # has its own content-length, user-agent and accept-encoding.
 _Block = tuple[Fields, bytes | None, int | None, bool, bool, bool]
-# Blocks a builder keeps checked (a client sends the same few again and again): small ones,
-# a bounded number.
-_BLOCK_CACHE_LIMIT: Final = 64
-_BLOCK_CACHE_BYTES: Final = 2048
 
 
 def check_headers(headers: Headers, what: str = "header") -> Fields:
@@ -160,15 +156,9 @@ class RequestBuilder:
             raw = headers.raw
         else:
             raw = Headers(headers).raw
-        key = tuple(raw)
-        block = self._blocks.get(key)
-        if block is None:
-            block = self._block(raw)
-            if sum(len(name) + len(value) for name, value in raw) <= _BLOCK_CACHE_BYTES:
-                if len(self._blocks) >= _BLOCK_CACHE_LIMIT:
-                    self._blocks.clear()
-                self._blocks[key] = block
-        tail, host, declared, has_length, has_agent, has_encoding = block
+        tail, host, declared, has_length, has_agent, has_encoding = kept_block(
+            self._blocks, raw, self._block
+        )
         if host is not None and not tunnel:  # (a plain CONNECT's :authority is its target)
             fields[2] = (b":authority", host)
         if declared is not None and body_length is not None and declared != body_length:

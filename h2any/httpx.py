@@ -59,7 +59,7 @@ from ._exceptions import (
 )
 from ._exceptions import TimeoutError as _TimeoutError
 from ._flow import BaseFlowControlManager
-from ._headers import Headers, headers_from_wire
+from ._headers import Headers, headers_from_wire, kept_block
 from ._response import Response as _AsyncResponse
 from ._response import body_arrived
 from .sync._client import Client as _SyncClient
@@ -255,11 +255,8 @@ def _converted_headers(raw: list[tuple[bytes, bytes]]) -> Headers:
     return headers_from_wire(fields)
 
 
-# A transport's header blocks already converted are kept (per transport, so that no
-# credentials outlive it): a client sends the same few blocks again and again. Only small
-# blocks, and a bounded number of them.
-_HEADER_CACHE_LIMIT = 64
-_HEADER_CACHE_BLOCK = 2048  # bytes of names and values
+# A transport keeps the header blocks it converted (``kept_block``; per transport, so that no
+# credentials outlive it).
 
 
 def _response_headers(
@@ -267,16 +264,7 @@ def _response_headers(
 ) -> httpx.Headers:
     """The response's header fields as ``httpx.Headers``, from ``cache`` when the same block
     came before (httpx.Response copies what it is given: the kept one is never changed)."""
-    raw = response.headers.raw
-    key = tuple(raw)
-    headers = cache.get(key)
-    if headers is None:
-        headers = httpx.Headers(raw)
-        if sum(len(name) + len(value) for name, value in raw) <= _HEADER_CACHE_BLOCK:
-            if len(cache) >= _HEADER_CACHE_LIMIT:
-                cache.clear()
-            cache[key] = headers
-    return headers
+    return kept_block(cache, response.headers.raw, httpx.Headers)
 
 
 def _cached_headers(
@@ -284,16 +272,7 @@ def _cached_headers(
 ) -> Headers:
     """The request's header fields for h2any, from ``cache`` when the same block was converted
     before ([`Headers`][h2any.Headers] are immutable: one object serves every request)."""
-    raw = request.headers.raw
-    key = tuple(raw)
-    headers = cache.get(key)
-    if headers is None:
-        headers = _converted_headers(raw)
-        if sum(len(name) + len(value) for name, value in raw) <= _HEADER_CACHE_BLOCK:
-            if len(cache) >= _HEADER_CACHE_LIMIT:
-                cache.clear()
-            cache[key] = headers
-    return headers
+    return kept_block(cache, request.headers.raw, _converted_headers)
 
 
 # --------------------------------------------------------------------------- errors
