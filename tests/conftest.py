@@ -114,8 +114,8 @@ def _no_leaked_h2any_resources() -> Iterator[None]:
 
 
 def run_mypy(source: Path, python_version: str = "3.11") -> tuple[str, str, int]:
-    """``mypy --strict SOURCE`` (for ``python_version``, no cache kept beside the source's
-    own directory) in a process of its own: ``(stdout, stderr, exit status)``, as
+    """``mypy --strict SOURCE`` for ``python_version`` (nothing incremental; its cache in a
+    directory beside the source) in a process of its own: ``(stdout, stderr, exit status)``, as
     ``mypy.api.run`` gives them.
 
     Not ``mypy.api.run`` in the test process: mypy keeps about 575,000 objects alive in
